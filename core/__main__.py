@@ -1,0 +1,43 @@
+"""Command line: python -m core demo|info|tiles|train|runs ... (same functions as the UI)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from core.errors import DataError, JobBusyError
+
+# Each command lives in core/cli/<name>.py with register(subparsers) and run(args) -> int.
+COMMANDS = ("demo", "info", "tiles", "genes", "train", "runs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
+    parser.add_argument("--workspace", help="workspace folder (default $HISTOGENE_WORKSPACE or ./workspace)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    modules = {}
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"core.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"core.cli.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+        modules[name] = module
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return int(modules[args.command].run(args) or 0)
+    except (DataError, JobBusyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
