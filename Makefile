@@ -1,0 +1,53 @@
+# Two commands do all set-up on a fresh machine:
+#   make run   - install into .venv and serve the app on the demo cohort (http://localhost:8501)
+#   make test  - install into .venv (+ Debian's chromium) and run every test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP := $(VENV)/.dev-installed
+PORT ?= 8501
+
+.PHONY: run test lint e2e unit chromium bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(RUNTIME_STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt $(RUNTIME_STAMP)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+run: $(RUNTIME_STAMP)
+	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.headless true
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
+
+unit: $(DEV_STAMP)
+	$(VENV)/bin/pytest -q -m "not e2e"
+
+e2e: $(DEV_STAMP) chromium
+	$(VENV)/bin/pytest -q -m e2e
+
+test: $(DEV_STAMP) chromium
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q -ra
+
+bench: $(RUNTIME_STAMP)
+	$(PY) benchmarks/bench_tiling.py
+	$(PY) benchmarks/bench_gct_load.py --genes 5000 --samples 17382
+	$(PY) benchmarks/bench_train.py
+
+clean:
+	rm -rf workspace .pytest_cache
