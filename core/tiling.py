@@ -1,0 +1,590 @@
+"""Tile index of a cohort: tissue mask, tile grid, quality control and balanced sampling.
+
+Like the GTEx study, tiles are `tile_size` (448) px at the chosen magnification (20x): a 40x slide
+gives 896 px level-0 regions read down to 448. The tissue mask comes from a thumbnail, so background
+is never read at full resolution. Each candidate tile goes through named QC stages, in order; the
+first failing stage is the tile's `reason`, and every metric is kept so thresholds can be re-tuned
+from the index without re-reading slides.
+
+Tiles are NOT stored as JPEG files (the study did); the index keeps coordinates and `read_tile(row)`
+reads pixels on the fly from the slide. Why: a JPEG copy duplicates the slides (about 5 MB per
+slide at 100 tiles, far more at the 5,000-per-tissue targets) and re-compresses already
+JPEG-compressed pixels; a coordinate index is a few KB per slide, is cached by slide fingerprint
+and parameters, and always matches the slide it points at. The training step builds its own resized
+uint8 pack from `read_tile`, so the slides are read once per pack, not per epoch.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import threading
+import zlib
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy import ndimage
+
+from core.cache import atomic_write_json, cache_key, file_fingerprint
+from core.config import Workspace, workspace
+from core.errors import DataError
+from core.slides import Slide, open_slide
+
+# Applied in this order; a tile's `reason` is the first stage it fails. `pen` extends the contract.
+QC_STAGES = ("jpeg_size", "half_empty", "dirt", "blur", "pen")
+
+INDEX_COLUMNS = {
+    "sample_id": "string",
+    "tissue": "string",
+    "subject_id": "string",
+    "slide_path": "string",
+    "level": "int32",
+    "x": "int64",
+    "y": "int64",
+    "read_size": "int32",
+    "tile_size": "int32",
+    "tissue_fraction": "float32",
+    "jpeg_kb": "float32",
+    "min_piece_std": "float32",
+    "min_channel_std": "float32",
+    "blur": "float32",
+    "pen_fraction": "float32",  # extension of the contract: share of pen-ink pixels
+    "passed_qc": "bool",
+    "reason": "string",
+    "selected": "bool",
+}
+REQUIRED_SAMPLE_COLUMNS = ("sample_id", "tissue", "subject_id", "slide_path")
+UNKNOWN_TISSUE = "Unknown"
+
+# JPEG thresholds are tuned for 448 px tiles at quality 75; fatty tissues are mostly empty
+# adipocyte lumen and compress small even when they are good tissue, so they get lower bars.
+DEFAULT_JPEG_KB: dict[str, float] = {
+    "Adipose - Subcutaneous": 10.0,
+    "Adipose - Visceral (Omentum)": 10.0,
+    "Breast - Mammary Tissue": 10.0,
+}
+_REFERENCE_TILE = 448
+
+
+@dataclass(frozen=True)
+class TilingParams:
+    tile_size: int = 448
+    magnification: float = 20.0
+    tiles_per_slide: int = 100
+    tissue_target: int = 5000
+    seed: int = 0
+    # Tissue mask on the thumbnail: HSV saturation above this is stained tissue.
+    mask_saturation: float = 0.07
+    min_tissue_fraction: float = 0.5
+    # QC thresholds (see QC_STAGES); a tile fails a stage when its metric is below the bar,
+    # except pen, which fails above it.
+    jpeg_quality: int = 75
+    jpeg_kb: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_JPEG_KB))
+    jpeg_kb_default: float = 18.0
+    pieces: int = 4
+    min_piece_std: float = 6.0
+    min_channel_std: float = 10.0
+    min_blur: float = 80.0
+    max_pen_fraction: float = 0.08
+
+    def jpeg_kb_for(self, tissue: str) -> float:
+        """The tissue's JPEG-size bar, scaled from 448 px tiles to this tile size."""
+        base = self.jpeg_kb.get(tissue, self.jpeg_kb_default)
+        return base * (self.tile_size / _REFERENCE_TILE) ** 2
+
+
+@dataclass
+class TileIndexResult:
+    index: pd.DataFrame
+    path: Path
+    summary: dict[str, Any]
+
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixels: tissue mask and per-tile QC metrics
+
+
+def _hsv(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hue in degrees, saturation and value in [0, 1], as float32 arrays."""
+    rgb = image.astype(np.float32) / 255.0
+    top = rgb.max(axis=2)
+    bottom = rgb.min(axis=2)
+    spread = top - bottom
+    saturation = np.where(top > 0, spread / np.maximum(top, 1e-6), 0.0)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    safe = np.maximum(spread, 1e-6)
+    hue = np.where(
+        top == r, ((g - b) / safe) % 6.0, np.where(top == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0)
+    )
+    return (hue * 60.0).astype(np.float32), saturation.astype(np.float32), top
+
+
+def tissue_mask(thumbnail: np.ndarray, saturation: float = 0.07) -> np.ndarray:
+    """Boolean mask of stained tissue: saturated, not glass-white, cleaned of specks and gaps."""
+    _, sat, value = _hsv(thumbnail)
+    mask = (sat > saturation) & (value < 0.95)
+    # A 3x3 opening drops dust specks; closing and hole filling keep pale lumen inside tissue.
+    mask = ndimage.binary_opening(mask, iterations=1)
+    mask = ndimage.binary_closing(mask, iterations=2)
+    return ndimage.binary_fill_holes(mask)
+
+
+def _gray(tile: np.ndarray) -> np.ndarray:
+    return tile.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _pen_fraction(tile: np.ndarray) -> float:
+    """Share of pixels in marker-ink colours: green/cyan, saturated blue, or near black.
+
+    H&E is pink (eosin) to purple (hematoxylin, hue ~250-330 deg); pen ink and tissue dye are
+    green, strongly saturated blue, or black, which stained tissue almost never is.
+    """
+    hue, sat, value = _hsv(tile)
+    green = (hue > 70) & (hue < 200) & (sat > 0.2)
+    blue = (hue >= 200) & (hue < 240) & (sat > 0.5)
+    black = value < 0.12
+    return float((green | blue | black).mean())
+
+
+def tile_metrics(tile: np.ndarray, params: TilingParams | None = None) -> dict[str, float]:
+    """QC metrics of one uint8 RGB tile: jpeg_kb, min_piece_std, min_channel_std, blur, pen_fraction."""
+    params = params or TilingParams()
+    buffer = io.BytesIO()
+    Image.fromarray(tile).save(buffer, format="JPEG", quality=params.jpeg_quality)
+    gray = _gray(tile)
+    h, w = gray.shape
+    n = params.pieces
+    piece_stds = [
+        gray[i * h // n : (i + 1) * h // n, j * w // n : (j + 1) * w // n].std() for i in range(n) for j in range(n)
+    ]
+    laplacian = gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:] - 4.0 * gray[1:-1, 1:-1]
+    return {
+        "jpeg_kb": buffer.tell() / 1024.0,
+        "min_piece_std": float(min(piece_stds)),
+        "min_channel_std": float(tile.reshape(-1, tile.shape[2]).std(axis=0).min()),
+        "blur": float(laplacian.var()),
+        "pen_fraction": _pen_fraction(tile),
+    }
+
+
+def qc_reason(metrics: Mapping[str, float], params: TilingParams, tissue: str = UNKNOWN_TISSUE) -> str:
+    """The first QC stage the tile fails, or "" when it passes them all."""
+    failed = {
+        "jpeg_size": metrics["jpeg_kb"] < params.jpeg_kb_for(tissue),
+        "half_empty": metrics["min_piece_std"] < params.min_piece_std,
+        "dirt": metrics["min_channel_std"] < params.min_channel_std,
+        "blur": metrics["blur"] < params.min_blur,
+        "pen": metrics["pen_fraction"] > params.max_pen_fraction,
+    }
+    return next((stage for stage in QC_STAGES if failed[stage]), "")
+
+
+# ---------------------------------------------------------------------------------------------
+# One slide: grid, candidates, QC
+
+
+def _level_for(slide: Slide, downsample: float) -> int:
+    """The pyramid level slideio reads for this downsample: the coarsest one not below it."""
+    best = 0
+    for index, (_, _, level_downsample) in enumerate(slide.info.levels):
+        if level_downsample <= downsample * 1.01:
+            best = index
+    return best
+
+
+def _candidate_cells(slide: Slide, read_size: int, params: TilingParams) -> list[tuple[int, int, float]]:
+    """(x, y, tissue_fraction) of full grid cells whose thumbnail footprint is mostly tissue."""
+    info = slide.info
+    columns, rows = info.width // read_size, info.height // read_size
+    if columns == 0 or rows == 0:
+        return []
+    # Enough thumbnail pixels that each tile spans at least ~8 of them, within memory reason.
+    max_side = min(4096, max(1024, math.ceil(max(info.width, info.height) * 8 / read_size)))
+    thumb, scale = slide.thumbnail(max_side)
+    mask = tissue_mask(thumb, params.mask_saturation).astype(np.float64)
+    integral = np.pad(mask.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    cells = []
+    for row in range(rows):
+        for col in range(columns):
+            x, y = col * read_size, row * read_size
+            x0, y0 = int(x / scale), int(y / scale)
+            x1 = max(x0 + 1, min(mask.shape[1], int(round((x + read_size) / scale))))
+            y1 = max(y0 + 1, min(mask.shape[0], int(round((y + read_size) / scale))))
+            area = (x1 - x0) * (y1 - y0)
+            inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+            fraction = float(inside / area)
+            if fraction >= params.min_tissue_fraction:
+                cells.append((x, y, fraction))
+    return cells
+
+
+def tile_slide(sample: Mapping[str, Any], params: TilingParams) -> dict[str, Any]:
+    """Rows of one slide's candidate tiles with QC metrics, plus slide facts for the summary."""
+    path = str(sample["slide_path"])
+    tissue = str(sample.get("tissue") or UNKNOWN_TISSUE)
+    with open_slide(path) as slide:
+        info = slide.info
+        read_size = max(1, round(params.tile_size * info.magnification / params.magnification))
+        notes = list(info.warnings)
+        if read_size < params.tile_size:
+            notes.append(
+                f"slide is {info.magnification:g}x, below the {params.magnification:g}x asked: tiles are upsampled"
+            )
+        level = _level_for(slide, read_size / params.tile_size)
+        rows = []
+        for x, y, fraction in _candidate_cells(slide, read_size, params):
+            tile = slide.read_region(x, y, read_size, read_size, out_size=(params.tile_size, params.tile_size))
+            metrics = tile_metrics(tile, params)
+            reason = qc_reason(metrics, params, tissue)
+            rows.append(
+                {
+                    "sample_id": str(sample["sample_id"]),
+                    "tissue": tissue,
+                    "subject_id": str(sample.get("subject_id") or ""),
+                    "slide_path": path,
+                    "level": level,
+                    "x": x,
+                    "y": y,
+                    "read_size": read_size,
+                    "tile_size": params.tile_size,
+                    "tissue_fraction": fraction,
+                    **metrics,
+                    "passed_qc": reason == "",
+                    "reason": reason,
+                    "selected": False,
+                }
+            )
+    slide_facts = {
+        "magnification": info.magnification,
+        "magnification_assumed": info.magnification_assumed,
+        "mpp": info.mpp,
+        "mpp_assumed": info.mpp_assumed,
+        "width": info.width,
+        "height": info.height,
+        "read_size": read_size,
+        "warnings": notes,
+    }
+    if not rows:
+        slide_facts["note"] = "no tissue found: no grid cell reached the tissue fraction threshold"
+    return {"rows": rows, "slide": slide_facts}
+
+
+def _tile_slide_safely(sample: dict[str, Any], params: TilingParams) -> dict[str, Any]:
+    """Worker entry: one bad slide becomes an error entry instead of stopping the pool."""
+    try:
+        return tile_slide(sample, params)
+    except DataError as exc:
+        return {"error": str(exc)}
+    except Exception as exc:  # a codec crash on one slide must not lose the others
+        return {"error": f"{sample.get('slide_path')}: unexpected {type(exc).__name__}: {exc}"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Balanced sampling
+
+
+def _allocate(available: np.ndarray, per_slide: int, target: int) -> np.ndarray:
+    """Tiles to take per slide: at least `per_slide` (or enough to reach `target` together), capped
+    by what each slide has; a shortfall is topped up from slides with tiles to spare."""
+    if available.size == 0:
+        return available.copy()
+    quota = max(per_slide, math.ceil(target / available.size))
+    take = np.minimum(available, quota)
+    if take.sum() < target and take.sum() < available.sum():
+        # Water-filling: the lowest common cap that reaches the target, then trim the overshoot.
+        low, high = quota, int(available.max())
+        while low < high:
+            mid = (low + high) // 2
+            if np.minimum(available, mid).sum() >= target:
+                high = mid
+            else:
+                low = mid + 1
+        take = np.minimum(available, low)
+        overshoot = int(take.sum()) - target  # fewer than the slides sitting at the cap
+        for i in np.flatnonzero(take == low)[::-1][: max(overshoot, 0)]:
+            take[i] -= 1
+    return take
+
+
+def select_balanced(index: pd.DataFrame, params: TilingParams) -> np.ndarray:
+    """Boolean mask of the tiles chosen (seeded) among QC-passed ones, balanced across tissues."""
+    chosen = np.zeros(len(index), dtype=bool)
+    if index.empty:
+        return chosen
+    passed = index[index["passed_qc"].to_numpy(dtype=bool)]
+    for _, tissue_rows in passed.groupby("tissue", sort=True):
+        by_slide = list(tissue_rows.groupby("sample_id", sort=True))
+        available = np.array([len(rows) for _, rows in by_slide])
+        take = _allocate(available, params.tiles_per_slide, params.tissue_target)
+        for (sample_id, rows), count in zip(by_slide, take, strict=True):
+            # Seeded per slide, so a slide's picks do not depend on which other slides are present.
+            rng = np.random.default_rng([params.seed, zlib.crc32(str(sample_id).encode())])
+            picks = rng.choice(len(rows), size=int(count), replace=False)
+            chosen[index.index.get_indexer(rows.index[picks])] = True
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------
+# Cohort: index, cache, summary
+
+
+def _empty_index() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in INDEX_COLUMNS.items()})
+
+
+def _as_index(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    if not rows:
+        return _empty_index()
+    frame = pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
+    return frame.astype(INDEX_COLUMNS).reset_index(drop=True)
+
+
+def tiling_summary(index: pd.DataFrame, path: str | Path | None = None) -> dict[str, Any]:
+    """Counts of an index: considered, kept (passed QC), selected, rejected per stage, per slide/tissue."""
+    reasons = index["reason"].astype(str)
+    rejected = {stage: int((reasons == stage).sum()) for stage in QC_STAGES}
+    per_slide: dict[str, Any] = {}
+    for sample_id, rows in index.groupby("sample_id", sort=True):
+        slide_reasons = rows["reason"].astype(str)
+        per_slide[str(sample_id)] = {
+            "tissue": str(rows["tissue"].iloc[0]),
+            "considered": len(rows),
+            "kept": int(rows["passed_qc"].sum()),
+            "selected": int(rows["selected"].sum()),
+            "rejected": {stage: int((slide_reasons == stage).sum()) for stage in QC_STAGES},
+        }
+    per_tissue: dict[str, Any] = {}
+    for tissue, rows in index.groupby("tissue", sort=True):
+        per_tissue[str(tissue)] = {
+            "slides": int(rows["sample_id"].nunique()),
+            "considered": len(rows),
+            "kept": int(rows["passed_qc"].sum()),
+            "selected": int(rows["selected"].sum()),
+        }
+    return {
+        "considered": len(index),
+        "kept": int(index["passed_qc"].sum()),
+        "selected": int(index["selected"].sum()),
+        "rejected": rejected,
+        "per_slide": per_slide,
+        "per_tissue": per_tissue,
+        "index": str(path) if path is not None else None,
+    }
+
+
+def _validated_samples(samples: pd.DataFrame) -> pd.DataFrame:
+    missing = [name for name in REQUIRED_SAMPLE_COLUMNS if name not in samples.columns]
+    if missing:
+        raise DataError(None, f"samples table lacks columns {missing} (needs {list(REQUIRED_SAMPLE_COLUMNS)})")
+    table = samples[list(REQUIRED_SAMPLE_COLUMNS)].copy()
+    table["sample_id"] = table["sample_id"].astype(str)
+    duplicated = table["sample_id"][table["sample_id"].duplicated()].unique().tolist()
+    if duplicated:
+        raise DataError(None, f"samples table lists sample_id more than once: {duplicated[:5]}")
+    table["tissue"] = table["tissue"].fillna(UNKNOWN_TISSUE).astype(str)
+    table["subject_id"] = table["subject_id"].fillna("").astype(str)
+    # Absolute paths, so read_tile works from any working directory (symlinks kept as named).
+    table["slide_path"] = [
+        os.path.abspath(path) if isinstance(path, (str, os.PathLike)) and str(path) else None
+        for path in table["slide_path"]
+    ]
+    return table.sort_values("sample_id").reset_index(drop=True)
+
+
+def _fingerprint(path: Any) -> str:
+    try:
+        return file_fingerprint(path)
+    except (OSError, TypeError):
+        return f"unreadable:{path}"  # the worker reports the real problem for this slide
+
+
+def index_key(samples: pd.DataFrame, params: TilingParams) -> str:
+    """Cache key of a tile index: slide fingerprints, paths, sample fields and every parameter."""
+    table = _validated_samples(samples)
+    slides = [
+        [row.sample_id, row.tissue, row.subject_id, str(row.slide_path), _fingerprint(row.slide_path)]
+        for row in table.itertuples(index=False)
+    ]
+    return cache_key("tile_index", asdict(params), slides)
+
+
+def load_tile_index(path: str | Path) -> pd.DataFrame:
+    """A saved tile index (the parquet file, or the folder holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "index.parquet"
+    if not path.is_file():
+        raise DataError(path, "tile index not found")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:
+        raise DataError(path, f"unreadable tile index ({exc})") from exc
+
+
+def _load_saved(folder: Path) -> TileIndexResult | None:
+    import json
+
+    summary_path, index_path = folder / "summary.json", folder / "index.parquet"
+    if not (summary_path.is_file() and index_path.is_file()):
+        return None
+    try:
+        summary = json.loads(summary_path.read_text())
+        index = pd.read_parquet(index_path)
+    except Exception:  # a damaged save is rebuilt, never fatal
+        return None
+    summary["cached"] = True
+    return TileIndexResult(index=index, path=index_path, summary=summary)
+
+
+def _save(folder: Path, index: pd.DataFrame, summary: dict[str, Any]) -> Path:
+    """Index then summary, each via temp file + rename; the summary is written last and marks a
+    complete save, so a killed run never leaves a half index that looks finished."""
+    folder.mkdir(parents=True, exist_ok=True)
+    index_path = folder / "index.parquet"
+    tmp = folder / f".index.parquet.{os.getpid()}.tmp"
+    index.to_parquet(tmp, index=False)
+    os.replace(tmp, index_path)
+    atomic_write_json(folder / "summary.json", summary)
+    return index_path
+
+
+def _run_slides(
+    tasks: list[dict[str, Any]], params: TilingParams, progress: ProgressFn | None, workers: int
+) -> dict[str, dict[str, Any]]:
+    """Tile every slide, in a process pool when workers > 1, reporting progress as slides finish."""
+    results: dict[str, dict[str, Any]] = {}
+    total = len(tasks)
+
+    def finished(sample_id: str, outcome: dict[str, Any]) -> None:
+        results[sample_id] = outcome
+        if progress is not None:
+            if "error" in outcome:
+                message = f"{sample_id}: error"
+            else:
+                kept = sum(row["passed_qc"] for row in outcome["rows"])
+                message = f"{sample_id}: {kept} kept of {len(outcome['rows'])}"
+            progress(len(results), total, message)
+
+    if workers <= 1 or total <= 1:
+        for task in tasks:
+            finished(task["sample_id"], _tile_slide_safely(task, params))
+        return results
+    # spawn, not fork: the UI and job runners have threads, and slideio handles must not be shared.
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    try:
+        futures = {pool.submit(_tile_slide_safely, task, params): task for task in tasks}
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # the worker process died (e.g. out of memory)
+                outcome = {"error": f"{task['slide_path']}: worker failed ({type(exc).__name__}: {exc})"}
+            finished(task["sample_id"], outcome)
+    finally:
+        # A progress callback that raises (cancellation) drops the queued slides at once.
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results
+
+
+def build_tile_index(
+    samples: pd.DataFrame,
+    params: TilingParams | None = None,
+    ws: Workspace | None = None,
+    progress: ProgressFn | None = None,
+    workers: int | None = None,
+) -> TileIndexResult:
+    """Tile, QC and sample every slide in `samples`; saved under ws.tiles_dir/<key>/ and reused."""
+    params = params or TilingParams()
+    ws = ws or workspace()
+    table = _validated_samples(samples)
+    key = index_key(table, params)
+    folder = ws.tiles_dir / key.split(":", 1)[1]
+    saved = _load_saved(folder)
+    if saved is not None:
+        if progress is not None:
+            progress(len(table), len(table), "reused saved tile index")
+        return saved
+
+    errors: dict[str, str] = {}
+    tasks = []
+    for row in table.itertuples(index=False):
+        if row.slide_path is None:
+            errors[row.sample_id] = f"{row.sample_id}: no slide file"
+        else:
+            tasks.append(row._asdict())
+    if workers is None:
+        workers = min(os.cpu_count() or 1, len(tasks))
+    outcomes = _run_slides(tasks, params, progress, max(1, int(workers)))
+
+    rows: list[dict[str, Any]] = []
+    slides: dict[str, dict[str, Any]] = {}
+    for sample_id in sorted(outcomes):
+        outcome = outcomes[sample_id]
+        if "error" in outcome:
+            errors[sample_id] = outcome["error"]
+        else:
+            rows.extend(outcome["rows"])
+            slides[sample_id] = outcome["slide"]
+    index = _as_index(rows)
+    index["selected"] = select_balanced(index, params)
+
+    index_path = folder / "index.parquet"
+    summary = tiling_summary(index, index_path)
+    tissue_of = dict(zip(table["sample_id"], table["tissue"], strict=True))
+    zero = {"considered": 0, "kept": 0, "selected": 0, "rejected": dict.fromkeys(QC_STAGES, 0)}
+    for sample_id, facts in slides.items():
+        entry = summary["per_slide"].setdefault(sample_id, {"tissue": tissue_of[sample_id], **zero})
+        entry.update(facts)
+    summary.update(
+        slides=len(table),
+        slides_tiled=len(slides),
+        errors=errors,
+        params=asdict(params),
+        key=key,
+        cached=False,
+    )
+    _save(folder, index, summary)
+    return TileIndexResult(index=index, path=index_path, summary=summary)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading tiles back
+
+_OPEN_SLIDES: dict[str, Slide] = {}
+_OPEN_PID = os.getpid()
+_OPEN_LOCK = threading.Lock()
+_MAX_OPEN = 8
+
+
+def _cached_slide(path: str) -> Slide:
+    """An open handle per slide and process (a forked child reopens its own)."""
+    global _OPEN_PID
+    if os.getpid() != _OPEN_PID:
+        _OPEN_SLIDES.clear()
+        _OPEN_PID = os.getpid()
+    slide = _OPEN_SLIDES.get(path)
+    if slide is None:
+        if len(_OPEN_SLIDES) >= _MAX_OPEN:
+            _OPEN_SLIDES.pop(next(iter(_OPEN_SLIDES))).close()
+        slide = _OPEN_SLIDES[path] = open_slide(path)
+    return slide
+
+
+def read_tile(row: Mapping[str, Any] | pd.Series, out_size: int | None = None) -> np.ndarray:
+    """uint8 RGB pixels of one index row, `tile_size` square unless `out_size` is given."""
+    size = int(out_size or row["tile_size"])
+    read_size = int(row["read_size"])
+    with _OPEN_LOCK:  # slideio handles are not documented as thread-safe
+        slide = _cached_slide(str(row["slide_path"]))
+        return slide.read_region(int(row["x"]), int(row["y"]), read_size, read_size, out_size=(size, size))
