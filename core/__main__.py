@@ -10,7 +10,7 @@ import sys
 from core.errors import DataError, JobBusyError
 
 # Each command lives in core/cli/<name>.py with register(subparsers) and run(args) -> int.
-COMMANDS = ("demo", "info", "tiles", "genes", "train", "runs")
+COMMANDS = ("demo", "info", "tiles", "genes", "train", "runs", "jobs")
 
 
 def main(argv: list[str] | None = None) -> int:
