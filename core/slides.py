@@ -164,7 +164,7 @@ class Slide:
         self._grayscale_scale: float | None = None
         self.info = self._read_info(driver)
         for message in self.info.warnings:
-            warnings.warn(f"{path}: {message}", DataWarning, stacklevel=2)
+            warnings.warn(f"{path}: {message}", DataWarning, stacklevel=3)  # the open_slide caller
 
     def _read_info(self, driver: str) -> SlideInfo:
         scene, notes = self._scene, []
