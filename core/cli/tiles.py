@@ -1,0 +1,156 @@
+"""`python -m core tiles --data DIR | --slide PATH [--json]`: build (or reuse) the tile index with QC."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.config import Workspace, configured_data_dir, workspace
+from core.errors import DataError
+from core.tiling import UNKNOWN_TISSUE, TilingParams, build_tile_index
+
+_BAR_WIDTH = 30
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("tiles", help="tile slides with quality control and balanced sampling")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--data", help="dataset folder (default $HISTOGENE_DATA, else the demo cohort)")
+    source.add_argument("--slide", help="tile one slide (tissue 'Unknown') for a quick check")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    defaults = TilingParams()
+    parser.add_argument("--tile-size", type=int, default=defaults.tile_size, help="tile side in px at --magnification")
+    parser.add_argument("--magnification", type=float, default=defaults.magnification)
+    parser.add_argument("--tiles-per-slide", type=int, default=defaults.tiles_per_slide)
+    parser.add_argument("--tissue-target", type=int, default=defaults.tissue_target, help="tiles wanted per tissue")
+    parser.add_argument("--workers", type=int, default=None, help="slide processes (default: CPU count)")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--job-dir", help=argparse.SUPPRESS)
+
+
+def _params(args: argparse.Namespace) -> TilingParams:
+    for name in ("tile_size", "tiles_per_slide", "tissue_target"):
+        if getattr(args, name) <= 0:
+            raise DataError(None, f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.magnification <= 0:
+        raise DataError(None, f"--magnification must be positive, got {args.magnification}")
+    return TilingParams(
+        tile_size=args.tile_size,
+        magnification=args.magnification,
+        tiles_per_slide=args.tiles_per_slide,
+        tissue_target=args.tissue_target,
+        seed=args.seed,
+    )
+
+
+def _one_slide(path: str) -> pd.DataFrame:
+    slide = Path(path)
+    if not slide.is_file():
+        raise DataError(slide, "file not found")
+    return pd.DataFrame(
+        {"sample_id": [slide.stem or slide.name], "tissue": [UNKNOWN_TISSUE], "subject_id": [""], "slide_path": [path]}
+    )
+
+
+def _cohort_samples(data: Path, ws: Workspace) -> pd.DataFrame:
+    """Samples with a slide, from core.dataset (the contract's loader)."""
+    from core.dataset import load_cohort
+
+    cohort = load_cohort(data, ws)
+    for warning in cohort.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    samples = cohort.samples
+    return samples[samples["has_slide"].astype(bool)]
+
+
+def _reporter(ws: Workspace, job_dir: str | None) -> AbstractContextManager[Any]:
+    """core.jobs.JobReporter when that module is present; a no-op stand-in otherwise."""
+    try:
+        from core.jobs import JobReporter
+    except ImportError:
+        return _NoJob()
+    return JobReporter(ws, "tiles", job_dir=job_dir)
+
+
+class _NoJob(AbstractContextManager):
+    result: Any = None
+
+    def progress(self, done: float, total: float | None, message: str = "", **extra: Any) -> None:
+        pass
+
+    def check_cancel(self) -> None:
+        pass
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def _print_bar(done: int, total: int, message: str) -> None:
+    filled = round(_BAR_WIDTH * done / total) if total else _BAR_WIDTH
+    line = f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done}/{total} {message}"
+    if sys.stderr.isatty():
+        end = "\n" if done >= total else ""
+        print(f"\r{line[:120]:<120}", end=end, file=sys.stderr, flush=True)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _human(summary: dict[str, Any]) -> str:
+    rejected = ", ".join(f"{stage} {count}" for stage, count in summary["rejected"].items() if count) or "none"
+    lines = [
+        f"tiles: {summary['considered']} considered, {summary['kept']} kept, {summary.get('selected', 0)} selected",
+        f"rejected: {rejected}",
+    ]
+    for sample_id, entry in summary["per_slide"].items():
+        line = f"  {sample_id} ({entry['tissue']}): {entry['kept']} kept of {entry['considered']}"
+        if entry.get("magnification_assumed"):
+            line += f" [magnification assumed {entry['magnification']:g}x]"
+        if entry.get("note"):
+            line += f" [{entry['note']}]"
+        lines.append(line)
+    for sample_id, error in summary.get("errors", {}).items():
+        lines.append(f"  {sample_id}: error: {error}")
+    lines.append(f"index: {summary['index']}" + (" (reused)" if summary.get("cached") else ""))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    ws = workspace(args.workspace)
+    params = _params(args)
+    if args.slide:
+        samples = _one_slide(args.slide)
+    else:
+        data = Path(args.data).expanduser().resolve() if args.data else (configured_data_dir() or ws.demo_dir)
+        if not data.is_dir():
+            raise DataError(data, "dataset folder not found")
+        samples = _cohort_samples(data, ws)
+    result = None
+    with _reporter(ws, args.job_dir) as job:
+
+        def progress(done: int, total: int, message: str) -> None:
+            _print_bar(done, total, message)
+            job.progress(done, total, message)
+            job.check_cancel()  # stops the remaining slides; the job ends `cancelled`
+
+        result = build_tile_index(samples, params, ws, progress=progress, workers=args.workers)
+        errors = result.summary.get("errors") or {}
+        if errors and not result.summary.get("slides_tiled"):
+            # Nothing could be tiled: fail with the (first) slide's own message, exit code 2.
+            raise DataError(None, next(iter(errors.values())))
+        job.result = {key: result.summary[key] for key in ("considered", "kept", "selected", "rejected", "index")}
+    if result is None:  # cancelled: the reporter recorded it; the saved indexes are untouched
+        print("tiles: cancelled", file=sys.stderr)
+        return 1
+    summary = result.summary
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2, default=str)
+        print()
+    else:
+        print(_human(summary))
+    return 0
