@@ -1,0 +1,181 @@
+"""Reading side of training runs (cheap enough for the UI to call every second; no torch import)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.config import Workspace
+from core.errors import DataError
+
+RUN_COLUMNS = (
+    "run_id", "status", "arch", "lr", "batch_size", "image_size", "epochs_done", "epochs_planned",
+    "best_test_acc", "duration_s", "created", "message", "path",
+)
+BATCH_COLUMNS = ("epoch", "batch", "batches", "loss", "acc", "tiles_per_s", "elapsed")
+EPOCH_COLUMNS = (
+    "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "tiles_per_s", "confusion",
+)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def new_run_dir(ws: Workspace) -> Path:
+    """A fresh, empty run folder under ws.runs_dir named by time (sorts chronologically)."""
+    ws.runs_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = ws.runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def run_path(ws: Workspace, run: str | Path) -> Path:
+    """A run id (folder name under ws.runs_dir) or a path -> the run folder; DataError if not a run."""
+    candidate = Path(run)
+    path = candidate if candidate.is_dir() and (candidate / "config.json").exists() else ws.runs_dir / str(run)
+    if path.resolve().parent != ws.runs_dir.resolve() and not (path / "config.json").exists():
+        raise DataError(run, "not a run id or run folder")
+    if not (path / "config.json").exists():
+        raise DataError(path, "no such run (missing config.json)")
+    return path
+
+
+def run_config(run_dir: str | Path) -> dict[str, Any]:
+    """config.json of a run (TrainConfig fields plus classes, created, data_dir, tile counts)."""
+    path = Path(run_dir) / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(path, "no such run (missing config.json)") from None
+    except ValueError as exc:
+        raise DataError(path, f"run config is not valid JSON ({exc})") from None
+
+
+def run_split(run_dir: str | Path) -> dict[str, Any]:
+    """split.json: train/test donors and tile ids, seeds."""
+    return _read_json(Path(run_dir) / "split.json")
+
+
+def _job_state(run_dir: Path) -> tuple[str | None, str]:
+    """(state, error) from the job's status.json via core.jobs (a dead worker reads `failed`)."""
+    if not (run_dir / "status.json").exists():
+        return None, ""
+    try:
+        from core.jobs import Job
+
+        status = Job(run_dir).status()
+    except ImportError:
+        status = _read_json(run_dir / "status.json")
+    except DataError:
+        return None, ""
+    return status.get("state"), status.get("error") or ""
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_status(run_dir: str | Path) -> str:
+    """running, done, cancelled, failed, paused (stopped before its planned epochs) or new."""
+    run_dir = Path(run_dir)
+    state, _ = _job_state(run_dir)
+    summary = _read_json(run_dir / "summary.json")
+    if state is not None:
+        if state == "done" and summary.get("status") == "paused":
+            return "paused"
+        return state
+    status = summary.get("status")
+    if status is None:
+        return "new"
+    if status == "running" and not _pid_alive(summary.get("pid")):
+        return "failed"  # train_run called without a job whose process died
+    return str(status)
+
+
+def list_runs(ws: Workspace) -> pd.DataFrame:
+    """One row per run folder, newest first; columns RUN_COLUMNS. Reads only small JSON files."""
+    rows = []
+    for run_dir in sorted(ws.runs_dir.glob("*/config.json"), reverse=True):
+        run_dir = run_dir.parent
+        config = _read_json(run_dir / "config.json")
+        summary = _read_json(run_dir / "summary.json")
+        state, error = _job_state(run_dir)
+        rows.append({
+            "run_id": run_dir.name,
+            "status": run_status(run_dir),
+            "arch": config.get("arch"),
+            "lr": config.get("lr"),
+            "batch_size": config.get("batch_size"),
+            "image_size": config.get("image_size"),
+            "epochs_done": int(summary.get("epochs_done", 0)),
+            "epochs_planned": int(config.get("epochs", 0)),
+            "best_test_acc": summary.get("best_test_acc"),
+            "duration_s": float(summary.get("train_seconds", 0.0)),
+            "created": config.get("created"),
+            "message": error or summary.get("message", ""),
+            "path": str(run_dir),
+        })
+    frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+    return frame.astype({"best_test_acc": "float64", "duration_s": "float64"})
+
+
+def read_metrics(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(batches, epochs) from metrics.jsonl; a half-written last line (worker mid-write) is skipped."""
+    batches: list[dict[str, Any]] = []
+    epochs: list[dict[str, Any]] = []
+    try:
+        text = (Path(run_dir) / "metrics.jsonl").read_text()
+    except FileNotFoundError:
+        text = ""
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        if record.get("type") == "batch":
+            batches.append(record)
+        elif record.get("type") == "epoch":
+            epochs.append(record)
+    batch_frame = pd.DataFrame(batches, columns=list(BATCH_COLUMNS))
+    epoch_frame = pd.DataFrame(epochs, columns=list(EPOCH_COLUMNS))
+    if len(batch_frame):
+        batch_frame["step"] = range(1, len(batch_frame) + 1)  # x axis for loss curves across epochs
+    else:
+        batch_frame["step"] = pd.Series(dtype="int64")
+    return batch_frame, epoch_frame
+
+
+def delete_run(ws: Workspace, run_id: str) -> None:
+    """Remove a run folder; refuses the running one (cancel it first)."""
+    path = ws.runs_dir / run_id
+    if Path(run_id).name != run_id or not path.is_dir():
+        raise DataError(path, "no such run")
+    if run_status(path) == "running":
+        raise DataError(path, "this run is training now; cancel it and wait for it to stop before deleting")
+    shutil.rmtree(path)

@@ -1,0 +1,161 @@
+"""Tile pack: the training tiles decoded and resized once into one memory-mapped uint8 array.
+
+Decoding 448 px tiles every epoch would starve two CPU cores; a pack makes loading a slice
+of an array, and makes the pixels every epoch sees identical (deterministic training).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from core.cache import cache_key
+from core.config import Workspace
+from core.errors import DataError
+
+log = logging.getLogger(__name__)
+
+ReadTile = Callable[..., np.ndarray]
+Progress = Callable[[int, int, str], None]
+
+# Columns that decide a tile's pixels; other index columns (QC metrics) don't change the pack.
+_PIXEL_COLUMNS = ("sample_id", "slide_path", "level", "x", "y", "read_size", "tile_size")
+_CHUNK = 32  # tiles per worker task: big enough to amortise pickling, small enough for steady progress
+
+
+@dataclass
+class TilePack:
+    """`images[i]` is tile `tiles.iloc[i]` as (S, S, 3) uint8 RGB."""
+
+    path: Path
+    images: np.ndarray
+    tiles: pd.DataFrame
+
+
+def _default_read_tile() -> ReadTile:
+    from core.tiling import read_tile  # imported late: tiling pulls in the slide readers
+
+    return read_tile
+
+
+def _slide_stamp(path: str) -> str:
+    # Size and mtime of each slide: a replaced slide at the same path invalidates the pack.
+    try:
+        stat = os.stat(path)
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:
+        return "missing"
+
+
+def pack_key(tiles: pd.DataFrame, image_size: int) -> str:
+    """Key from the tiles' pixel-defining columns, the slides' stamps, the size and CODE_VERSION."""
+    columns = [c for c in _PIXEL_COLUMNS if c in tiles.columns]
+    rows = pd.util.hash_pandas_object(tiles[columns].reset_index(drop=True), index=True).to_numpy()
+    digest = hashlib.blake2b(rows.tobytes(), digest_size=16).hexdigest()
+    stamps = sorted({f"{p}={_slide_stamp(p)}" for p in tiles["slide_path"].astype(str).unique()})
+    return cache_key("tilepack", digest, stamps, int(image_size)).replace(":", "-")
+
+
+def _fit(image: np.ndarray, size: int) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] < 3:
+        raise ValueError(f"tile has shape {image.shape}, expected (H, W, 3)")
+    image = image[:, :, :3]
+    if image.shape[:2] != (size, size):
+        image = np.asarray(Image.fromarray(image.astype(np.uint8)).resize((size, size), Image.BILINEAR))
+    return image.astype(np.uint8, copy=False)
+
+
+def _read_chunk(read_tile: ReadTile, rows: list[dict], size: int) -> np.ndarray:
+    out = np.empty((len(rows), size, size, 3), dtype=np.uint8)
+    for i, row in enumerate(rows):
+        try:
+            out[i] = _fit(read_tile(pd.Series(row), out_size=size), size)
+        except DataError:
+            raise
+        except Exception as exc:  # a broken tile names its slide instead of a pool traceback
+            where = f"x={row.get('x')}, y={row.get('y')}"
+            raise DataError(row.get("slide_path"), f"cannot read tile at {where}: {exc}") from exc
+    return out
+
+
+def _open_pack(path: Path, expected_shape: tuple[int, ...]) -> np.ndarray | None:
+    """The memory-mapped pack, or None when missing, truncated or of the wrong shape."""
+    if not path.is_file():
+        return None
+    try:
+        images = np.load(path, mmap_mode="r")
+    except Exception as exc:
+        log.warning("tile pack %s unreadable (%s); rebuilding", path, exc)
+        return None
+    if images.shape != expected_shape or images.dtype != np.uint8:
+        log.warning("tile pack %s has shape %s, expected %s; rebuilding", path, images.shape, expected_shape)
+        return None
+    return images
+
+
+def build_tilepack(
+    tiles: pd.DataFrame,
+    image_size: int,
+    ws: Workspace,
+    read_tile: ReadTile | None = None,
+    progress: Progress | None = None,
+    workers: int = 2,
+) -> TilePack:
+    """Pack `tiles` (rows of a tile index, in order) at `image_size`; reuses a valid pack on disk.
+
+    `read_tile(row, out_size=None)` defaults to core.tiling.read_tile; with workers > 1 it must be
+    picklable (a module-level function). workers <= 1 reads in this process.
+    """
+    if len(tiles) == 0:
+        raise DataError(None, "no tiles to pack: the tile index has no selected tiles that passed QC")
+    size = int(image_size)
+    folder = ws.cache_dir / "tilepacks"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{pack_key(tiles, size)}.npy"
+    shape = (len(tiles), size, size, 3)
+    images = _open_pack(path, shape)
+    if images is not None:
+        if progress:
+            progress(len(tiles), len(tiles), "tile pack reused")
+        return TilePack(path, images, tiles)
+
+    reader = read_tile or _default_read_tile()
+    records = tiles.to_dict("records")
+    chunks = [records[i : i + _CHUNK] for i in range(0, len(records), _CHUNK)]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    try:
+        done = 0
+        if workers > 1:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                results = pool.map(_read_chunk, [reader] * len(chunks), chunks, [size] * len(chunks))
+                for chunk, block in zip(chunks, results, strict=True):
+                    out[done : done + len(chunk)] = block
+                    done += len(chunk)
+                    if progress:
+                        progress(done, len(tiles), "packing tiles")
+        else:
+            for chunk in chunks:
+                out[done : done + len(chunk)] = _read_chunk(reader, chunk, size)
+                done += len(chunk)
+                if progress:
+                    progress(done, len(tiles), "packing tiles")
+        out.flush()
+        del out
+        os.replace(tmp, path)  # readers only ever see a complete pack
+    finally:
+        tmp.unlink(missing_ok=True)
+    images = _open_pack(path, shape)
+    if images is None:
+        raise DataError(path, "tile pack was written but cannot be read back (disk full?)")
+    return TilePack(path, images, tiles)

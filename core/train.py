@@ -1,0 +1,606 @@
+"""Tissue classifier training worker: donor split, seeded training loop, metrics, checkpoints, resume.
+
+A run folder holds config.json, split.json, metrics.jsonl, summary.json and checkpoints/epoch_NNN.pt.
+Resuming (and "restart" mode) rebuilds everything from the last complete epoch's checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from core.cache import atomic_write_bytes, atomic_write_json
+from core.config import Workspace
+from core.errors import DataError
+from core.models import ARCHITECTURES, build_model, imagenet_weights_status, pick_device
+from core.tilepack import ReadTile, TilePack, build_tilepack
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+MODES = ("at-once", "restart")
+WEIGHTS = ("none", "imagenet")
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Reporter(Protocol):
+    """What train_run needs from core.jobs.JobReporter (tests pass a stand-in)."""
+
+    def progress(self, done: int, total: int, message: str = "", **extra: Any) -> None: ...
+
+    def cancel_requested(self) -> bool: ...
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; saved as config.json (plus the classes)."""
+
+    arch: str = "efficientnet_b0"
+    lr: float = 1e-4  # the study's choice
+    epochs: int = 4
+    batch_size: int = 32
+    image_size: int = 96
+    augment: bool = True
+    optimizer: str = "adamw"
+    weights: str = "none"
+    seed: int = 0
+    mode: str = "at-once"
+    test_fraction: float = 0.3
+    num_workers: int = 0  # loader processes; 0 loads batches in-process (a memory-mapped slice is cheap)
+    threads: int = 0  # torch CPU threads, fixed per run for reproducibility; 0 = all cores
+
+    def validate(self) -> TrainConfig:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, not {self.arch!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"weights must be one of {WEIGHTS}, not {self.weights!r}")
+        if self.epochs < 1 or self.batch_size < 2 or self.image_size < 16 or self.lr <= 0:
+            raise ValueError("epochs >= 1, batch_size >= 2, image_size >= 16 and lr > 0 are required")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError("test_fraction must be in [0, 1)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """From a saved config.json; unknown keys (classes, paths) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# ---------------------------------------------------------------- tiles and donor split
+
+
+def tile_ids(tiles: pd.DataFrame) -> list[str]:
+    """Stable tile identifiers "sample_id:x:y" (survive a rebuilt index with a different row order)."""
+    return [f"{s}:{int(x)}:{int(y)}" for s, x, y in zip(tiles["sample_id"], tiles["x"], tiles["y"], strict=True)]
+
+
+def training_tiles(tile_index: pd.DataFrame) -> pd.DataFrame:
+    """The tiles a run trains and tests on: passed QC and chosen by balanced sampling, with a tile_id."""
+    required = {"sample_id", "tissue", "subject_id", "slide_path", "x", "y"}
+    missing = required - set(tile_index.columns)
+    if missing:
+        raise DataError(None, f"tile index lacks columns {sorted(missing)}")
+    keep = pd.Series(True, index=tile_index.index)
+    for column in ("passed_qc", "selected"):
+        if column in tile_index.columns:
+            keep &= tile_index[column].astype(bool)
+    tiles = tile_index[keep].reset_index(drop=True)
+    tiles.insert(0, "tile_id", tile_ids(tiles))
+    if tiles["tile_id"].duplicated().any():
+        raise DataError(None, "tile index has duplicate tiles (same sample_id, x, y)")
+    return tiles
+
+
+def donor_split(tiles: pd.DataFrame, test_fraction: float = 0.3, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(train donors, test donors): no donor in both; every tissue in both when its donors allow.
+
+    Test donors are drawn in a seeded order: first to cover each tissue (rarest first) without taking
+    a tissue's last training donor, then up to round(test_fraction * donors).
+    """
+    tissues_of = tiles.groupby("subject_id")["tissue"].agg(lambda s: set(s)).to_dict()
+    donors_of = tiles.groupby("tissue")["subject_id"].agg(lambda s: set(s)).to_dict()
+    donors = sorted(tissues_of)
+    if len(donors) < 2 or test_fraction <= 0:
+        return donors, []
+    order = [str(d) for d in np.random.default_rng(seed).permutation(donors)]
+    target = min(len(donors) - 1, max(1, round(test_fraction * len(donors))))
+    cap = max(target, len(donors) // 2)  # covering tissues may exceed the target, never half the donors
+    test: set[str] = set()
+
+    def keeps_training_coverage(donor: str) -> bool:
+        return all(donors_of[t] - test - {donor} for t in tissues_of[donor])
+
+    for tissue in sorted(donors_of, key=lambda t: (len(donors_of[t]), t)):
+        if len(test) >= cap or donors_of[tissue] & test:
+            continue
+        for donor in order:
+            if donor not in test and tissue in tissues_of[donor] and keeps_training_coverage(donor):
+                test.add(donor)
+                break
+    for donor in order:
+        if len(test) >= target:
+            break
+        if donor not in test and keeps_training_coverage(donor):
+            test.add(donor)
+    return [d for d in donors if d not in test], [d for d in donors if d in test]
+
+
+def make_split(tiles: pd.DataFrame, config: TrainConfig) -> dict[str, Any]:
+    """The split.json content: donors, tile ids and the seeds of data order and augmentation."""
+    train_donors, test_donors = donor_split(tiles, config.test_fraction, config.seed)
+    is_test = tiles["subject_id"].isin(test_donors)
+    test_tissues = set(tiles.loc[is_test, "tissue"])
+    return {
+        "seed": config.seed,
+        "data_order_seed": config.seed + 1,
+        "augment_seed": config.seed + 2,
+        "test_fraction": config.test_fraction,
+        "train_donors": train_donors,
+        "test_donors": test_donors,
+        "tissues_missing_from_test": sorted(set(tiles["tissue"]) - test_tissues),
+        "train_tiles": tiles.loc[~is_test, "tile_id"].tolist(),
+        "test_tiles": tiles.loc[is_test, "tile_id"].tolist(),
+    }
+
+
+# ---------------------------------------------------------------- batches
+
+
+def images_to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1] on `device` (normalise separately)."""
+    batch = torch.from_numpy(np.ascontiguousarray(images))
+    if device.type == "cuda":
+        batch = batch.pin_memory().to(device, non_blocking=True)
+    else:
+        batch = batch.to(device)
+    return batch.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def normalize(batch: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(_IMAGENET_MEAN, device=batch.device).view(1, 3, 1, 1)
+    std = torch.tensor(_IMAGENET_STD, device=batch.device).view(1, 3, 1, 1)
+    return (batch - mean) / std
+
+
+def augment_batch(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random flips, 90-degree rotations and mild colour jitter per image, drawn from `generator`.
+
+    All random numbers are drawn up front on the CPU so the generator advances identically on any device.
+    """
+    n = batch.shape[0]
+    flip_h, flip_v = (torch.rand(n, generator=generator) < 0.5 for _ in range(2))
+    turns = torch.randint(0, 4, (n,), generator=generator)
+    jitter = 1.0 + (torch.rand(3, n, generator=generator) * 2 - 1) * torch.tensor([0.1, 0.1, 0.1]).view(3, 1)
+    device = batch.device
+    batch = torch.where(flip_h.to(device).view(n, 1, 1, 1), batch.flip(3), batch)
+    batch = torch.where(flip_v.to(device).view(n, 1, 1, 1), batch.flip(2), batch)
+    if batch.shape[2] == batch.shape[3]:
+        for k in (1, 2, 3):
+            chosen = (turns == k).to(device)
+            if chosen.any():
+                batch[chosen] = torch.rot90(batch[chosen], k, dims=(2, 3))
+    brightness, contrast, saturation = (j.to(device).view(n, 1, 1, 1) for j in jitter)
+    batch = batch * brightness
+    mean = batch.mean(dim=(1, 2, 3), keepdim=True)
+    batch = (batch - mean) * contrast + mean
+    gray = (0.299 * batch[:, 0:1] + 0.587 * batch[:, 1:2] + 0.114 * batch[:, 2:3])
+    batch = (batch - gray) * saturation + gray
+    return batch.clamp_(0.0, 1.0)
+
+
+class _PackBatches(torch.utils.data.Dataset):
+    """Item i is batch i of an epoch: a slice of the memory-mapped pack (for loader worker processes)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batches: list[np.ndarray]) -> None:
+        self.images, self.labels, self.batches = images, labels, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.batches[i]
+        return np.asarray(self.images[rows]), self.labels[rows]
+
+
+def _epoch_batches(rows: np.ndarray, batch_size: int, generator: torch.Generator) -> list[np.ndarray]:
+    order = rows[torch.randperm(len(rows), generator=generator).numpy()]
+    batches = [np.sort(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+    if batches and len(batches[-1]) < 2:  # BatchNorm cannot train on a single image
+        batches.pop()
+    return batches
+
+
+def _iterate(images: np.ndarray, labels: np.ndarray, batches: list[np.ndarray], num_workers: int):
+    if num_workers <= 0:
+        for rows in batches:
+            yield np.asarray(images[rows]), labels[rows]
+        return
+    loader = torch.utils.data.DataLoader(
+        _PackBatches(images, labels, batches), batch_size=None, shuffle=False, num_workers=num_workers
+    )
+    for batch_images, batch_labels in loader:
+        yield batch_images.numpy(), batch_labels.numpy()
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def checkpoint_path(run_dir: Path, epoch: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"epoch_{epoch:03d}.pt"
+
+
+def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
+    """(epoch, path) of the newest complete epoch's checkpoint, or None."""
+    found = []
+    for path in (Path(run_dir) / "checkpoints").glob("epoch_*.pt"):
+        try:
+            found.append((int(path.stem.split("_")[1]), path))
+        except (IndexError, ValueError):
+            continue
+    return max(found) if found else None
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write via temp file + os.replace, so a crash never leaves half a checkpoint under the real name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's dict (tensors on CPU); weights_only loading, DataError if unreadable."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(path, f"corrupt or unreadable checkpoint ({type(exc).__name__}); delete it to resume "
+                              "from the previous epoch") from exc
+    if not isinstance(state, dict) or not {"epoch", "model", "optimizer", "rng"} <= set(state):
+        raise DataError(path, "not a training checkpoint (missing epoch/model/optimizer/rng)")
+    return state
+
+
+def load_run_model(run_dir: str | Path, epoch: int | None = None, device: torch.device | None = None):
+    """(model in eval mode, classes) from a run's checkpoint (the latest when epoch is None)."""
+    run_dir = Path(run_dir)
+    saved = json.loads((run_dir / "config.json").read_text())
+    if epoch is None:
+        latest = latest_checkpoint(run_dir)
+        if latest is None:
+            raise DataError(run_dir, "run has no checkpoint yet")
+        epoch = latest[0]
+    state = load_checkpoint(checkpoint_path(run_dir, epoch))
+    model = build_model(saved["arch"], len(saved["classes"]), weights="none")
+    model.load_state_dict(state["model"])
+    return model.to(device or torch.device("cpu")).eval(), list(saved["classes"])
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+
+
+def _append_line(handle, record: dict[str, Any]) -> None:
+    handle.write(json.dumps(record) + "\n")
+    handle.flush()
+
+
+def _truncate_metrics(run_dir: Path, epochs_done: int) -> None:
+    """Drop lines of epochs after the last checkpoint (a cancelled/crashed epoch), so resumed metrics continue."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # half-written line from a crash
+        if int(record.get("epoch", 0)) <= epochs_done:
+            kept.append(line)
+    atomic_write_bytes(path, "".join(f"{line}\n" for line in kept).encode())
+
+
+@dataclass
+class _Data:
+    images: np.ndarray
+    labels: np.ndarray
+    train_rows: np.ndarray
+    test_rows: np.ndarray
+    classes: list[str]
+
+
+class _Summary:
+    """summary.json: cheap per-run numbers for list_runs (status, epochs, best accuracy, seconds)."""
+
+    def __init__(self, run_dir: Path, planned: int) -> None:
+        self.path = run_dir / "summary.json"
+        old = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.data = {
+            "status": "running",
+            "epochs_done": 0,
+            "epochs_planned": planned,
+            "best_test_acc": None,
+            "last_test_acc": None,
+            "train_seconds": float(old.get("train_seconds", 0.0)),
+            "message": "",
+            "pid": os.getpid(),
+        }
+
+    def update(self, **values: Any) -> dict[str, Any]:
+        self.data.update(values, updated=datetime.now(UTC).isoformat(timespec="seconds"))
+        atomic_write_json(self.path, self.data)
+        return dict(self.data)
+
+
+def _evaluate(model: nn.Module, data: _Data, config: TrainConfig, device: torch.device, amp: bool):
+    """(loss, accuracy, confusion [true][pred]) on the test tiles; (None, None, zeros) when there are none."""
+    n = len(data.classes)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    if len(data.test_rows) == 0:
+        return None, None, confusion.tolist()
+    model.eval()
+    total_loss = 0.0
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    with torch.inference_mode():
+        for start in range(0, len(data.test_rows), config.batch_size * 2):
+            rows = data.test_rows[start : start + config.batch_size * 2]
+            x = normalize(images_to_tensor(np.asarray(data.images[rows]), device))
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = torch.from_numpy(data.labels[rows]).to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+                logits = model(x)
+            total_loss += float(loss_fn(logits.float(), y))
+            np.add.at(confusion, (data.labels[rows], logits.argmax(1).cpu().numpy()), 1)
+    model.train()
+    return total_loss / len(data.test_rows), float(np.trace(confusion) / confusion.sum()), confusion.tolist()
+
+
+def _session(
+    run_dir: Path, config: TrainConfig, data: _Data, reporter: Reporter | None, summary: _Summary, max_epochs: int
+) -> str:
+    """Build model/optimizer/generators (from the last checkpoint when there is one) and train up to
+    `max_epochs` epochs. Returns "done" (planned epochs reached), "paused" (max_epochs reached) or "cancelled"."""
+    device = pick_device()
+    amp = device.type == "cuda"  # mixed precision only where it pays (and is supported by GradScaler)
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.manual_seed(config.seed)
+    shuffle_gen = torch.Generator().manual_seed(config.seed + 1)
+    augment_gen = torch.Generator().manual_seed(config.seed + 2)
+    model = build_model(config.arch, len(data.classes), config.weights).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = _make_optimizer(config.optimizer, model.parameters(), config.lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    start_epoch = 0
+    latest = latest_checkpoint(run_dir)
+    if latest is not None:
+        state = load_checkpoint(latest[1])
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if torch.cuda.is_available() and state["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        shuffle_gen.set_state(state["rng"]["shuffle"])
+        augment_gen.set_state(state["rng"]["augment"])
+        start_epoch = int(state["epoch"])
+    last_epoch = min(config.epochs, start_epoch + max_epochs)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    batches_per_epoch = max(1, len(_epoch_batches(data.train_rows, config.batch_size, torch.Generator())))
+    with (run_dir / "metrics.jsonl").open("a") as metrics:
+        for epoch in range(start_epoch + 1, last_epoch + 1):
+            batches = _epoch_batches(data.train_rows, config.batch_size, shuffle_gen)
+            epoch_start = time.perf_counter()
+            seen = correct = 0
+            loss_sum = 0.0
+            for b, (batch_images, batch_labels) in enumerate(
+                _iterate(data.images, data.labels, batches, config.num_workers), start=1
+            ):
+                if reporter is not None and reporter.cancel_requested():
+                    return "cancelled"
+                x = images_to_tensor(batch_images, device)
+                if config.augment:
+                    x = augment_batch(x, augment_gen)
+                x = normalize(x)
+                if device.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = torch.from_numpy(batch_labels).to(device)
+                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+                    logits = model(x)
+                    loss = loss_fn(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                batch_loss, batch_correct = float(loss.detach()), int((logits.argmax(1) == y).sum())
+                seen += len(batch_labels)
+                correct += batch_correct
+                loss_sum += batch_loss * len(batch_labels)
+                elapsed = time.perf_counter() - epoch_start
+                rate = seen / elapsed if elapsed > 0 else 0.0
+                _append_line(metrics, {
+                    "type": "batch", "epoch": epoch, "batch": b, "batches": len(batches), "loss": batch_loss,
+                    "acc": batch_correct / len(batch_labels), "tiles_per_s": rate, "elapsed": elapsed,
+                })
+                if reporter is not None:
+                    done = (epoch - 1) * batches_per_epoch + b
+                    total = config.epochs * batches_per_epoch
+                    eta = (total - done) * elapsed / b
+                    reporter.progress(
+                        done, total, f"epoch {epoch}/{config.epochs} batch {b}/{len(batches)}, "
+                        f"{rate:.0f} tiles/s, ETA {eta / 60:.1f} min",
+                        epoch=epoch, batch=b, batches=len(batches), tiles_per_s=rate, eta_s=eta,
+                    )
+            train_seconds = time.perf_counter() - epoch_start
+            if reporter is not None and reporter.cancel_requested():
+                return "cancelled"
+            test_loss, test_acc, confusion = _evaluate(model, data, config, device, amp)
+            seconds = time.perf_counter() - epoch_start
+            # The epoch line goes first: if we die before the checkpoint lands, resume drops the line again.
+            _append_line(metrics, {
+                "type": "epoch", "epoch": epoch, "train_loss": loss_sum / max(seen, 1),
+                "train_acc": correct / max(seen, 1), "test_loss": test_loss, "test_acc": test_acc,
+                "seconds": seconds, "tiles_per_s": seen / train_seconds if train_seconds > 0 else 0.0,
+                "confusion": confusion,
+            })
+            save_checkpoint(checkpoint_path(run_dir, epoch), {
+                "epoch": epoch,
+                "arch": config.arch,
+                "classes": list(data.classes),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": None,
+                "scaler": scaler.state_dict() if amp else {},
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                    "shuffle": shuffle_gen.get_state(),
+                    "augment": augment_gen.get_state(),
+                },
+            })
+            best = summary.data["best_test_acc"]
+            summary.update(
+                epochs_done=epoch, last_test_acc=test_acc,
+                best_test_acc=test_acc if best is None or (test_acc is not None and test_acc > best) else best,
+                train_seconds=summary.data["train_seconds"] + seconds,
+            )
+    return "done" if last_epoch >= config.epochs else "paused"
+
+
+def _run_tiles(tile_index: pd.DataFrame, split: dict[str, Any]) -> pd.DataFrame:
+    """The run's tiles from the index in split order (train then test), by tile id."""
+    tiles = training_tiles(tile_index).set_index("tile_id", drop=False)
+    wanted = split["train_tiles"] + split["test_tiles"]
+    missing = [t for t in wanted if t not in tiles.index]
+    if missing:
+        raise DataError(None, f"the tile index lacks {len(missing)} tiles of this run's split (e.g. {missing[0]}); "
+                              "it was rebuilt with other parameters or data")
+    return tiles.loc[wanted].reset_index(drop=True)
+
+
+def check_weights(config: TrainConfig) -> None:
+    """Fail before any work when ImageNet weights are asked for but not on disk."""
+    if config.weights == "imagenet":
+        available, path, message = imagenet_weights_status(config.arch)
+        if not available:
+            raise DataError(path, message)
+
+
+def train_run(
+    run_dir: str | Path,
+    config: TrainConfig | None,
+    tile_index: pd.DataFrame,
+    ws: Workspace,
+    reporter: Reporter | None = None,
+    *,
+    read_tile: ReadTile | None = None,
+    meta: dict[str, Any] | None = None,
+    pack_workers: int = 2,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) the run in `run_dir` on the selected tiles of `tile_index`; returns summary.json.
+
+    A new folder needs `config`; a folder with config.json resumes from its last complete epoch with the
+    saved config (then `config` may be None). `meta` (e.g. data_dir, tile_index_path) goes into config.json.
+    On cancel the last complete epoch's checkpoint is kept and the status is "cancelled".
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / "config.json"
+    if config_path.exists():
+        saved = json.loads(config_path.read_text())
+        config = TrainConfig.from_dict(saved).validate()
+        classes = list(saved["classes"])
+        split = json.loads((run_dir / "split.json").read_text())
+    else:
+        if config is None:
+            raise DataError(run_dir, "not a run folder (no config.json) and no configuration given")
+        config.validate()
+        check_weights(config)
+        tiles = training_tiles(tile_index)
+        classes = sorted(tiles["tissue"].astype(str).unique())
+        split = make_split(tiles, config)
+        atomic_write_json(run_dir / "split.json", split)
+        atomic_write_json(config_path, {
+            **config.to_dict(), "classes": classes, **(meta or {}),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "train_tiles": len(split["train_tiles"]), "test_tiles": len(split["test_tiles"]),
+        })
+    check_weights(config)
+    summary = _Summary(run_dir, config.epochs)
+    latest = latest_checkpoint(run_dir)
+    epochs_done = latest[0] if latest else 0
+    summary.update(epochs_done=epochs_done)
+    try:
+        tiles = _run_tiles(tile_index, split)
+        report = progress or (reporter.progress if reporter is not None else None)
+        pack: TilePack = build_tilepack(tiles, config.image_size, ws, read_tile, report, workers=pack_workers)
+        index_of = {name: i for i, name in enumerate(classes)}
+        labels = np.array([index_of[t] for t in tiles["tissue"].astype(str)], dtype=np.int64)
+        n_train = len(split["train_tiles"])
+        data = _Data(pack.images, labels, np.arange(n_train), np.arange(n_train, len(tiles)), classes)
+        _truncate_metrics(run_dir, epochs_done)
+        if epochs_done > 0:
+            best = _best_from_metrics(run_dir)
+            summary.update(best_test_acc=best)
+        status = "done" if epochs_done >= config.epochs else "paused"
+        if config.mode == "restart":
+            # Each epoch is its own session rebuilt from the last checkpoint: exactly the resume path.
+            while status == "paused":
+                status = _session(run_dir, config, data, reporter, summary, max_epochs=1)
+        elif status == "paused":
+            status = _session(run_dir, config, data, reporter, summary, max_epochs=config.epochs)
+    except BaseException as exc:
+        summary.update(status="failed", message=f"{type(exc).__name__}: {exc}")
+        raise
+    done = summary.data["epochs_done"]
+    message = (f"cancelled; kept the checkpoint of epoch {done}, resume continues from there"
+               if status == "cancelled" else f"trained {done} of {config.epochs} epochs")
+    result = summary.update(status=status, message=message)
+    if reporter is not None:
+        reporter.result = {**result, "run_dir": str(run_dir)}
+    return result
+
+
+def _best_from_metrics(run_dir: Path) -> float | None:
+    accs = []
+    path = run_dir / "metrics.jsonl"
+    for line in (path.read_text() if path.exists() else "").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("type") == "epoch" and record.get("test_acc") is not None:
+            accs.append(record["test_acc"])
+    return max(accs) if accs else None

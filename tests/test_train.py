@@ -1,0 +1,300 @@
+"""Training worker: donor split, metrics, reproducibility, cancel/crash/resume, restart mode, checkpoints,
+tile packs and the run listing. A tiny stand-in cohort (coloured tiles, 6 donors, 3 tissues) at 32 px."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core import runs
+from core.config import Workspace
+from core.errors import DataError
+from core.tilepack import build_tilepack
+from core.train import (
+    TrainConfig,
+    donor_split,
+    latest_checkpoint,
+    load_checkpoint,
+    load_run_model,
+    train_run,
+    training_tiles,
+)
+
+TISSUES = {"Lung": (200, 80, 90), "Liver": (90, 60, 50), "Skin": (230, 190, 200)}
+DONORS = [f"GTEX-D{i}" for i in range(6)]
+TILES_PER_SLIDE = 8
+CONFIG = TrainConfig(epochs=2, batch_size=16, image_size=32, test_fraction=0.34, threads=1)
+
+
+def fake_read_tile(row: pd.Series, out_size: int | None = None) -> np.ndarray:
+    """A tissue-coloured noisy tile; pixels depend only on the row (deterministic)."""
+    size = out_size or 64
+    rng = np.random.default_rng(int(row["x"]) * 7919 + int(row["y"]) + hash(row["sample_id"]) % 1000)
+    colour = np.array(TISSUES[row["tissue"]], dtype=np.float32)
+    image = colour + rng.normal(0, 25, size=(size, size, 3))
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def make_tile_index() -> pd.DataFrame:
+    """Every donor has every tissue; a few rows fail QC or are not selected (must be left out)."""
+    rows = []
+    for d, donor in enumerate(DONORS):
+        for t, tissue in enumerate(TISSUES):
+            sample = f"{donor}-{t:04d}"
+            for k in range(TILES_PER_SLIDE + 2):
+                rows.append({
+                    "sample_id": sample, "tissue": tissue, "subject_id": donor,
+                    "slide_path": f"/nowhere/{sample}.svs", "level": 0, "x": 448 * k, "y": 448 * d,
+                    "read_size": 448, "tile_size": 448,
+                    "passed_qc": k != TILES_PER_SLIDE, "reason": "" if k != TILES_PER_SLIDE else "blur",
+                    "selected": k < TILES_PER_SLIDE,
+                })
+    return pd.DataFrame(rows)
+
+
+class StubReporter:
+    """Stands in for core.jobs.JobReporter: records progress, cancels or crashes at a given batch."""
+
+    def __init__(self, cancel_at: tuple[int, int] | None = None, crash_at: tuple[int, int] | None = None) -> None:
+        self.cancel_at, self.crash_at = cancel_at, crash_at
+        self.calls: list[dict] = []
+        self.cancelled = False
+        self.result = None
+
+    def progress(self, done, total, message="", **extra) -> None:
+        self.calls.append({"done": done, "total": total, "message": message, **extra})
+        where = (extra.get("epoch"), extra.get("batch"))
+        if where == self.crash_at:
+            raise RuntimeError("simulated crash")
+        if where == self.cancel_at:
+            self.cancelled = True
+
+    def cancel_requested(self) -> bool:
+        return self.cancelled
+
+
+def run(ws: Workspace, name: str, config: TrainConfig = CONFIG, reporter=None) -> tuple[Path, dict]:
+    run_dir = ws.runs_dir / name
+    result = train_run(run_dir, config, make_tile_index(), ws, reporter, read_tile=fake_read_tile, pack_workers=1)
+    return run_dir, result
+
+
+def epoch_metrics(run_dir: Path) -> list[dict]:
+    """Epoch lines without wall-clock figures (those differ between identical runs)."""
+    _, epochs = runs.read_metrics(run_dir)
+    return epochs.drop(columns=["seconds", "tiles_per_s"]).to_dict("records")
+
+
+def batch_losses(run_dir: Path) -> list[tuple[int, int, float]]:
+    batches, _ = runs.read_metrics(run_dir)
+    return list(zip(batches["epoch"], batches["batch"], batches["loss"], strict=True))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Path]:
+    """One uninterrupted 2-epoch run that the other tests compare against."""
+    from core.config import workspace
+
+    ws = workspace(tmp_path_factory.mktemp("ref") / "workspace")
+    run_dir, result = run(ws, "reference")
+    assert result["status"] == "done"
+    return ws, run_dir
+
+
+def test_donor_split_has_no_overlap_and_covers_tissues() -> None:
+    tiles = training_tiles(make_tile_index())
+    train, test = donor_split(tiles, test_fraction=0.34, seed=3)
+    assert set(train).isdisjoint(test)
+    assert set(train) | set(test) == set(DONORS)
+    assert len(test) == 2
+    assert donor_split(tiles, 0.34, seed=3) == (train, test)
+    for donors in (train, test):
+        assert set(tiles[tiles.subject_id.isin(donors)].tissue) == set(TISSUES)
+
+
+def test_donor_split_keeps_a_training_donor_for_each_tissue() -> None:
+    # "Skin" has only one donor: it must stay in training; "Lung" gets a test donor.
+    tiles = pd.DataFrame({
+        "subject_id": ["A", "A", "B", "C", "C"],
+        "tissue": ["Skin", "Lung", "Lung", "Lung", "Liver"],
+    })
+    for seed in range(5):
+        train, test = donor_split(tiles, test_fraction=0.5, seed=seed)
+        assert "A" in train and "Skin" in set(tiles[tiles.subject_id.isin(train)].tissue)
+        assert set(tiles[tiles.subject_id.isin(train)].tissue) == {"Skin", "Lung", "Liver"}
+        assert test and set(test).isdisjoint(train)
+
+
+def test_run_writes_config_split_metrics_and_checkpoints(reference) -> None:
+    ws, run_dir = reference
+    config = runs.run_config(run_dir)
+    assert config["classes"] == sorted(TISSUES) and config["lr"] == 1e-4
+    split = json.loads((run_dir / "split.json").read_text())
+    assert set(split["train_donors"]).isdisjoint(split["test_donors"])
+    assert len(split["train_tiles"]) + len(split["test_tiles"]) == len(DONORS) * len(TISSUES) * TILES_PER_SLIDE
+    assert {"data_order_seed", "augment_seed"} <= set(split)
+    test_donors = {t.split("-")[0] + "-" + t.split("-")[1] for t in split["test_tiles"]}
+    assert test_donors == set(split["test_donors"])
+
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    batch_keys = {"type", "epoch", "batch", "batches", "loss", "acc", "tiles_per_s", "elapsed"}
+    epoch_keys = {"type", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "tiles_per_s",
+                  "confusion"}
+    batches = [line for line in lines if line["type"] == "batch"]
+    epochs = [line for line in lines if line["type"] == "epoch"]
+    assert batches and all(set(b) == batch_keys for b in batches)
+    assert [e["epoch"] for e in epochs] == [1, 2] and all(set(e) == epoch_keys for e in epochs)
+    confusion = np.array(epochs[-1]["confusion"])
+    assert confusion.shape == (3, 3) and confusion.sum() == len(split["test_tiles"])
+    assert epochs[-1]["test_acc"] == pytest.approx(np.trace(confusion) / confusion.sum())
+
+    assert [p.name for p in sorted((run_dir / "checkpoints").glob("*.pt"))] == ["epoch_001.pt", "epoch_002.pt"]
+    state = torch.load(run_dir / "checkpoints" / "epoch_002.pt", weights_only=True)
+    assert state["epoch"] == 2 and {"model", "optimizer", "rng", "scheduler"} <= set(state)
+    model, classes = load_run_model(run_dir)
+    assert classes == sorted(TISSUES) and not model.training
+
+    listing = runs.list_runs(ws)
+    row = listing.set_index("run_id").loc["reference"]
+    assert row.status == "done" and row.epochs_done == 2 and row.epochs_planned == 2
+    assert row.best_test_acc == pytest.approx(max(e["test_acc"] for e in epochs))
+
+
+def test_same_config_gives_identical_first_epoch(reference, ws: Workspace) -> None:
+    _, ref_dir = reference
+    run_dir, _ = run(ws, "again", replace(CONFIG, epochs=1))
+    assert epoch_metrics(run_dir)[0] == epoch_metrics(ref_dir)[0]
+    assert batch_losses(run_dir) == [b for b in batch_losses(ref_dir) if b[0] == 1]
+    other_dir, _ = run(ws, "other-seed", replace(CONFIG, epochs=1, seed=1))
+    assert batch_losses(other_dir) != batch_losses(run_dir)
+
+
+def test_cancel_keeps_last_epoch_and_resume_finishes_identically(reference, ws: Workspace) -> None:
+    _, ref_dir = reference
+    reporter = StubReporter(cancel_at=(2, 2))
+    run_dir, result = run(ws, "cancelled", reporter=reporter)
+    assert result["status"] == "cancelled" and result["epochs_done"] == 1
+    assert "epoch 1" in result["message"] and reporter.result["status"] == "cancelled"
+    assert latest_checkpoint(run_dir)[0] == 1
+    assert runs.list_runs(ws).set_index("run_id").loc["cancelled", "status"] == "cancelled"
+    assert reporter.calls[-1]["epoch"] == 2  # per-batch progress reached the reporter
+    assert {"tiles_per_s", "eta_s", "batch"} <= set(reporter.calls[-1])
+
+    result = train_run(run_dir, None, make_tile_index(), ws, read_tile=fake_read_tile, pack_workers=1)
+    assert result["status"] == "done" and result["epochs_done"] == 2
+    # The half epoch's lines were dropped; the resumed run equals the uninterrupted one.
+    assert epoch_metrics(run_dir) == epoch_metrics(ref_dir)
+    assert batch_losses(run_dir) == batch_losses(ref_dir)
+
+
+def test_crash_mid_epoch_leaves_a_resumable_run(reference, ws: Workspace) -> None:
+    _, ref_dir = reference
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(ws, "crashed", reporter=StubReporter(crash_at=(2, 1)))
+    run_dir = ws.runs_dir / "crashed"
+    assert latest_checkpoint(run_dir)[0] == 1
+    assert runs.run_status(run_dir) == "failed"
+    with (run_dir / "metrics.jsonl").open("a") as handle:
+        handle.write('{"type": "batch", "epoch": 2, "ba')  # a line cut by the crash
+    batches, _ = runs.read_metrics(run_dir)
+    assert batches["epoch"].max() == 2
+    train_run(run_dir, None, make_tile_index(), ws, read_tile=fake_read_tile, pack_workers=1)
+    assert epoch_metrics(run_dir) == epoch_metrics(ref_dir)
+
+
+def test_restart_mode_equals_at_once(reference, ws: Workspace) -> None:
+    _, ref_dir = reference
+    run_dir, result = run(ws, "restart", replace(CONFIG, mode="restart"))
+    assert result["status"] == "done"
+    assert epoch_metrics(run_dir) == epoch_metrics(ref_dir)
+
+
+def test_corrupt_checkpoint_raises_data_error(reference, ws: Workspace) -> None:
+    _, ref_dir = reference
+    run_dir = ws.runs_dir / "corrupt"
+    run_dir.mkdir(parents=True)
+    for name in ("config.json", "split.json"):
+        (run_dir / name).write_text((ref_dir / name).read_text())
+    (run_dir / "config.json").write_text(json.dumps({**runs.run_config(ref_dir), "epochs": 3}))
+    bad = run_dir / "checkpoints" / "epoch_002.pt"
+    bad.parent.mkdir()
+    bad.write_bytes((ref_dir / "checkpoints" / "epoch_002.pt").read_bytes()[:5000])
+    with pytest.raises(DataError, match="corrupt or unreadable checkpoint") as info:
+        load_checkpoint(bad)
+    assert info.value.path == str(bad)
+    with pytest.raises(DataError, match="epoch_002.pt"):
+        train_run(run_dir, None, make_tile_index(), ws, read_tile=fake_read_tile, pack_workers=1)
+
+
+def test_missing_imagenet_weights_fail_before_any_work(ws: Workspace, tmp_path: Path) -> None:
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "empty-hub"))
+    try:
+        with pytest.raises(DataError, match="efficientnet_b0_rwightman-7f5810bc.pth"):
+            run(ws, "imagenet", replace(CONFIG, weights="imagenet"))
+    finally:
+        torch.hub.set_dir(old)
+    assert not (ws.runs_dir / "imagenet" / "config.json").exists()
+    assert not (ws.cache_dir / "tilepacks").exists()
+
+
+def test_tile_index_without_run_tiles_is_a_data_error(reference, ws: Workspace) -> None:
+    _, ref_dir = reference
+    run_dir = ws.runs_dir / "moved"
+    run_dir.mkdir(parents=True)
+    for name in ("config.json", "split.json"):
+        (run_dir / name).write_text((ref_dir / name).read_text())
+    index = make_tile_index()
+    index["x"] += 1  # a rebuilt index with other tiles
+    with pytest.raises(DataError, match="tile index lacks"):
+        train_run(run_dir, None, index, ws, read_tile=fake_read_tile, pack_workers=1)
+
+
+def test_tilepack_is_reused_rebuilt_when_corrupt_and_equal_in_a_pool(ws: Workspace) -> None:
+    tiles = training_tiles(make_tile_index()).head(40)
+    pack = build_tilepack(tiles, 24, ws, fake_read_tile, workers=1)
+    assert pack.images.shape == (40, 24, 24, 3) and isinstance(pack.images, np.memmap)
+    assert np.array_equal(pack.images[3], fake_read_tile(tiles.iloc[3], 24))
+
+    def must_not_read(row, out_size=None):
+        raise AssertionError("a valid pack was rebuilt")
+
+    again = build_tilepack(tiles, 24, ws, must_not_read, workers=1)
+    assert again.path == pack.path
+    first = np.array(pack.images)
+    with pack.path.open("r+b") as handle:
+        handle.truncate(os.path.getsize(pack.path) // 2)
+    pooled = build_tilepack(tiles, 24, ws, fake_read_tile, workers=2)
+    assert np.array_equal(np.asarray(pooled.images), first)
+    assert build_tilepack(tiles, 32, ws, fake_read_tile, workers=1).path != pack.path
+
+
+def test_tilepack_names_the_slide_of_an_unreadable_tile(ws: Workspace) -> None:
+    def broken(row, out_size=None):
+        return np.zeros((4, 4), dtype=np.uint8)
+
+    with pytest.raises(DataError, match="/nowhere/.*cannot read tile"):
+        build_tilepack(training_tiles(make_tile_index()).head(3), 16, ws, broken, workers=1)
+
+
+def test_list_runs_and_delete_refuses_a_running_run(reference, ws: Workspace) -> None:
+    _, ref_dir = reference
+    run_dir = runs.new_run_dir(ws)
+    (run_dir / "config.json").write_text((ref_dir / "config.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({"status": "running", "pid": os.getpid(), "epochs_done": 1}))
+    listing = runs.list_runs(ws)
+    assert listing.set_index("run_id").loc[run_dir.name, "status"] == "running"
+    with pytest.raises(DataError, match="training now"):
+        runs.delete_run(ws, run_dir.name)
+    (run_dir / "summary.json").write_text(json.dumps({"status": "cancelled", "epochs_done": 1}))
+    runs.delete_run(ws, run_dir.name)
+    assert not run_dir.exists()
+    with pytest.raises(DataError, match="no such run"):
+        runs.delete_run(ws, "../cache")
