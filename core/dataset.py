@@ -45,11 +45,26 @@ REQUIRED_HISTOLOGY_COLUMNS: tuple[str, ...] = ("Tissue Sample ID", "Tissue")
 
 # Longest first so "x.ome.tiff" loses ".ome.tiff", not just ".tiff".
 SLIDE_EXTENSIONS: tuple[str, ...] = (
-    ".ome.tiff", ".ome.tif", ".svs", ".ndpi", ".scn", ".czi", ".tiff", ".tif", ".jpeg", ".png", ".jpg",
+    ".ome.tiff",
+    ".ome.tif",
+    ".svs",
+    ".ndpi",
+    ".scn",
+    ".czi",
+    ".tiff",
+    ".tif",
+    ".jpeg",
+    ".png",
+    ".jpg",
 )
 UNKNOWN_TISSUE = "Unknown"
 SAMPLE_COLUMNS: tuple[str, ...] = (
-    *HISTOLOGY_COLUMNS.values(), "slide_path", "has_slide", "has_expression", "joined", "has_histology",
+    *HISTOLOGY_COLUMNS.values(),
+    "slide_path",
+    "has_slide",
+    "has_expression",
+    "joined",
+    "has_histology",
 )
 
 _GTEX_ID = re.compile(r"^GTEX-[A-Z0-9]+-[A-Z0-9]+", re.IGNORECASE)
@@ -489,7 +504,7 @@ def _explicit_file(root: Path, given: str | Path, what: str) -> Path:
         path = root / path  # names relative to the dataset folder are fine too
     if not path.is_file():
         raise DataError(path, f"{what} not found")
-    return path.resolve()
+    return path.absolute()
 
 
 def _pick(candidates: list[Path], prefer: str, what: str, root: Path, messages: list[str]) -> Path | None:
@@ -565,7 +580,7 @@ def _list_slides(slides_dir: Path | None, messages: list[str]) -> dict[str, Path
         if sample_id in slides:
             duplicates.append(path.name)
             continue
-        slides[sample_id] = path.resolve()
+        slides[sample_id] = path.absolute()  # not resolve(): a symlinked slide keeps its sample name
     if duplicates:
         messages.append(
             f"{slides_dir}: {len(duplicates)} more slide file(s) for a sample that already has one, "
@@ -607,9 +622,7 @@ def _join_samples(
     extra["sample_id"] = slide_only
     extra["tissue"] = UNKNOWN_TISSUE
     extra["subject_id"] = [subject_from_sample_id(s) for s in slide_only]
-    samples = pd.concat(
-        [histology.assign(has_histology=True), extra.assign(has_histology=False)], ignore_index=True
-    )
+    samples = pd.concat([histology.assign(has_histology=True), extra.assign(has_histology=False)], ignore_index=True)
     for snake in HISTOLOGY_COLUMNS.values():
         samples[snake] = samples[snake].astype(str)
     samples["has_histology"] = samples["has_histology"].astype(bool)

@@ -1,0 +1,75 @@
+"""`python -m core info --data DIR [--json]`: counts of samples, slides, expression and joins per tissue."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from core.config import configured_data_dir, workspace
+from core.dataset import Cohort, cohort_info, load_cohort
+from core.errors import DataError, DataWarning
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """--data, --histology-csv, --expression-gct, --json (shared with `genes`)."""
+    parser.add_argument("--data", help="dataset folder (default $HISTOGENE_DATA, else the demo cohort)")
+    parser.add_argument("--histology-csv", help="histology CSV (default: found in the dataset folder)")
+    parser.add_argument("--expression-gct", help="expression GCT, plain or .gz (default: found in the folder)")
+    parser.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+
+def load_cohort_from_args(args: argparse.Namespace) -> Cohort:
+    """The cohort the flags name; its warnings go to stderr once (not also as Python warnings)."""
+    ws = workspace(args.workspace)
+    data = Path(args.data) if args.data else configured_data_dir() or ws.demo_dir
+    if not data.is_dir():
+        hint = "" if args.data else " (run `python -m core demo` to create the demo cohort, or pass --data)"
+        raise DataError(data, f"dataset folder not found{hint}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        cohort = load_cohort(data, ws, histology_csv=args.histology_csv, expression_gct=args.expression_gct)
+    for message in cohort.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    return cohort
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("info", help="count samples, slides and expression joins in a dataset folder")
+    add_data_arguments(parser)
+
+
+def format_info(cohort: Cohort, info: dict) -> str:
+    files = cohort.files
+    lines = [
+        f"dataset        {files.root}",
+        f"histology CSV  {files.histology_csv or '(none)'}",
+        f"expression     {files.expression_gct or '(none)'}",
+        f"slides folder  {files.slides_dir or '(none)'}",
+        "",
+        f"samples {info['samples']}   slides {info['slides']}   donors {info['donors']}   "
+        f"tissues {info['tissues']}   with expression {info['samples_with_expression']}   "
+        f"joined {info['joined']}   genes {info['genes']}",
+        "",
+    ]
+    width = max([len("tissue"), *(len(t) for t in info["per_tissue"])])
+    lines.append(f"{'tissue':<{width}}  {'samples':>7}  {'slides':>6}  {'with expression':>15}  {'joined':>6}")
+    for tissue, counts in info["per_tissue"].items():
+        lines.append(
+            f"{tissue:<{width}}  {counts['samples']:>7}  {counts['slides']:>6}  "
+            f"{counts['samples_with_expression']:>15}  {counts['joined']:>6}"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    cohort = load_cohort_from_args(args)
+    info = cohort_info(cohort)
+    if args.json:
+        json.dump(info, sys.stdout, indent=2)
+        print()
+    else:
+        print(format_info(cohort, info))
+    return 0
