@@ -193,6 +193,10 @@ class Expression:
         return (len(self.gene_ids), len(self.sample_ids))
 
 
+class _CacheWriteError(Exception):
+    """Writing the GCT cache failed (full or read-only disk); the reader falls back to memory."""
+
+
 @dataclass
 class _GctHeader:
     genes_declared: int
@@ -323,7 +327,10 @@ def _parse_gct(
         if pending:
             block = np.stack(pending)
             if values_out is not None:
-                values_out.write(block.tobytes())
+                try:
+                    values_out.write(block.tobytes())
+                except OSError as exc:  # the cache's disk, not the input: must not read as bad input
+                    raise _CacheWriteError(str(exc)) from exc
             else:
                 blocks.append(block)
             pending.clear()
@@ -434,7 +441,7 @@ def _read_gct(path: Path, keep: frozenset[str] | None, cache_dir: Path | None) -
                 cached = _load_gct_cache(entry)
             if cached is not None:
                 return cached
-        except OSError as exc:  # unwritable or full cache folder: parse into memory instead
+        except (OSError, _CacheWriteError) as exc:  # unwritable or full cache folder: parse into memory instead
             log.warning("cannot use the GCT cache in %s (%s); reading %s without it", cache_dir, exc, path)
     messages: list[str] = []
     gene_ids, symbols, sample_ids, matrix = _parse_gct(path, keep, None, messages)

@@ -290,6 +290,14 @@ def test_gct_damaged_cache_is_rebuilt_not_fatal(tmp_path: Path, small_gct: Path,
     assert (entry / "values.f32").stat().st_size == expected.size * 4
 
 
+def test_gct_unusable_cache_folder_falls_back_to_memory(tmp_path: Path, small_gct: Path) -> None:
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file where the cache folder should be")
+    expression = read_gct(small_gct, cache_dir=not_a_folder)
+    np.testing.assert_array_equal(expression.values, np.array([r[2] for r in SMALL_ROWS], dtype=np.float32))
+    assert not isinstance(expression.values, np.memmap)
+
+
 def test_gct_cached_matrix_is_copy_on_write(tmp_path: Path, small_gct: Path) -> None:
     cache_dir = tmp_path / "cache"
     first = read_gct(small_gct, cache_dir=cache_dir)

@@ -1,0 +1,139 @@
+"""GCT load speed and memory: core.dataset.read_gct cold / warm against pandas.read_csv of the whole file.
+
+Generates a GTEx-shaped GCT (default 56,200 genes x 17,382 samples, ~2.5 GB) outside the repo, then runs
+each measurement in its own subprocess and reads that child's peak RSS with os.wait4 (getrusage of the
+child), so one measurement's memory never hides another's.
+
+    .venv/bin/python benchmarks/bench_gct_load.py                      # full GTEx size (minutes, ~2.5 GB disk)
+    .venv/bin/python benchmarks/bench_gct_load.py --genes 2000 --samples 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MEASUREMENTS = ("baseline", "cold", "warm", "warm+scan", "pandas")
+
+
+def generate_gct(path: Path, genes: int, samples: int, seed: int = 0) -> None:
+    """GTEx-like TPM text: ~30% zeros, the rest log-normal with 4 significant digits."""
+    rng = np.random.default_rng(seed)
+    pool_values = rng.lognormal(0.0, 2.5, 8192)
+    pool = np.array(["0"] * 2458 + [f"{v:.4g}" for v in pool_values[: 8192 - 2458]], dtype=object)
+    ids = [f"GTEX-{i // 20:05X}-{i % 20:04d}-SM-{i:05X}" for i in range(samples)]
+    tmp = path.with_name(path.name + ".partial")
+    with tmp.open("w") as handle:
+        handle.write(f"#1.2\n{genes}\t{samples}\nName\tDescription\t" + "\t".join(ids) + "\n")
+        for gene in range(genes):
+            cells = pool[rng.integers(0, len(pool), samples)]
+            handle.write(f"ENSG{gene:011d}.1\tGENE{gene}\t" + "\t".join(cells) + "\n")
+    os.replace(tmp, path)
+
+
+def measure(kind: str, gct: Path, cache_dir: Path) -> dict:
+    """Runs inside the child process: one measurement, timed around the work only."""
+    import pandas as pd
+
+    from core.dataset import read_gct
+
+    started = time.perf_counter()
+    if kind == "baseline":
+        shape: tuple[int, ...] = ()
+    elif kind in ("cold", "warm", "warm+scan"):
+        expression = read_gct(gct, cache_dir=cache_dir)
+        if kind == "warm+scan":
+            float(np.asarray(expression.values).sum(dtype=np.float64))  # touch every page of the memmap
+        shape = expression.values.shape
+    elif kind == "pandas":
+        shape = pd.read_csv(gct, sep="\t", skiprows=2, index_col=0).shape
+    else:
+        raise ValueError(kind)
+    return {"seconds": time.perf_counter() - started, "shape": list(shape)}
+
+
+def run_child(kind: str, gct: Path, cache_dir: Path) -> dict:
+    """One measurement in a fresh interpreter; peak RSS of exactly that child via wait4."""
+    argv = [sys.executable, __file__, "--measure", kind, "--gct", str(gct), "--cache-dir", str(cache_dir)]
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out:
+        child = subprocess.Popen(argv, stdout=out, cwd=REPO_ROOT)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)  # already reaped: tell Popen
+        out.seek(0)
+        text = out.read()
+    if child.returncode != 0:
+        raise SystemExit(f"measurement {kind} failed with exit code {child.returncode}")
+    result = json.loads(text.strip().splitlines()[-1])
+    result["wall_seconds"] = time.perf_counter() - started
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--genes", type=int, default=56_200)
+    parser.add_argument("--samples", type=int, default=17_382)
+    parser.add_argument("--workdir", type=Path, help="where the generated GCT and cache go (default: a temp folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated GCT for the next run")
+    parser.add_argument("--skip-pandas", action="store_true", help="pandas needs ~8 bytes x genes x samples of RAM")
+    parser.add_argument("--measure", choices=MEASUREMENTS, help=argparse.SUPPRESS)
+    parser.add_argument("--gct", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.measure:  # child mode
+        sys.path.insert(0, str(REPO_ROOT))
+        print(json.dumps(measure(args.measure, args.gct, args.cache_dir)))
+        return 0
+
+    workdir = args.workdir or Path(tempfile.gettempdir()) / "histogene-bench-gct"
+    if REPO_ROOT in workdir.resolve().parents or workdir.resolve() == REPO_ROOT:
+        raise SystemExit(f"--workdir {workdir} is inside the repository; pick a temp or workspace folder")
+    workdir.mkdir(parents=True, exist_ok=True)
+    gct = workdir / f"bench_{args.genes}x{args.samples}.gct"
+    cache_dir = workdir / "cache"
+    if not gct.exists():
+        print(f"generating {gct} ({args.genes} genes x {args.samples} samples) ...", flush=True)
+        started = time.perf_counter()
+        generate_gct(gct, args.genes, args.samples)
+        print(f"  {gct.stat().st_size / 2**20:.0f} MiB in {time.perf_counter() - started:.1f} s", flush=True)
+    shutil.rmtree(cache_dir, ignore_errors=True)  # the cold run must find no cache
+
+    kinds = [k for k in MEASUREMENTS if not (args.skip_pandas and k == "pandas")]
+    results = {}
+    for kind in kinds:
+        print(f"measuring {kind} ...", flush=True)
+        results[kind] = run_child(kind, gct, cache_dir)
+
+    reference = results.get("pandas")
+    print(f"\nGCT {args.genes} genes x {args.samples} samples, {gct.stat().st_size / 2**20:.0f} MiB text")
+    header = f"{'measurement':<12} {'work s':>8} {'wall s':>8} {'peak RSS MB':>12}"
+    print(header + (f" {'time / pandas':>14} {'RSS / pandas':>13}" if reference else ""))
+    for kind, result in results.items():
+        line = f"{kind:<12} {result['seconds']:>8.2f} {result['wall_seconds']:>8.2f} {result['peak_rss_mb']:>12.0f}"
+        if reference:
+            time_ratio = result["seconds"] / reference["seconds"]
+            rss_ratio = result["peak_rss_mb"] / reference["peak_rss_mb"]
+            line += f" {time_ratio:>14.3f} {rss_ratio:>13.3f}"
+        print(line)
+    cold, warm = results["cold"], results["warm"]
+    print(f"\nwarm / cold time: {warm['seconds'] / cold['seconds']:.4f}   (baseline = interpreter + imports only)")
+    if not args.keep:
+        gct.unlink()
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
