@@ -39,7 +39,7 @@ class Workspace:
     def jobs_dir(self) -> Path:
         return self.root / "jobs"
 
-    def ensure(self) -> "Workspace":
+    def ensure(self) -> Workspace:
         for folder in (self.root, self.cache_dir, self.tiles_dir, self.runs_dir, self.jobs_dir):
             folder.mkdir(parents=True, exist_ok=True)
         return self

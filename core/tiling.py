@@ -587,3 +587,15 @@ def read_tile(row: Mapping[str, Any] | pd.Series, out_size: int | None = None) -
     with _OPEN_LOCK:  # slideio handles are not documented as thread-safe
         slide = _cached_slide(str(row["slide_path"]))
         return slide.read_region(int(row["x"]), int(row["y"]), read_size, read_size, out_size=(size, size))
+
+
+def find_tile_index(samples: pd.DataFrame, params: TilingParams | None = None,
+                    ws: Workspace | None = None) -> Path | None:
+    """The saved index for these slides and params, or None; never reads or tiles a slide (for page loads)."""
+    params = params or TilingParams()
+    ws = ws or workspace()
+    if samples.empty:
+        return None
+    folder = ws.tiles_dir / index_key(samples, params).split(":", 1)[1]
+    complete = (folder / "summary.json").is_file() and (folder / "index.parquet").is_file()
+    return folder / "index.parquet" if complete else None
