@@ -13,13 +13,23 @@ from core.errors import DataError, JobBusyError
 COMMANDS = ("demo", "info", "tiles", "genes", "train", "runs", "jobs")
 
 
+def _commands_to_load(argv: list[str] | None) -> tuple[str, ...]:
+    """Only the chosen command's module (importing train pulls in torch: seconds per call)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--workspace")
+    pre.add_argument("-v", "--verbose", action="store_true")
+    pre.add_argument("command", nargs="?")
+    known, _ = pre.parse_known_args(argv)
+    return (known.command,) if known.command in COMMANDS else COMMANDS
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core", description=__doc__)
     parser.add_argument("--workspace", help="workspace folder (default $HISTOGENE_WORKSPACE or ./workspace)")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     modules = {}
-    for name in COMMANDS:
+    for name in _commands_to_load(argv):
         try:
             module = importlib.import_module(f"core.cli.{name}")
         except ModuleNotFoundError as exc:
