@@ -102,8 +102,10 @@ def _pid_alive(pid: Any) -> bool:
 def run_status(run_dir: str | Path) -> str:
     """running, done, cancelled, failed, paused (stopped before its planned epochs) or new."""
     run_dir = Path(run_dir)
-    state, _ = _job_state(run_dir)
-    summary = _read_json(run_dir / "summary.json")
+    return _combined_status(_job_state(run_dir)[0], _read_json(run_dir / "summary.json"))
+
+
+def _combined_status(state: str | None, summary: dict[str, Any]) -> str:
     if state is not None:
         if state == "done" and summary.get("status") == "paused":
             return "paused"
@@ -119,22 +121,23 @@ def run_status(run_dir: str | Path) -> str:
 def list_runs(ws: Workspace) -> pd.DataFrame:
     """One row per run folder, newest first; columns RUN_COLUMNS. Reads only small JSON files."""
     rows = []
-    for run_dir in sorted(ws.runs_dir.glob("*/config.json"), reverse=True):
-        run_dir = run_dir.parent
+    # A run that failed before writing config.json (e.g. while tiling) still has the job's status.json.
+    folders = {p.parent for pattern in ("*/config.json", "*/status.json") for p in ws.runs_dir.glob(pattern)}
+    for run_dir in sorted(folders, key=lambda p: p.name, reverse=True):
         config = _read_json(run_dir / "config.json")
         summary = _read_json(run_dir / "summary.json")
         state, error = _job_state(run_dir)
         rows.append({
             "run_id": run_dir.name,
-            "status": run_status(run_dir),
+            "status": _combined_status(state, summary),
             "arch": config.get("arch"),
             "lr": config.get("lr"),
             "batch_size": config.get("batch_size"),
             "image_size": config.get("image_size"),
-            "epochs_done": int(summary.get("epochs_done", 0)),
-            "epochs_planned": int(config.get("epochs", 0)),
+            "epochs_done": int(summary.get("epochs_done") or 0),
+            "epochs_planned": int(config.get("epochs") or 0),
             "best_test_acc": summary.get("best_test_acc"),
-            "duration_s": float(summary.get("train_seconds", 0.0)),
+            "duration_s": float(summary.get("train_seconds") or 0.0),
             "created": config.get("created"),
             "message": error or summary.get("message", ""),
             "path": str(run_dir),

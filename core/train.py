@@ -118,8 +118,12 @@ def donor_split(tiles: pd.DataFrame, test_fraction: float = 0.3, seed: int = 0) 
     Test donors are drawn in a seeded order: first to cover each tissue (rarest first) without taking
     a tissue's last training donor, then up to round(test_fraction * donors).
     """
-    tissues_of = tiles.groupby("subject_id")["tissue"].agg(lambda s: set(s)).to_dict()
-    donors_of = tiles.groupby("tissue")["subject_id"].agg(lambda s: set(s)).to_dict()
+    pairs = set(zip(tiles["subject_id"].astype(str), tiles["tissue"].astype(str), strict=True))
+    tissues_of: dict[str, set[str]] = {}
+    donors_of: dict[str, set[str]] = {}
+    for donor, tissue in pairs:
+        tissues_of.setdefault(donor, set()).add(tissue)
+        donors_of.setdefault(tissue, set()).add(donor)
     donors = sorted(tissues_of)
     if len(donors) < 2 or test_fraction <= 0:
         return donors, []

@@ -298,3 +298,50 @@ def test_list_runs_and_delete_refuses_a_running_run(reference, ws: Workspace) ->
     assert not run_dir.exists()
     with pytest.raises(DataError, match="no such run"):
         runs.delete_run(ws, "../cache")
+
+
+def _symlink_cohort(root: Path, slide: Path) -> Path:
+    """2 donors x 2 tissues, every slide a link to the real SVS (never copied)."""
+    (root / "slides").mkdir(parents=True)
+    lines = ["Tissue Sample ID,Tissue,Subject ID,Sex,Age Bracket,Hardy Scale,Pathology Categories,Pathology Notes"]
+    for donor in ("GTEX-AA1", "GTEX-BB2"):
+        for code, tissue in (("0001", "Lung"), ("0002", "Liver")):
+            (root / "slides" / f"{donor}-{code}.svs").symlink_to(slide)
+            lines.append(f"{donor}-{code},{tissue},{donor},male,60-69,,,")
+    (root / "histology.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.mark.slow
+def test_cli_run_killed_mid_training_resumes_to_planned_epochs(testdata: Path, ws: Workspace, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = _symlink_cohort(tmp_path / "cohort", testdata / "CMU-1-Small-Region.svs")
+    base = [sys.executable, "-m", "core", "--workspace", str(ws.root), "train"]
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [*base, "--data", str(data), "--epochs", "3", "--batch-size", "2", "--image-size", "64"],
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(ws.runs_dir.glob("*/checkpoints/epoch_001.pt")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no epoch finished in time"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_dir = next(ws.runs_dir.glob("*/checkpoints/epoch_001.pt")).parents[1]
+    assert latest_checkpoint(run_dir)[0] < 3, "the kill came too late to test a crash"
+    listed = subprocess.run([*base[:-1], "runs", "--json"], cwd=repo, capture_output=True, text=True, check=True)
+    assert json.loads(listed.stdout)[0]["status"] == "failed"  # the dead worker is not shown as running
+
+    resumed = subprocess.run([*base, "--resume", run_dir.name], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip().splitlines()[-1] == str(run_dir)
+    _, epochs = runs.read_metrics(run_dir)
+    assert epochs["epoch"].tolist() == [1, 2, 3]
+    assert runs.list_runs(ws).iloc[0]["status"] == "done"
+    assert runs.run_config(run_dir)["classes"] == ["Liver", "Lung"]

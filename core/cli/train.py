@@ -1,0 +1,150 @@
+"""`python -m core train --data DIR [options] | --resume RUN`: tile, pack and train; the run folder is
+printed as the last line of stdout, progress goes to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core import runs
+from core.config import Workspace, configured_data_dir, workspace
+from core.errors import DataError, JobBusyError
+from core.jobs import JobReporter
+from core.models import ARCHITECTURES
+from core.train import MODES, OPTIMIZERS, WEIGHTS, TrainConfig, check_weights, train_run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    defaults = TrainConfig()
+    parser = subparsers.add_parser("train", help="train the tissue classifier on a cohort (or resume a run)")
+    parser.add_argument("--data", help="dataset folder (default $HISTOGENE_DATA, else the demo cohort)")
+    parser.add_argument("--resume", metavar="RUN", help="continue RUN (id or folder) to its planned epochs")
+    parser.add_argument("--arch", choices=ARCHITECTURES, default=defaults.arch)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--image-size", type=int, default=defaults.image_size, help="training tile side in px")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    parser.add_argument("--weights", choices=WEIGHTS, default=defaults.weights,
+                        help="imagenet: only from torch's hub cache on disk, never downloaded")
+    parser.add_argument("--mode", choices=MODES, default=defaults.mode,
+                        help="at-once: all epochs in one go; restart: one epoch per rebuild from the checkpoint")
+    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction, help="share of donors held out")
+    parser.add_argument("--no-augment", action="store_true", help="train without flips/rotations/colour jitter")
+    parser.add_argument("--num-workers", type=int, default=defaults.num_workers, help="batch loader processes")
+    parser.add_argument("--job-dir", help=argparse.SUPPRESS)
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    config = TrainConfig(
+        arch=args.arch, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
+        augment=not args.no_augment, optimizer=args.optimizer, weights=args.weights, seed=args.seed,
+        mode=args.mode, test_fraction=args.test_fraction, num_workers=args.num_workers,
+    )
+    try:
+        return config.validate()
+    except ValueError as exc:
+        raise DataError(None, f"bad training option: {exc}") from None
+
+
+class _Progress:
+    """Forwards progress to the job and prints it on stderr (at most every second, plus phase changes)."""
+
+    def __init__(self, job: JobReporter) -> None:
+        self.job = job
+        self.result: Any = None
+        self._last_print = 0.0
+        self._last_phase = ""
+
+    def progress(self, done: int, total: int, message: str = "", **extra: Any) -> None:
+        self.job.progress(done, total, message, **extra)
+        phase = message.split(" ", 1)[0]
+        now = time.monotonic()
+        if now - self._last_print >= 1.0 or phase != self._last_phase or done >= total:
+            print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
+            self._last_print, self._last_phase = now, phase
+
+    def cancel_requested(self) -> bool:
+        return self.job.cancel_requested()
+
+
+def _data_dir(args: argparse.Namespace, ws: Workspace) -> Path:
+    data = Path(args.data).expanduser().resolve() if args.data else (configured_data_dir() or ws.demo_dir)
+    if not data.is_dir():
+        raise DataError(data, "dataset folder not found")
+    return data
+
+
+def _tile_index(data: Path, ws: Workspace, reporter: _Progress) -> tuple[pd.DataFrame, Path]:
+    """Build (or reuse) the cohort's tile index with the default TilingParams."""
+    from core.dataset import load_cohort
+    from core.tiling import TilingParams, build_tile_index
+
+    cohort = load_cohort(data, ws)
+    for warning in cohort.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    samples = cohort.samples[cohort.samples["has_slide"].astype(bool)]
+    if samples.empty:
+        raise DataError(data, "no slides to train on")
+
+    def progress(done: int, total: int, message: str) -> None:
+        reporter.progress(done, total, f"tiling {message}")
+        reporter.job.check_cancel()  # raises JobCancelled: the job ends `cancelled` before training starts
+
+    result = build_tile_index(samples, TilingParams(), ws, progress=progress)
+    return result.index, result.path
+
+
+def _resume_index(saved: dict[str, Any], ws: Workspace, reporter: _Progress) -> pd.DataFrame:
+    from core.tiling import load_tile_index
+
+    path = saved.get("tile_index_path")
+    if path and Path(path).exists():
+        return load_tile_index(path)
+    data = Path(saved.get("data_dir") or "")
+    if not data.is_dir():
+        raise DataError(data, "the run's tile index and dataset folder are both gone; cannot resume")
+    return _tile_index(data, ws, reporter)[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    ws = workspace(args.workspace)
+    if args.resume:
+        run_dir = runs.run_path(ws, args.resume)
+        if args.job_dir and Path(args.job_dir).resolve() != run_dir.resolve():
+            raise DataError(args.job_dir, f"--job-dir must be the resumed run's folder {run_dir}")
+        config = None
+        check_weights(TrainConfig.from_dict(runs.run_config(run_dir)))
+    else:
+        config = _config(args)
+        check_weights(config)  # before tiling: a missing weights file is a clear error, not a late failure
+        data = _data_dir(args, ws)
+        run_dir = Path(args.job_dir).resolve() if args.job_dir else runs.new_run_dir(ws)
+    summary = None
+    try:
+        with JobReporter(ws, "train", job_dir=run_dir) as job:
+            reporter = _Progress(job)
+            if config is None:
+                index = _resume_index(runs.run_config(run_dir), ws, reporter)
+                meta = None
+            else:
+                index, index_path = _tile_index(data, ws, reporter)
+                meta = {"data_dir": str(data), "tile_index_path": str(index_path)}
+            summary = train_run(run_dir, config, index, ws, reporter, meta=meta)
+            job.result = {**summary, "run_dir": str(run_dir)}
+    except JobBusyError:  # only raised on entering: nothing was written yet
+        if config is not None and not args.job_dir and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
+    if summary is None:
+        print("train: cancelled while tiling", file=sys.stderr)
+    else:
+        print(f"{summary['message']}; best test accuracy {summary['best_test_acc']}", file=sys.stderr)
+    print(run_dir)  # last stdout line: the run folder, for scripts and the UI
+    return 0 if summary is not None and summary["status"] == "done" else 1
