@@ -143,7 +143,9 @@ def list_runs(ws: Workspace) -> pd.DataFrame:
             "path": str(run_dir),
         })
     frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
-    return frame.astype({"best_test_acc": "float64", "duration_s": "float64"})
+    # Nullable ints: a run that failed before config.json has no batch size, without turning the column float.
+    return frame.astype({"lr": "float64", "batch_size": "Int64", "image_size": "Int64",
+                         "best_test_acc": "float64", "duration_s": "float64"})
 
 
 def read_metrics(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
