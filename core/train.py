@@ -25,6 +25,7 @@ from core.cache import atomic_write_bytes, atomic_write_json
 from core.config import Workspace
 from core.errors import DataError
 from core.models import ARCHITECTURES, build_model, imagenet_weights_status, pick_device
+from core.runs import run_config, run_split
 from core.tilepack import ReadTile, TilePack, build_tilepack
 
 log = logging.getLogger(__name__)
@@ -540,10 +541,12 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"
     if config_path.exists():
-        saved = json.loads(config_path.read_text())
+        saved = run_config(run_dir)
         config = TrainConfig.from_dict(saved).validate()
         classes = list(saved["classes"])
-        split = json.loads((run_dir / "split.json").read_text())
+        split = run_split(run_dir)
+        if not split.get("train_tiles"):
+            raise DataError(run_dir / "split.json", "missing or unreadable split; the run cannot be resumed")
     else:
         if config is None:
             raise DataError(run_dir, "not a run folder (no config.json) and no configuration given")
