@@ -810,26 +810,43 @@ def _artifact_od(c: _Canvas, artifacts: list[dict[str, Any]], rng: np.random.Gen
 
 
 def _apply_pixel_artifacts(rgb: np.ndarray, artifacts: list[dict[str, Any]], rng: np.random.Generator) -> None:
-    """Blur and dirt patches act on the finished draw-resolution RGB (in place)."""
+    """Blur and dirt patches act on the finished level-0 RGB (in place), after the grain."""
     h, w, _ = rgb.shape
     for art in artifacts:
-        x0, y0 = int(art["x"] / _DRAW_SCALE), int(art["y"] / _DRAW_SCALE)
-        x1, y1 = min(w, x0 + int(art["w"] / _DRAW_SCALE)), min(h, y0 + int(art["h"] / _DRAW_SCALE))
-        if x1 <= x0 or y1 <= y0:
+        x0, y0 = int(art["x"]), int(art["y"])
+        x1, y1 = min(w, x0 + int(art["w"])), min(h, y0 + int(art["h"]))
+        if art["kind"] not in ("blur", "dust") or x1 <= x0 or y1 <= y0:
             continue
         crop = rgb[y0:y1, x0:x1].astype(np.float32)
         yy, xx = np.mgrid[0 : y1 - y0, 0 : x1 - x0].astype(np.float32)
-        ellipse = np.hypot((yy / max(1, y1 - y0) - 0.5) * 2, (xx / max(1, x1 - x0) - 0.5) * 2)
+        ellipse = np.hypot((yy / (y1 - y0) - 0.5) * 2, (xx / (x1 - x0) - 0.5) * 2)
         if art["kind"] == "blur":
             # Out of focus: strong gaussian blur, feathered at the edge of an ellipse.
-            blurred = ndimage.gaussian_filter(crop, sigma=(art["sigma_um"], art["sigma_um"], 0))
+            sigma = art["sigma_um"] / MPP
+            blurred = ndimage.gaussian_filter(crop, sigma=(sigma, sigma, 0), truncate=2.5)
             alpha = np.clip((1.0 - ellipse) * 5, 0, 1)[..., None]
-            rgb[y0:y1, x0:x1] = np.round(crop * (1 - alpha) + blurred * alpha).astype(np.uint8)
-        elif art["kind"] == "dust":
-            # A greyish dirt patch with little colour variance over part of the box.
-            patch = np.clip((0.75 - ellipse) * 6, 0, 1)[..., None] * 0.93
-            grey = np.array(art["grey"], np.float32) + rng.normal(0, 1.5, crop.shape[:2])[..., None]
-            rgb[y0:y1, x0:x1] = np.round(crop * (1 - patch) + grey * patch).clip(0, 255).astype(np.uint8)
+        else:
+            # A greyish dirt smudge: mottled, but the same in every channel (little colour variance).
+            alpha = np.clip((0.75 - ellipse) * 6, 0, 1)[..., None] * 0.95
+            mottle = ndimage.gaussian_filter(rng.standard_normal(crop.shape[:2]).astype(np.float32), 3.0)
+            mottle *= 7.0 / max(float(mottle.std()), 1e-6)
+            blurred = np.array(art["grey"], np.float32) + mottle[..., None]
+        rgb[y0:y1, x0:x1] = np.round(crop * (1 - alpha) + blurred * alpha).clip(0, 255).astype(np.uint8)
+
+
+def _add_grain(rgb: np.ndarray, rng: np.random.Generator, strength: float = 0.11) -> np.ndarray:
+    """Pixel-scale texture at level 0, as real scans have (granular stain, chromatin, sensor noise).
+
+    Scaled by how dark each pixel is, so glass stays clean; one random patch is tiled (with an
+    odd period, so it never lines up with tiles) instead of drawing 10 M random numbers.
+    """
+    h, w, _ = rgb.shape
+    period = 509
+    patch = (rng.standard_normal((period, period)) * strength * 256).astype(np.int16)
+    grain = np.tile(patch, (-(-h // period), -(-w // period)))[:h, :w]
+    darkness = 255 - rgb[..., 1].astype(np.int16)  # green: the channel both stains absorb
+    amount = (darkness * grain) >> 8
+    return np.clip(rgb - amount[..., None], 0, 255).astype(np.uint8)
 
 
 def render_slide(
@@ -868,9 +885,10 @@ def render_slide(
     od += extra
     rgb = np.exp(-od) * 255.0 + rng.normal(0.0, 1.6, (dh, dw)).astype(np.float32)[..., None]
     rgb = np.clip(rgb, 0, 255).astype(np.uint8)
-    _apply_pixel_artifacts(rgb, artifacts or [], rng)
     image = Image.fromarray(rgb).resize((dw * _DRAW_SCALE, dh * _DRAW_SCALE), Image.BILINEAR)
-    return np.asarray(image)[:height, :width]
+    level0 = _add_grain(np.asarray(image)[:height, :width], rng)
+    _apply_pixel_artifacts(level0, artifacts or [], rng)
+    return level0
 
 
 # =============================================================================================
@@ -1025,7 +1043,7 @@ def _plan_artifacts(rng: np.random.Generator, width: int, height: int) -> list[d
             extra = {"color": str(rng.choice(("green", "blue", "black"))), "width_um": float(rng.uniform(60, 110))}
         elif kind == "blur":
             w = h = int(side * rng.uniform(0.3, 0.45))
-            extra = {"sigma_um": float(rng.uniform(5, 8))}
+            extra = {"sigma_um": float(rng.uniform(1.8, 3.0))}  # out of focus, structure still visible
         elif kind == "dust":
             w, h = int(side * rng.uniform(0.22, 0.32)), int(side * rng.uniform(0.22, 0.32))
             grey = int(rng.integers(120, 175))
