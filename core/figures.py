@@ -19,11 +19,14 @@ def _style(fig: go.Figure, title: str, height: int = 380) -> go.Figure:
 
 
 def per_tissue_counts_bar(per_tissue: pd.DataFrame) -> go.Figure:
-    """Grouped horizontal bars: one row per tissue, one bar per count column."""
+    """Small multiples: one panel per count (slides, tiles, ...), each on its own scale, a row per tissue."""
     long = per_tissue.reset_index(names="tissue").melt(id_vars="tissue", var_name="count", value_name="n")
-    fig = px.bar(long, y="tissue", x="n", color="count", barmode="group", orientation="h")
+    fig = px.bar(long, y="tissue", x="n", color="count", facet_col="count", orientation="h", text="n")
+    fig.update_xaxes(matches=None, showticklabels=False, title=None)
     fig.update_yaxes(categoryorder="category descending", title=None)
-    return _style(fig, "Per tissue", height=max(380, 60 * len(per_tissue)))
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1].replace("_", " ")))
+    fig.update_layout(showlegend=False)
+    return _style(fig, "Per tissue", height=max(380, 38 * len(per_tissue) + 80))
 
 
 def qc_funnel(considered: int, rejected: dict[str, int]) -> go.Figure:
@@ -66,7 +69,7 @@ def log_tpm_histogram(log_tpm: np.ndarray, threshold: float | None = None, bins:
 
 def breakdown_bar(values: pd.Series, title: str) -> go.Figure:
     counts = values.fillna("unknown").astype(str).value_counts().sort_index()
-    fig = px.bar(x=counts.index, y=counts.values, labels={"x": "", "y": "samples"})
+    fig = px.bar(x=counts.index, y=counts.values, labels={"x": "", "y": "count"})
     return _style(fig, title, height=300)
 
 

@@ -1,0 +1,82 @@
+"""What every page shares: the workspace, the dataset, background-job panels. No science here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core import jobs
+from core.config import Workspace, configured_data_dir, workspace
+from core.dataset import Cohort, load_cohort
+from core.demo import demo_is_ready
+from core.errors import DataError, JobBusyError
+
+
+@st.cache_resource
+def get_workspace() -> Workspace:
+    return workspace()
+
+
+def dataset_dir() -> Path:
+    """The configured dataset, else the demo cohort (generated in a worker on first start)."""
+    ws = get_workspace()
+    configured = configured_data_dir()
+    if configured is not None:
+        return configured
+    if not demo_is_ready(ws):
+        st.title("HistoGene Explorer")
+        st.info("First start: generating the synthetic GTEx-like demo cohort (about a minute, once).")
+        job = jobs.active_job(ws)
+        if job is None:
+            try:
+                job = jobs.launch(ws, "demo", ["demo"])
+            except JobBusyError as exc:
+                st.warning(str(exc))
+                st.stop()
+        job_panel(job.dir, rerun_when_done=True)
+        st.stop()
+    return ws.demo_dir
+
+
+@st.cache_resource(show_spinner="Loading the cohort ...", max_entries=4)
+def _cached_cohort(root: str, stamp: float) -> Cohort:
+    return load_cohort(Path(root), get_workspace())
+
+
+def get_cohort(root: Path) -> Cohort:
+    """The cohort, reloaded when the folder's files change; bad input stops the page with its message."""
+    stamp = max((p.stat().st_mtime for p in root.iterdir()), default=0.0) if root.is_dir() else 0.0
+    try:
+        return _cached_cohort(str(root), stamp)
+    except DataError as exc:
+        st.error(f"Could not load the dataset: {exc}")
+        st.stop()
+
+
+def job_panel(job_dir: Path, rerun_when_done: bool = False, show_cancel: bool = True) -> None:
+    """A self-refreshing panel for one background job: progress bar, message, cancel, outcome."""
+
+    @st.fragment(run_every=1.0)
+    def _panel() -> None:
+        status = jobs.Job(job_dir).status()
+        state = status.get("state", "unknown")
+        progress = status.get("progress") or {}
+        done, total = progress.get("done", 0), progress.get("total", 0) or 0
+        label = f"{status.get('kind', 'job')} {status.get('id', '')}: {state}"
+        if progress.get("message"):
+            label += f" · {progress['message']}"
+        st.progress(min(1.0, done / total) if total else 0.0, text=label)
+        if state == "running":
+            if show_cancel and st.button("Cancel", key=f"cancel-{status.get('id')}"):
+                jobs.request_cancel(jobs.Job(job_dir))
+                st.toast("Cancel requested: the worker stops at the next safe point.")
+        elif state == "failed":
+            st.error(f"The {status.get('kind', '')} job failed: {status.get('error', 'unknown error')}")
+            tail = status.get("log_tail") or jobs.Job(job_dir).log_tail(20)
+            if tail:
+                st.code(tail if isinstance(tail, str) else "\n".join(tail))
+        elif state in ("done", "cancelled") and rerun_when_done:
+            st.rerun(scope="app")
+
+    _panel()

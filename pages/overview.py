@@ -1,0 +1,148 @@
+"""Dataset overview: counts, tiles and QC, a slide browser, gene filters, demographics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import figures, jobs, summary
+from core.dataset import cohort_info
+from core.errors import DataError, JobBusyError
+from core.genes import GeneFilterParams, filter_genes, log_tpm
+from core.slides import open_slide
+from core.tiling import TilingParams, find_tile_index, load_tile_index, read_tile, tissue_mask
+from pages.common import dataset_dir, get_cohort, get_workspace, job_panel
+
+ws = get_workspace()
+root = dataset_dir()
+cohort = get_cohort(root)
+info = cohort_info(cohort)
+
+st.title("Dataset overview")
+st.caption(f"Dataset: `{root}`" + (" (synthetic GTEx-like demo cohort)" if root == ws.demo_dir else ""))
+if cohort.warnings:
+    with st.expander(f"{len(cohort.warnings)} warning(s) while reading the dataset"):
+        for warning in cohort.warnings:
+            st.warning(warning)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _tile_index(path: str) -> pd.DataFrame:
+    return load_tile_index(Path(path))
+
+
+index_path = find_tile_index(cohort.samples[cohort.samples["has_slide"]], TilingParams(), ws)
+tile_index = _tile_index(str(index_path)) if index_path else None
+
+cols = st.columns(6)
+cols[0].metric("Donors", info["donors"])
+cols[1].metric("Tissues", info["tissues"])
+cols[2].metric("Slides", info["slides"])
+cols[3].metric("With expression", info["samples_with_expression"], help="Histology samples whose ID matches an RNA sample")
+cols[4].metric("Joined", info["joined"], help="Slides with both a histology row and expression")
+cols[5].metric("Tiles after QC", int(tile_index["passed_qc"].sum()) if tile_index is not None else "—")
+
+active = jobs.active_job(ws)
+if active is not None:
+    st.subheader(f"Background job: {active.kind}")
+    job_panel(active.dir, rerun_when_done=True)
+elif tile_index is None:
+    st.info("The slides have not been tiled yet. Tiling runs in a background worker; the app stays usable.")
+    if st.button("Tile the slides (QC + balanced sampling)", type="primary"):
+        try:
+            jobs.launch(ws, "tiles", ["tiles", "--data", str(root)])
+            st.rerun()
+        except JobBusyError as exc:
+            st.warning(str(exc))
+
+tab_cohort, tab_tiles, tab_slides, tab_genes = st.tabs(["Cohort", "Tiles and QC", "Slide browser", "Genes"])
+
+with tab_cohort:
+    st.plotly_chart(figures.per_tissue_counts_bar(summary.per_tissue_table(info, tile_index)), width="stretch")
+    demo_cols = st.columns(3)
+    for col, (title, values) in zip(demo_cols, summary.demographics(cohort.samples).items(), strict=False):
+        col.plotly_chart(figures.breakdown_bar(values, title), width="stretch")
+
+with tab_tiles:
+    if tile_index is None:
+        st.info("Tile the slides to see the QC funnel and example tiles.")
+    else:
+        rejected = tile_index.loc[~tile_index["passed_qc"], "reason"].value_counts().to_dict()
+        left, right = st.columns(2)
+        left.plotly_chart(figures.qc_funnel(len(tile_index), rejected), width="stretch")
+        right.plotly_chart(figures.rejections_per_tissue(tile_index), width="stretch")
+        tissue = st.selectbox("Example tiles of", sorted(tile_index["tissue"].unique()))
+        examples = summary.example_tiles(tile_index, tissue)
+        for outcome, rows in examples.items():
+            st.markdown(f"**{outcome.capitalize()}** ({len(rows)} shown)")
+            if rows.empty:
+                st.caption("none")
+                continue
+            tile_cols = st.columns(6)
+            for col, row in zip(tile_cols, rows.itertuples(), strict=False):
+                try:
+                    image = read_tile(row._asdict(), out_size=160)
+                except DataError as exc:
+                    col.caption(str(exc))
+                    continue
+                caption = row.sample_id if outcome == "passed" else f"{row.reason} · {row.sample_id}"
+                col.image(image, caption=caption, width="stretch")
+
+
+@st.cache_data(show_spinner="Reading the slide ...", max_entries=32)
+def _thumbnail(path: str) -> tuple[np.ndarray, float, np.ndarray, dict]:
+    with open_slide(path) as slide:
+        thumb, scale = slide.thumbnail(1024)
+        meta = {k: v for k, v in vars(slide.info).items() if k != "levels"}
+        meta["levels"] = len(slide.info.levels)
+    return thumb, scale, tissue_mask(thumb), meta
+
+
+with tab_slides:
+    with_slides = cohort.samples[cohort.samples["has_slide"]]
+    if with_slides.empty:
+        st.info("No slide files found in the dataset's slides/ folder.")
+    else:
+        sample_id = st.selectbox("Slide", with_slides["sample_id"].tolist())
+        row = with_slides.set_index("sample_id").loc[sample_id]
+        try:
+            thumb, scale, mask, meta = _thumbnail(str(row["slide_path"]))
+        except DataError as exc:
+            st.error(str(exc))
+        else:
+            tiles = tile_index[tile_index["sample_id"] == sample_id] if tile_index is not None else pd.DataFrame()
+            left, right = st.columns([2, 1])
+            left.plotly_chart(figures.thumbnail_with_tiles(thumb, scale, tiles, mask), width="stretch")
+            right.markdown(f"**{row['tissue']}** · donor `{row['subject_id']}`")
+            right.markdown(f"Sex {row.get('sex', '—')} · age {row.get('age_bracket', '—')} · "
+                           f"{row.get('hardy_scale', '—')}")
+            right.markdown(f"Pathology: {row.get('pathology_categories') or '—'}")
+            right.caption(row.get("pathology_notes") or "no pathology notes")
+            if meta.get("magnification_assumed"):
+                right.warning(f"No magnification in the file: {meta['magnification']:g}x assumed.")
+            right.dataframe(pd.Series(meta, name="value").astype(str), width="stretch")
+
+
+@st.cache_data(show_spinner="Filtering genes ...", max_entries=4)
+def _gene_funnel(root: str, stamp: str, min_log_tpm: float, min_sd: float) -> tuple[list, np.ndarray]:
+    result = filter_genes(cohort.expression, GeneFilterParams(min_log_tpm=min_log_tpm, min_sd=min_sd))
+    values = log_tpm(cohort.expression.values)
+    rng = np.random.default_rng(0)
+    sample = rng.choice(values.ravel(), size=min(values.size, 200_000), replace=False) if values.size else values
+    return list(result.funnel), sample
+
+
+with tab_genes:
+    if cohort.expression.values.size == 0:
+        st.info("No expression matrix in this dataset.")
+    else:
+        c1, c2 = st.columns(2)
+        min_log_tpm = c1.number_input("Expressed: logTPM above", value=5.0, step=0.5)
+        min_sd = c2.number_input("Variable: SD above", value=0.5, step=0.1)
+        funnel, sample = _gene_funnel(str(root), str(cohort.expression.values.shape), min_log_tpm, min_sd)
+        left, right = st.columns(2)
+        left.plotly_chart(figures.gene_filter_funnel(funnel), width="stretch")
+        right.plotly_chart(figures.log_tpm_histogram(sample, threshold=min_log_tpm), width="stretch")
