@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
 
 from core import jobs
-from core.config import Workspace, configured_data_dir, workspace
+from core.config import WORKSPACE_ENV, Workspace, configured_data_dir, workspace
 from core.dataset import Cohort, load_cohort
 from core.demo import demo_is_ready
 from core.errors import DataError, JobBusyError
 
 
 @st.cache_resource
+def _workspace(root: str) -> Workspace:
+    return workspace(root or None)
+
+
 def get_workspace() -> Workspace:
-    return workspace()
+    """The workspace named by $HISTOGENE_WORKSPACE (read on each run, so tests can switch it)."""
+    return _workspace(os.environ.get(WORKSPACE_ENV, ""))
 
 
 def dataset_dir() -> Path:

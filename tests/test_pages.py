@@ -1,0 +1,90 @@
+"""Each page through Streamlit's AppTest, on a tiny demo cohort in a temp workspace."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import jobs
+from core.config import Workspace, workspace
+from core.dataset import load_cohort
+from core.demo import ensure_demo_cohort
+from core.tiling import TilingParams, build_tile_index
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TINY = {"n_donors": 4, "n_tissues": 4, "slide_size": (1792, 1792), "n_genes": 300, "workers": 1}
+
+
+@pytest.fixture(scope="module")
+def tiny_ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    ws = workspace(tmp_path_factory.mktemp("pages") / "workspace")
+    ensure_demo_cohort(ws, **TINY)
+    return ws
+
+
+@pytest.fixture
+def app_env(tiny_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.setenv("HISTOGENE_WORKSPACE", str(tiny_ws.root))
+    monkeypatch.delenv("HISTOGENE_DATA", raising=False)
+    return tiny_ws
+
+
+def _run(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_overview_before_tiling_offers_to_tile(app_env):
+    at = _run()
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Donors"] == "4"
+    assert labels["Slides"] == str(len(list((app_env.demo_dir / "slides").glob("*.svs"))))
+    assert any("Tile the slides" in b.label for b in at.button)
+    assert len(at.get("plotly_chart")) >= 4  # per-tissue, sex, age, Hardy (+ genes)
+
+
+def test_overview_after_tiling_shows_qc_and_examples(app_env):
+    cohort = load_cohort(app_env.demo_dir, app_env)
+    result = build_tile_index(cohort.samples[cohort.samples["has_slide"]], TilingParams(), app_env, workers=1)
+    at = _run()
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Tiles after QC"] == str(int(result.index["passed_qc"].sum()))
+    assert not any("Tile the slides" in b.label for b in at.button)
+    tissues = [s for s in at.selectbox if s.label == "Example tiles of"]
+    assert tissues and set(tissues[0].options) == set(result.index["tissue"].unique())
+    assert len(at.get("image")) >= 1  # example tiles drew
+
+
+def test_overview_shows_a_clear_error_for_a_bad_dataset(app_env, tmp_path, monkeypatch):
+    bad = tmp_path / "bad"
+    (bad / "slides").mkdir(parents=True)
+    shutil.copy(app_env.demo_dir / "GTEx_Portal_histology.csv", bad)
+    (bad / "expression.gct").write_text("not a gct\n")
+    monkeypatch.setenv("HISTOGENE_DATA", str(bad))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert at.error and "expression.gct" in at.error[0].value
+
+
+def test_first_start_generates_the_demo_in_a_background_job(tmp_path, monkeypatch):
+    ws = workspace(tmp_path / "fresh")
+    monkeypatch.setenv("HISTOGENE_WORKSPACE", str(ws.root))
+    monkeypatch.delenv("HISTOGENE_DATA", raising=False)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert any("generating the synthetic" in i.value for i in at.info)
+    job = jobs.active_job(ws)
+    assert job is not None and job.kind == "demo"
+    jobs.request_cancel(job)
+    final = jobs.wait(job, timeout=120)
+    assert final["state"] in ("cancelled", "done")
