@@ -553,6 +553,8 @@ def train_run(
         config.validate()
         check_weights(config)
         tiles = training_tiles(tile_index)
+        if tiles.empty:
+            raise DataError(None, "the tile index has no selected tiles that passed QC: nothing to train on")
         classes = sorted(tiles["tissue"].astype(str).unique())
         split = make_split(tiles, config)
         atomic_write_json(run_dir / "split.json", split)
