@@ -17,7 +17,7 @@ from core.errors import DataError
 
 RUN_COLUMNS = (
     "run_id", "status", "arch", "lr", "batch_size", "image_size", "epochs_done", "epochs_planned",
-    "best_test_acc", "duration_s", "created", "message", "path",
+    "best_test_acc", "duration_s", "seconds_per_epoch", "mode", "optimizer", "created", "message", "path",
 )
 BATCH_COLUMNS = ("epoch", "batch", "batches", "loss", "acc", "tiles_per_s", "elapsed")
 EPOCH_COLUMNS = (
@@ -138,6 +138,10 @@ def list_runs(ws: Workspace) -> pd.DataFrame:
             "epochs_planned": int(config.get("epochs") or 0),
             "best_test_acc": summary.get("best_test_acc"),
             "duration_s": float(summary.get("train_seconds") or 0.0),
+            "seconds_per_epoch": (float(summary.get("train_seconds") or 0.0) / int(summary["epochs_done"])
+                                  if summary.get("epochs_done") else None),
+            "mode": config.get("mode"),
+            "optimizer": config.get("optimizer"),
             "created": config.get("created"),
             "message": error or summary.get("message", ""),
             "path": str(run_dir),
@@ -145,7 +149,8 @@ def list_runs(ws: Workspace) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     # Nullable ints: a run that failed before config.json has no batch size, without turning the column float.
     return frame.astype({"lr": "float64", "batch_size": "Int64", "image_size": "Int64",
-                         "best_test_acc": "float64", "duration_s": "float64"})
+                         "best_test_acc": "float64", "duration_s": "float64",
+                         "seconds_per_epoch": "float64"})
 
 
 def read_metrics(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -184,3 +189,19 @@ def delete_run(ws: Workspace, run_id: str) -> None:
     if run_status(path) == "running":
         raise DataError(path, "this run is training now; cancel it and wait for it to stop before deleting")
     shutil.rmtree(path)
+
+
+def live_progress(status: dict[str, Any], epochs_planned: int | None = None) -> dict[str, Any]:
+    """What the live panel shows, from a job status: bar fraction and text, epoch, batch and ETA labels."""
+    progress = status.get("progress") or {}
+    done, total = progress.get("done") or 0, progress.get("total") or 0
+    epoch, batch, batches = progress.get("epoch"), progress.get("batch"), progress.get("batches")
+    eta = progress.get("eta_s")
+    state = status.get("state", "unknown")
+    return {
+        "fraction": min(1.0, done / total) if total else 0.0,
+        "text": f"{state}: {progress.get('message') or 'starting'}",
+        "epoch_text": f"{epoch} / {epochs_planned or '?'}" if epoch else "—",
+        "batch_text": f"{batch} / {batches}" if batch else "—",
+        "eta_text": time.strftime("%M:%S", time.gmtime(eta)) if eta is not None and state == "running" else "—",
+    }

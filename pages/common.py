@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from core import jobs
 from core.config import WORKSPACE_ENV, Workspace, configured_data_dir, workspace
@@ -19,8 +20,17 @@ def _workspace(root: str) -> Workspace:
     return workspace(root or None)
 
 
+def _leave_legacy_pages_mode() -> None:
+    """Streamlit runs the first session after a server start in its old pages/-folder mode when a deep
+    link (e.g. /training) is opened first, bypassing app.py's st.navigation; switch modes and rerun."""
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def get_workspace() -> Workspace:
     """The workspace named by $HISTOGENE_WORKSPACE (read on each run, so tests can switch it)."""
+    _leave_legacy_pages_mode()
     return _workspace(os.environ.get(WORKSPACE_ENV, ""))
 
 

@@ -41,7 +41,8 @@ cols = st.columns(6)
 cols[0].metric("Donors", info["donors"])
 cols[1].metric("Tissues", info["tissues"])
 cols[2].metric("Slides", info["slides"])
-cols[3].metric("With expression", info["samples_with_expression"], help="Histology samples whose ID matches an RNA sample")
+cols[3].metric("With expression", info["samples_with_expression"],
+               help="Histology samples whose ID matches an RNA sample")
 cols[4].metric("Joined", info["joined"], help="Slides with both a histology row and expression")
 cols[5].metric("Tiles after QC", int(tile_index["passed_qc"].sum()) if tile_index is not None else "—")
 

@@ -148,3 +148,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{summary['message']}; best test accuracy {summary['best_test_acc']}", file=sys.stderr)
     print(run_dir)  # last stdout line: the run folder, for scripts and the UI
     return 0 if summary is not None and summary["status"] == "done" else 1
+
+
+def train_argv(data_dir: str | Path, config: TrainConfig) -> list[str]:
+    """The `train` command line for `config` (what the UI hands to core.jobs.launch)."""
+    argv = ["train", "--data", str(data_dir), "--arch", config.arch, "--epochs", str(config.epochs),
+            "--lr", repr(config.lr), "--batch-size", str(config.batch_size), "--image-size", str(config.image_size),
+            "--seed", str(config.seed), "--optimizer", config.optimizer, "--weights", config.weights,
+            "--mode", config.mode, "--test-fraction", repr(config.test_fraction),
+            "--num-workers", str(config.num_workers)]
+    return argv if config.augment else [*argv, "--no-augment"]

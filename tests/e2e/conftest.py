@@ -69,7 +69,7 @@ def app_url(e2e_workspace: Path) -> Iterator[str]:
                 break
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited early; see {log.name}")
+                raise RuntimeError(f"streamlit exited early; see {log.name}") from None
             time.sleep(0.5)
     yield url
     proc.terminate()

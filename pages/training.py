@@ -1,0 +1,140 @@
+"""Training: launch a tissue classifier in a background worker, watch it live, compare runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import figures, jobs, runs
+from core.cli.train import train_argv
+from core.errors import DataError, JobBusyError
+from core.models import ARCHITECTURES, imagenet_weights_status
+from core.train import TrainConfig
+from pages.common import dataset_dir, get_workspace, job_panel
+
+ws = get_workspace()
+root = dataset_dir()
+defaults = TrainConfig()
+
+st.title("Training")
+st.caption("A tissue classifier on the QC-passed tiles, split by donor so the test score is honest. "
+           "Training runs in a background worker: reload the page or open a new tab and it is still here.")
+
+
+def live_panel(run_dir) -> None:
+    """Progress, curves and confusion of the running (or latest) run, refreshed every 1.5 s."""
+
+    @st.fragment(run_every=1.5)
+    def _live() -> None:
+        job = jobs.Job(run_dir)
+        status = job.status()
+        progress = status.get("progress") or {}
+        config = runs.run_config(run_dir) if (run_dir / "config.json").exists() else {}
+        live = runs.live_progress(status, config.get("epochs"))
+        st.progress(live["fraction"], text=live["text"])
+        cols = st.columns(4)
+        cols[0].metric("Epoch", live["epoch_text"])
+        cols[1].metric("Batch", live["batch_text"])
+        cols[2].metric("Tiles/s", f"{progress.get('tiles_per_s', 0):.0f}" if progress.get("tiles_per_s") else "—")
+        cols[3].metric("ETA", live["eta_text"])
+        batches, epochs = runs.read_metrics(run_dir)
+        left, right = st.columns(2)
+        left.plotly_chart(figures.batch_loss(batches), width="stretch", key=f"batch-{status.get('id')}")
+        right.plotly_chart(figures.training_curves(epochs), width="stretch", key=f"epochs-{status.get('id')}")
+        if not epochs.empty and "confusion" in epochs:
+            classes = config.get("classes", [])
+            confusion = np.asarray(epochs["confusion"].iloc[-1])
+            st.plotly_chart(figures.confusion_heatmap(confusion, classes), width="stretch",
+                            key=f"confusion-{status.get('id')}")
+        state = status.get("state")
+        if state == "running":
+            if st.button("Cancel training", key=f"cancel-{status.get('id')}"):
+                jobs.request_cancel(job)
+                st.toast("Cancel requested: the worker stops after the current batch.")
+        elif state == "failed":
+            st.error(f"Run failed: {status.get('error', 'unknown error')}")
+            st.code("\n".join(status.get("log_tail") or job.log_tail(20)))
+        if state != "running" and st.session_state.get("watching") == str(run_dir):
+            st.session_state.pop("watching")
+            st.rerun(scope="app")
+
+    _live()
+
+
+active = jobs.active_job(ws)
+if active is not None and active.kind == "train":
+    st.subheader(f"Running: {active.id}")
+    st.session_state["watching"] = str(active.dir)
+    live_panel(active.dir)
+elif active is not None:
+    st.info(f"A {active.kind} job is running; training can start when it ends.")
+    job_panel(active.dir, rerun_when_done=True)
+
+with st.form("launch"):
+    st.subheader("Launch a training run")
+    c1, c2, c3, c4 = st.columns(4)
+    arch = c1.selectbox("Architecture", ARCHITECTURES, index=ARCHITECTURES.index(defaults.arch))
+    lr = c2.number_input("Learning rate", value=defaults.lr, format="%.0e", min_value=1e-6, max_value=1.0)
+    epochs = c3.number_input("Epochs", value=defaults.epochs, min_value=1, max_value=200)
+    batch_size = c4.number_input("Batch size", value=defaults.batch_size, min_value=2, max_value=1024)
+    c5, c6, c7, c8 = st.columns(4)
+    image_size = c5.number_input("Input resolution (px)", value=defaults.image_size, min_value=32, max_value=448,
+                                 step=16, help="Tiles are resized to this for speed.")
+    optimizer = c6.selectbox("Optimizer", ["adamw", "adam", "sgd"], index=["adamw", "adam", "sgd"].index(
+        defaults.optimizer))
+    mode = c7.selectbox("Mode", ["at-once", "restart"], help="restart: N runs of one epoch, each resuming "
+                        "from the last checkpoint (as the GTEx study did)")
+    seed = c8.number_input("Seed", value=defaults.seed, min_value=0)
+    c9, c10 = st.columns(2)
+    augment = c9.checkbox("Augmentation (flips, 90° rotations, mild colour jitter)", value=defaults.augment)
+    weights = c10.radio("Weights", ["none", "imagenet"], horizontal=True,
+                        format_func=lambda w: "from scratch" if w == "none" else "ImageNet (if on disk)")
+    submitted = st.form_submit_button("Start training", type="primary")
+
+if submitted:
+    available, _, message = imagenet_weights_status(arch)
+    if weights == "imagenet" and not available:
+        st.error(message)
+    else:
+        config = TrainConfig(arch=arch, lr=float(lr), epochs=int(epochs), batch_size=int(batch_size),
+                             image_size=int(image_size), optimizer=optimizer, mode=mode, seed=int(seed),
+                             augment=augment, weights=weights)
+        run_dir = runs.new_run_dir(ws)
+        try:
+            jobs.launch(ws, "train", train_argv(root, config), job_dir=run_dir)
+        except JobBusyError as exc:
+            st.warning(f"Not started: {exc}")
+        else:
+            st.rerun()
+
+st.subheader("Run history")
+history = runs.list_runs(ws)
+if history.empty:
+    st.caption("No runs yet.")
+else:
+    st.dataframe(history.drop(columns=["path"], errors="ignore"), width="stretch", hide_index=True)
+    ids = history["run_id"].tolist()
+    chosen = st.multiselect("Overlay runs", ids, default=ids[: min(3, len(ids))])
+    if chosen:
+        by_run = {run_id: runs.read_metrics(ws.runs_dir / run_id)[1] for run_id in chosen}
+        left, right = st.columns(2)
+        left.plotly_chart(figures.runs_overlay(by_run, "test_acc"), width="stretch")
+        right.plotly_chart(figures.runs_overlay(by_run, "train_loss"), width="stretch")
+    timed = history.dropna(subset=["seconds_per_epoch"]) if "seconds_per_epoch" in history else pd.DataFrame()
+    if not timed.empty:
+        st.plotly_chart(figures.seconds_per_epoch_by_arch(timed), width="stretch")
+    c1, c2, c3 = st.columns([2, 1, 1])
+    target = c1.selectbox("Run", ids, key="target-run")
+    if c2.button("Resume run"):
+        try:
+            jobs.launch(ws, "train", ["train", "--data", str(root), "--resume", target], job_dir=ws.runs_dir / target)
+            st.rerun()
+        except (JobBusyError, DataError) as exc:
+            st.warning(f"Not resumed: {exc}")
+    if c3.button("Delete run"):
+        try:
+            runs.delete_run(ws, target)
+            st.rerun()
+        except (DataError, JobBusyError, ValueError) as exc:
+            st.warning(f"Not deleted: {exc}")
