@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 
 
@@ -35,3 +38,12 @@ def demographics(samples: pd.DataFrame) -> dict[str, pd.Series]:
     donors = known.drop_duplicates("subject_id")
     return {"Sex (donors)": donors["sex"], "Age bracket (donors)": donors["age_bracket"],
             "Hardy scale (donors)": donors["hardy_scale"]}
+
+
+def tiling_errors(index_path: Path) -> dict[str, str]:
+    """Slides the tiling run could not read ({sample_id: message}), from the summary saved beside the index."""
+    try:
+        saved = json.loads((Path(index_path).parent / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return dict(saved.get("errors") or {})

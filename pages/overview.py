@@ -46,6 +46,11 @@ cols[3].metric("With expression", info["samples_with_expression"],
 cols[4].metric("Joined", info["joined"], help="Slides with both a histology row and expression")
 cols[5].metric("Tiles after QC", int(tile_index["passed_qc"].sum()) if tile_index is not None else "—")
 
+if index_path is not None and (errors := summary.tiling_errors(index_path)):
+    with st.expander(f"{len(errors)} slide(s) could not be tiled; the others were", icon=":material/warning:"):
+        for message in errors.values():
+            st.error(message)
+
 active = jobs.active_job(ws)
 if active is not None:
     st.subheader(f"Background job: {active.kind}")

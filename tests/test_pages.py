@@ -88,3 +88,20 @@ def test_first_start_generates_the_demo_in_a_background_job(tmp_path, monkeypatc
     jobs.request_cancel(job)
     final = jobs.wait(job, timeout=120)
     assert final["state"] in ("cancelled", "done")
+
+
+def test_a_bad_slide_is_reported_and_the_rest_is_tiled(app_env, tmp_path, monkeypatch):
+    data = tmp_path / "with-bad-slide"
+    shutil.copytree(app_env.demo_dir, data, symlinks=True)
+    bad = data / "slides" / "GTEX-BAD01-0001.svs"
+    bad.write_text("this is not a slide")
+    monkeypatch.setenv("HISTOGENE_DATA", str(data))
+    cohort = load_cohort(data, app_env)
+    result = build_tile_index(cohort.samples[cohort.samples["has_slide"]], TilingParams(), app_env, workers=1)
+    assert "GTEX-BAD01-0001" in result.summary["errors"]
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception
+    assert any("GTEX-BAD01-0001" in e.value for e in at.error)
+    labels = {m.label: m.value for m in at.metric}
+    assert int(labels["Tiles after QC"]) > 0
