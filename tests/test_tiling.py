@@ -122,6 +122,34 @@ def test_real_tissue_passes_and_its_blurred_copy_fails(svs: Path) -> None:
     assert qc_reason(tile_metrics(blurred(tile, 2.5)), params, "Skin") in ("jpeg_size", "blur")
 
 
+def fat_thumbnail(size: int = 200, cell: int = 20) -> np.ndarray:
+    """A thumbnail (1.75 um/px) of a round fat lobule: white cells inside 1 px pink membranes."""
+    thumb = np.empty((size, size, 3), np.uint8)
+    thumb[:] = WHITE
+    membranes = np.zeros((size, size), bool)
+    membranes[::cell] = membranes[:, ::cell] = True
+    yy, xx = np.mgrid[0:size, 0:size]
+    lobule = np.hypot(yy - size / 2, xx - size / 2) < size * 0.35
+    thumb[membranes & lobule] = PINK
+    return thumb
+
+
+def test_tissue_mask_keeps_fat_lobules_and_leaves_the_glass_around_them() -> None:
+    thumb = fat_thumbnail()
+    mask = tissue_mask(thumb, um_per_px=1.75)
+    yy, xx = np.mgrid[0:200, 0:200]
+    radius = np.hypot(yy - 100, xx - 100)
+    assert mask[radius < 55].mean() > 0.99  # lumens inside the lobule count as tissue
+    assert not mask[radius > 85].any()  # the glass around it does not
+    # The old saturation-only mask kept only the membranes: under a fifth of the lobule.
+    assert tiling.stained_pixels(thumb)[radius < 55].mean() < 0.2
+
+
+def test_tissue_mask_scales_with_microns_per_pixel() -> None:
+    # The same lobule seen at 4 um/px: membranes 20 px apart are 80 um, still inside one lobule.
+    assert tissue_mask(fat_thumbnail(), um_per_px=4.0)[90:110, 90:110].all()
+
+
 def test_tissue_mask_keeps_stain_and_drops_glass_and_specks() -> None:
     thumb = np.empty((100, 120, 3), np.uint8)
     thumb[:] = WHITE
