@@ -69,38 +69,83 @@ def test_textured_tissue_tile_passes_every_stage() -> None:
         assert qc_reason(metrics, params, "Lung") == ""
 
 
-def test_jpeg_size_rejects_a_flat_tile_with_a_per_tissue_bar() -> None:
-    gradient = np.linspace(225, 245, 448, dtype=np.float32)
-    flat = np.broadcast_to(gradient[None, :, None], (448, 448, 3)).astype(np.uint8)
-    params = TilingParams(jpeg_kb={"Fat": 1.0}, jpeg_kb_default=18.0)
-    metrics = tile_metrics(flat, params)
-    assert metrics["jpeg_kb"] < 18.0
+def pale(image: np.ndarray, stain: float) -> np.ndarray:
+    """The same tissue with `stain` times its optical darkness (faintly stained)."""
+    return (255 - (255 - image.astype(np.float32)) * stain).round().astype(np.uint8)
+
+
+def test_jpeg_size_rejects_faint_tissue_with_a_per_tissue_bar() -> None:
+    faint = pale(tissue_texture(448, 448), 0.2)  # sharp and not blank, but little information
+    params = TilingParams(jpeg_kb={"Fat": 5.0}, jpeg_kb_default=18.0)
+    metrics = tile_metrics(faint, params)
+    assert 5.0 < metrics["jpeg_kb"] < 18.0
     assert qc_reason(metrics, params, "Lung") == "jpeg_size"
-    # The same tile clears the lower bar of its tissue and is then caught by a later stage.
-    assert qc_reason(metrics, params, "Fat") not in ("", "jpeg_size")
+    # The same tile clears the lower bar of its tissue and, sharp and stained, every other stage.
+    assert qc_reason(metrics, params, "Fat") == ""
 
 
-def test_half_empty_rejects_a_tile_with_one_blank_piece() -> None:
+def test_jpeg_size_bars_are_lower_for_fat_and_lung() -> None:
+    params = TilingParams()
+    default = params.jpeg_kb_for("Liver")
+    assert all(params.jpeg_kb_for(t) < default for t in ("Adipose - Subcutaneous", "Breast - Mammary Tissue", "Lung"))
+    assert TilingParams(tile_size=224).jpeg_kb_for("Liver") == pytest.approx(default / 4)
+
+
+def test_half_empty_rejects_a_tissue_edge_with_a_strip_of_glass() -> None:
     tile = tissue_texture(448, 448)
-    tile[:112, :112] = WHITE
+    tile[:, :112] = WHITE  # a quarter of the tile is bare glass
     metrics = tile_metrics(tile)
     assert metrics["min_piece_std"] < 1.0
+    assert metrics["blank_share"] == pytest.approx(0.25)
     assert qc_reason(metrics, TilingParams()) == "half_empty"
+
+
+def test_half_empty_passes_fat_whose_lumens_are_blank_pieces() -> None:
+    """Adipocytes of 224 px (112 um): white lumens inside thin pink membranes."""
+    tile = np.empty((448, 448, 3), np.uint8)
+    tile[:] = WHITE
+    for line in (0, 1, 224, 225, 446, 447):
+        tile[line] = tile[:, line] = PINK
+    metrics = tile_metrics(tile)
+    # Each lumen holds a whole flat 112 px piece: the study's any-flat-piece rule would reject it.
+    assert metrics["min_piece_std"] < 1.0
+    assert metrics["blank_share"] == pytest.approx(1 / 16)  # but no two blank pieces touch
+    assert not tiling.qc_failures(metrics, TilingParams())["half_empty"]
 
 
 def test_dirt_rejects_a_flat_grey_patch_with_sensor_noise() -> None:
     noise = np.random.default_rng(1).normal(128, 8, (448, 448, 1))
     grey = np.clip(np.repeat(noise, 3, axis=2), 0, 255).astype(np.uint8)
     metrics = tile_metrics(grey)
-    assert metrics["min_channel_std"] < TilingParams().min_channel_std
+    assert metrics["grey_fraction"] > 0.9
+    assert qc_reason(metrics, TilingParams()) == "dirt"
+
+
+def test_dirt_rejects_a_grey_smudge_over_a_small_part_of_tissue() -> None:
+    tile = tissue_texture(448, 448)
+    tile[300:360, 300:360] = (140, 138, 135)  # under 2% of the tile
+    metrics = tile_metrics(tile)
+    assert 0.01 < metrics["grey_fraction"] < 0.03
     assert qc_reason(metrics, TilingParams()) == "dirt"
 
 
 def test_blur_rejects_an_out_of_focus_tile() -> None:
     sharp, soft = tile_metrics(tissue_texture(448, 448)), tile_metrics(blurred(tissue_texture(448, 448), 1.2))
     assert soft["blur"] < TilingParams().min_blur < sharp["blur"]
-    # A low JPEG bar isolates the blur stage (heavier blur also shrinks the JPEG).
-    assert qc_reason(soft, TilingParams(jpeg_kb_default=5.0)) == "blur"
+    # blur runs before jpeg_size, so a blurred tile is named by its own stage.
+    assert qc_reason(soft, TilingParams()) == "blur"
+
+
+def test_blur_rejects_a_tile_with_one_blurred_quarter() -> None:
+    tile = tissue_texture(448, 448)
+    tile[224:, 224:] = blurred(tile[224:, 224:], 2.0)
+    metrics = tile_metrics(tile)
+    assert metrics["blur"] < TilingParams().min_blur
+    assert qc_reason(metrics, TilingParams()) == "blur"
+
+
+def test_blur_does_not_call_pale_or_sparse_tissue_blurred() -> None:
+    assert tile_metrics(pale(tissue_texture(448, 448), 0.3))["blur"] > TilingParams().min_blur
 
 
 @pytest.mark.parametrize("ink", [(40, 140, 90), (30, 40, 160), (15, 15, 20)], ids=["green", "blue", "black"])
