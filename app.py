@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+st.session_state["_routed_by_app"] = True  # pages.common.ROUTED_KEY: this run came through st.navigation
 st.set_page_config(page_title="HistoGene Explorer", page_icon=":material/biotech:", layout="wide")
 
 navigation = st.navigation(

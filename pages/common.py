@@ -14,6 +14,8 @@ from core.dataset import Cohort, load_cohort
 from core.demo import demo_is_ready
 from core.errors import DataError, JobBusyError
 
+ROUTED_KEY = "_routed_by_app"  # set by app.py before st.navigation runs a page
+
 
 @st.cache_resource
 def _workspace(root: str) -> Workspace:
@@ -23,7 +25,7 @@ def _workspace(root: str) -> Workspace:
 def _leave_legacy_pages_mode() -> None:
     """Streamlit runs the first session after a server start in its old pages/-folder mode when a deep
     link (e.g. /training) is opened first, bypassing app.py's st.navigation; switch modes and rerun."""
-    if PagesManager.uses_pages_directory:
+    if not st.session_state.get(ROUTED_KEY) and PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
 

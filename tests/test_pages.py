@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs
+from core import jobs, runs
 from core.config import Workspace, workspace
 from core.dataset import load_cohort
 from core.demo import ensure_demo_cohort
 from core.tiling import TilingParams, build_tile_index
+from core.train import TrainConfig
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TINY = {"n_donors": 4, "n_tissues": 4, "slide_size": (1792, 1792), "n_genes": 300, "workers": 1}
@@ -105,3 +106,47 @@ def test_a_bad_slide_is_reported_and_the_rest_is_tiled(app_env, tmp_path, monkey
     assert any("GTEX-BAD01-0001" in e.value for e in at.error)
     labels = {m.label: m.value for m in at.metric}
     assert int(labels["Tiles after QC"]) > 0
+
+
+def _training_page() -> AppTest:
+    return _run("pages/training.py")
+
+
+def test_training_form_shows_the_default_configuration(app_env):
+    at = _training_page()
+    defaults = TrainConfig()
+    inputs = {n.label: n.value for n in at.number_input}
+    assert inputs["Epochs"] == defaults.epochs
+    assert inputs["Batch size"] == defaults.batch_size
+    assert inputs["Learning rate"] == defaults.lr
+    assert at.selectbox[0].value == defaults.arch
+
+
+def test_launch_from_the_form_starts_a_worker_that_can_be_cancelled(app_env):
+    at = _training_page()
+    next(n for n in at.number_input if n.label == "Epochs").set_value(3)
+    next(n for n in at.number_input if n.label == "Input resolution (px)").set_value(32)
+    next(b for b in at.button if b.label == "Start training").click()
+    at.run()
+    assert not at.exception
+    job = jobs.active_job(app_env)
+    assert job is not None and job.kind == "train"
+    assert job.dir.parent == app_env.runs_dir
+    jobs.request_cancel(job)
+    assert jobs.wait(job, timeout=300)["state"] in ("cancelled", "done")
+    history = runs.list_runs(app_env)
+    assert job.id in set(history["run_id"])
+
+
+def test_a_second_launch_is_refused_naming_the_running_job(app_env):
+    blocker = jobs.launch(app_env, "demo", ["jobs", "--sleep-demo", "30", "--step-s", "0.2"],
+                          module="tests.jobs_worker")
+    try:
+        at = _training_page()
+        next(b for b in at.button if b.label == "Start training").click()
+        at.run()
+        assert not at.exception
+        assert any(blocker.id in w.value for w in at.warning), [w.value for w in at.warning]
+    finally:
+        jobs.request_cancel(blocker)
+        jobs.wait(blocker, timeout=60)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,19 +50,18 @@ def e2e_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def app_url(e2e_workspace: Path) -> Iterator[str]:
-    """`streamlit run app.py` on 127.0.0.1 with the e2e workspace; stopped after the session."""
+@contextmanager
+def running_app(ws_root: Path) -> Iterator[str]:
+    """`streamlit run app.py` on 127.0.0.1 with the given workspace; its URL, stopped on exit."""
     port = _free_port()
-    env = {**os.environ, "HISTOGENE_WORKSPACE": str(e2e_workspace)}
+    env = {**os.environ, "HISTOGENE_WORKSPACE": str(ws_root)}
     env.pop("HISTOGENE_DATA", None)
-    log = (e2e_workspace / "streamlit.log").open("w")
+    log = (ws_root / f"streamlit-{port}.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -71,12 +71,20 @@ def app_url(e2e_workspace: Path) -> Iterator[str]:
             if proc.poll() is not None:
                 raise RuntimeError(f"streamlit exited early; see {log.name}") from None
             time.sleep(0.5)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def app_url(e2e_workspace: Path) -> Iterator[str]:
+    with running_app(e2e_workspace) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
