@@ -9,7 +9,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-QC_STAGE_ORDER = ("jpeg_size", "half_empty", "dirt", "pen", "blur")
+from core.tiling import QC_STAGES as QC_STAGE_ORDER
+
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "template": "plotly_white"}
 
 

@@ -104,7 +104,8 @@ def _thumbnail(path: str) -> tuple[np.ndarray, float, np.ndarray, dict]:
         thumb, scale = slide.thumbnail(1024)
         meta = {k: v for k, v in vars(slide.info).items() if k != "levels"}
         meta["levels"] = len(slide.info.levels)
-    return thumb, scale, tissue_mask(thumb), meta
+    um_per_px = scale * slide.info.mpp  # DEFAULT_MPP (flagged) when the file has none
+    return thumb, scale, tissue_mask(thumb, um_per_px=um_per_px), meta
 
 
 with tab_slides:
