@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +138,8 @@ def build_tilepack(
     try:
         done = 0
         if workers > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            # spawn, not fork: a forked child would inherit the worker lock and torch's thread state.
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
                 results = pool.map(_read_chunk, [reader] * len(chunks), chunks, [size] * len(chunks))
                 for chunk, block in zip(chunks, results, strict=True):
                     out[done : done + len(chunk)] = block
