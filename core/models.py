@@ -111,14 +111,48 @@ def _drop_final_linear(arch: str, net: nn.Module) -> None:
         net.classifier[2] = nn.Identity()
 
 
-def build_model(arch: str, num_classes: int, weights: str = "none") -> TileClassifier:
-    """A classifier for `num_classes` tissues; weights "imagenet" loads the on-disk file or raises DataError."""
+# Regularisation knobs each constructor takes (architectures without one ignore that setting).
+_DROPOUT_ARG = {"efficientnet_b0": "dropout"}
+_STOCHASTIC_DEPTH_ARG = {"efficientnet_b0": "stochastic_depth_prob", "convnext_tiny": "stochastic_depth_prob"}
+
+
+def regularization_kwargs(arch: str, dropout: float | None, stochastic_depth: float | None) -> dict[str, float]:
+    """Constructor arguments for dropout before the head and stochastic depth; None keeps torchvision's default.
+
+    torchvision's defaults (EfficientNet-B0: dropout 0.2, stochastic depth 0.2) are tuned for long ImageNet
+    schedules; a short from-scratch run learns faster with less of both.
+    """
+    _check_arch(arch)
+    kwargs: dict[str, float] = {}
+    for value, names, what in ((dropout, _DROPOUT_ARG, "dropout"), (stochastic_depth, _STOCHASTIC_DEPTH_ARG,
+                                                                    "stochastic_depth")):
+        if value is None:
+            continue
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{what} must be in [0, 1), not {value!r}")
+        if arch in names:
+            kwargs[names[arch]] = float(value)
+    return kwargs
+
+
+def build_model(
+    arch: str,
+    num_classes: int,
+    weights: str = "none",
+    *,
+    dropout: float | None = None,
+    stochastic_depth: float | None = None,
+) -> TileClassifier:
+    """A classifier for `num_classes` tissues; weights "imagenet" loads the on-disk file or raises DataError.
+
+    `dropout` / `stochastic_depth` override the constructor's defaults where the architecture has them.
+    """
     _check_arch(arch)
     if weights not in ("none", "imagenet"):
         raise ValueError(f"weights must be 'none' or 'imagenet', not {weights!r}")
     if num_classes < 1:
         raise ValueError("num_classes must be at least 1")
-    net = _BUILDERS[arch](weights=None)
+    net = _BUILDERS[arch](weights=None, **regularization_kwargs(arch, dropout, stochastic_depth))
     if weights == "imagenet":
         net.load_state_dict(_load_imagenet_state(arch))
     _drop_final_linear(arch, net)

@@ -40,6 +40,21 @@ def test_build_model_output_and_embedding_sizes(arch: str) -> None:
     assert torch.allclose(model.head(embedding), logits, atol=1e-5)
 
 
+def test_regularization_overrides_reach_the_constructor() -> None:
+    default = build_model("efficientnet_b0", 3)
+    assert default.backbone.classifier[0].p == 0.2  # torchvision's default when not overridden
+    tuned = build_model("efficientnet_b0", 3, dropout=0.05, stochastic_depth=0.1)
+    assert tuned.backbone.classifier[0].p == 0.05
+    depths = [m.p for m in tuned.modules() if type(m).__name__ == "StochasticDepth"]
+    assert depths and max(depths) < 0.1 and max(depths) > 0.09  # rises with block depth up to the setting
+    off = build_model("efficientnet_b0", 3, dropout=0.0, stochastic_depth=0.0)
+    assert all(m.p == 0.0 for m in off.modules() if type(m).__name__ in ("StochasticDepth", "Dropout"))
+    convnext = build_model("convnext_tiny", 3, dropout=0.3, stochastic_depth=0.0)  # no head dropout: ignored
+    assert all(m.p == 0.0 for m in convnext.modules() if type(m).__name__ == "StochasticDepth")
+    with pytest.raises(ValueError, match="stochastic_depth"):
+        build_model("efficientnet_b0", 3, stochastic_depth=1.0)
+
+
 def test_embedding_dim_of_efficientnet_b0() -> None:
     assert embedding_dim("efficientnet_b0") == 1280
     with pytest.raises(ValueError, match="unknown architecture"):
