@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 MODES = ("at-once", "restart")
+SCHEDULES = ("cosine", "constant")
 WEIGHTS = ("none", "imagenet")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,6 +63,13 @@ class TrainConfig:
     test_fraction: float = 0.3
     num_workers: int = 0  # loader processes; 0 loads batches in-process (a memory-mapped slice is cheap)
     threads: int = 0  # torch CPU threads, fixed per run for reproducibility; 0 = all cores
+    # Training details (extension of the first contract). The LR schedule only ever scales `lr` down.
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0  # linear ramp from ~0 up to lr over this many epochs
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    dropout: float = 0.2  # before the head (torchvision default for EfficientNet-B0: 0.2)
+    stochastic_depth: float = 0.2  # torchvision default for EfficientNet-B0: 0.2
 
     def validate(self) -> TrainConfig:
         if self.arch not in ARCHITECTURES:
@@ -76,6 +84,13 @@ class TrainConfig:
             raise ValueError("epochs >= 1, batch_size >= 2, image_size >= 16 and lr > 0 are required")
         if not 0.0 <= self.test_fraction < 1.0:
             raise ValueError("test_fraction must be in [0, 1)")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
+        if self.warmup_epochs < 0 or self.weight_decay < 0:
+            raise ValueError("warmup_epochs and weight_decay must be >= 0")
+        for name in ("label_smoothing", "dropout", "stochastic_depth"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1)")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,9 +98,34 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """From a saved config.json; unknown keys (classes, paths) are ignored."""
+        """From a saved config.json; unknown keys (classes, paths) are ignored.
+
+        Keys missing from a config saved before they existed take the values that run trained with
+        (constant LR, no smoothing, torch's weight decay), so an old run resumes unchanged.
+        """
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        legacy = {**_LEGACY_DETAILS, "weight_decay": 0.01 if data.get("optimizer", "adamw") == "adamw" else 0.0}
+        return cls(**{**legacy, **{k: v for k, v in data.items() if k in names}})
+
+
+# What runs saved before these fields existed trained with.
+_LEGACY_DETAILS: dict[str, Any] = {
+    "schedule": "constant", "warmup_epochs": 0.0, "label_smoothing": 0.0, "dropout": 0.2, "stochastic_depth": 0.2,
+}
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int = 0, schedule: str = "cosine") -> float:
+    """Multiplier in (0, 1] on the configured lr for optimizer step `step` (0-based) of `total_steps`.
+
+    Linear warmup over `warmup_steps`, then constant or cosine decay to 0 at the end; never above 1,
+    so the configured lr stays the largest rate the run uses.
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    if schedule == "constant" or total_steps <= warmup_steps:
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return float(0.5 * (1.0 + np.cos(np.pi * min(1.0, progress))))
 
 
 # ---------------------------------------------------------------- tiles and donor split
@@ -296,7 +336,7 @@ def load_run_model(run_dir: str | Path, epoch: int | None = None, device: torch.
             raise DataError(run_dir, "run has no checkpoint yet")
         epoch = latest[0]
     state = load_checkpoint(checkpoint_path(run_dir, epoch))
-    model = build_model(saved["arch"], len(saved["classes"]), weights="none")
+    model = build_model(saved["arch"], len(saved["classes"]), weights="none")  # dropout/depth: train-time only
     model.load_state_dict(state["model"])
     return model.to(device or torch.device("cpu")).eval(), list(saved["classes"])
 
@@ -304,12 +344,12 @@ def load_run_model(run_dir: str | Path, epoch: int | None = None, device: torch.
 # ---------------------------------------------------------------- the loop
 
 
-def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+def _make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
 
 
 def _append_line(handle, record: dict[str, Any]) -> None:
@@ -400,8 +440,10 @@ def _session(
     shuffle_gen = torch.Generator().manual_seed(config.seed + 1)
     augment_gen = torch.Generator().manual_seed(config.seed + 2)
     # channels_last pays on CUDA (tensor cores) and on CPU too (oneDNN: 3.7x for EfficientNet-B0 at 96 px).
-    model = build_model(config.arch, len(data.classes), config.weights).to(device, memory_format=torch.channels_last)
-    optimizer = _make_optimizer(config.optimizer, model.parameters(), config.lr)
+    model = build_model(
+        config.arch, len(data.classes), config.weights, dropout=config.dropout, stochastic_depth=config.stochastic_depth
+    ).to(device, memory_format=torch.channels_last)
+    optimizer = _make_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     start_epoch = 0
     latest = latest_checkpoint(run_dir)
@@ -418,9 +460,11 @@ def _session(
         augment_gen.set_state(state["rng"]["augment"])
         start_epoch = int(state["epoch"])
     last_epoch = min(config.epochs, start_epoch + max_epochs)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     model.train()
     batches_per_epoch = max(1, len(_epoch_batches(data.train_rows, config.batch_size, torch.Generator())))
+    total_steps = config.epochs * batches_per_epoch
+    warmup_steps = round(config.warmup_epochs * batches_per_epoch)
     with (run_dir / "metrics.jsonl").open("a") as metrics:
         for epoch in range(start_epoch + 1, last_epoch + 1):
             batches = _epoch_batches(data.train_rows, config.batch_size, shuffle_gen)
@@ -438,6 +482,11 @@ def _session(
                 x = normalize(x)
                 x = x.contiguous(memory_format=torch.channels_last)
                 y = torch.from_numpy(batch_labels).to(device)
+                # The step's lr is a function of the global step alone, so a resumed run needs no scheduler state.
+                step_lr = config.lr * lr_factor((epoch - 1) * batches_per_epoch + b - 1, total_steps, warmup_steps,
+                                                config.schedule)
+                for group in optimizer.param_groups:
+                    group["lr"] = step_lr
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
                     logits = model(x)
                     loss = loss_fn(logits.float(), y)
@@ -482,7 +531,7 @@ def _session(
                 "classes": list(data.classes),
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "scheduler": None,
+                "scheduler": {"schedule": config.schedule, "step": epoch * batches_per_epoch},
                 "scaler": scaler.state_dict() if amp else {},
                 "rng": {
                     "torch": torch.get_rng_state(),

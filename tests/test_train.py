@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from core.train import (
     latest_checkpoint,
     load_checkpoint,
     load_run_model,
+    lr_factor,
     train_run,
     training_tiles,
 )
@@ -36,7 +38,7 @@ CONFIG = TrainConfig(epochs=2, batch_size=16, image_size=32, test_fraction=0.34,
 def fake_read_tile(row: pd.Series, out_size: int | None = None) -> np.ndarray:
     """A tissue-coloured noisy tile; pixels depend only on the row (deterministic)."""
     size = out_size or 64
-    rng = np.random.default_rng(int(row["x"]) * 7919 + int(row["y"]) + hash(row["sample_id"]) % 1000)
+    rng = np.random.default_rng(int(row["x"]) * 7919 + int(row["y"]) + zlib.crc32(row["sample_id"].encode()) % 1000)
     colour = np.array(TISSUES[row["tissue"]], dtype=np.float32)
     image = colour + rng.normal(0, 25, size=(size, size, 3))
     return np.clip(image, 0, 255).astype(np.uint8)
@@ -167,13 +169,77 @@ def test_run_writes_config_split_metrics_and_checkpoints(reference) -> None:
     assert row.best_test_acc == pytest.approx(max(e["test_acc"] for e in epochs))
 
 
-def test_same_config_gives_identical_first_epoch(reference, ws: Workspace) -> None:
+def test_defaults_keep_the_studys_choices_and_reach_the_cli() -> None:
+    import argparse
+
+    from core.cli import train as train_cli
+
+    defaults = TrainConfig().validate()
+    # Fixed by the issue: EfficientNet-B0 from scratch at lr 1e-4, augmented, donor split.
+    assert (defaults.arch, defaults.lr, defaults.weights, defaults.augment) == ("efficientnet_b0", 1e-4, "none", True)
+    assert 0 < defaults.test_fraction < 1
+    parser = argparse.ArgumentParser()
+    train_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train"])
+    cli_config = train_cli._config(args)
+    assert cli_config == defaults  # fields the CLI has no flag for keep the TrainConfig defaults
+
+
+@pytest.mark.parametrize(("total", "warmup"), [(1, 0), (10, 0), (100, 0), (100, 7), (5, 9)])
+def test_lr_schedule_never_exceeds_the_configured_lr(total: int, warmup: int) -> None:
+    cosine = [lr_factor(step, total, warmup, "cosine") for step in range(total)]
+    constant = [lr_factor(step, total, warmup, "constant") for step in range(total)]
+    assert all(0 < f <= 1.0 for f in cosine + constant)
+    ramp = min(warmup, total)
+    assert cosine[:ramp] == constant[:ramp] == sorted(cosine[:ramp])  # warmup rises, the same in both schedules
+    assert all(f == 1.0 for f in constant[ramp:])
+    decay = cosine[ramp:]
+    assert all(a >= b for a, b in zip(decay, decay[1:], strict=False))
+    if total - warmup >= 10:
+        assert decay[0] == 1.0 and decay[-1] < 0.05  # full rate after warmup, nearly zero at the end
+
+
+def test_run_sets_each_steps_lr_from_the_schedule(reference) -> None:
+    _, run_dir = reference
+    batches, _ = runs.read_metrics(run_dir)
+    per_epoch = int(batches["batches"].iloc[0])
+    total = CONFIG.epochs * per_epoch
+    for epoch in (1, 2):
+        state = load_checkpoint(run_dir / "checkpoints" / f"epoch_{epoch:03d}.pt")
+        lr = state["optimizer"]["param_groups"][0]["lr"]
+        expected = CONFIG.lr * lr_factor(epoch * per_epoch - 1, total, 0, CONFIG.schedule)
+        assert lr == pytest.approx(expected)
+        assert state["optimizer"]["param_groups"][0]["weight_decay"] == CONFIG.weight_decay
+    assert CONFIG.schedule == "cosine" and lr < CONFIG.lr / 10  # decayed by the last step
+
+
+def test_config_saved_before_the_training_details_resumes_unchanged() -> None:
+    old = {"arch": "efficientnet_b0", "lr": 1e-4, "epochs": 4, "optimizer": "adamw", "classes": ["A", "B"]}
+    config = TrainConfig.from_dict(old)
+    assert (config.schedule, config.label_smoothing, config.weight_decay) == ("constant", 0.0, 0.01)
+    assert (config.dropout, config.stochastic_depth, config.warmup_epochs) == (0.2, 0.2, 0.0)
+    assert TrainConfig.from_dict({**old, "optimizer": "sgd"}).weight_decay == 0.0
+    current = replace(TrainConfig(), schedule="constant", label_smoothing=0.05)
+    assert TrainConfig.from_dict({**current.to_dict(), "classes": ["A"]}) == current
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("schedule", "step"), ("label_smoothing", 1.0), ("dropout", -0.1), ("stochastic_depth", 1.5),
+    ("weight_decay", -1e-4), ("warmup_epochs", -1.0),
+])
+def test_bad_training_details_are_refused(field: str, value) -> None:
+    with pytest.raises(ValueError, match=field):
+        replace(TrainConfig(), **{field: value}).validate()
+
+
+def test_same_config_gives_identical_run(reference, ws: Workspace) -> None:
     _, ref_dir = reference
-    run_dir, _ = run(ws, "again", replace(CONFIG, epochs=1))
-    assert epoch_metrics(run_dir)[0] == epoch_metrics(ref_dir)[0]
-    assert batch_losses(run_dir) == [b for b in batch_losses(ref_dir) if b[0] == 1]
+    # The whole run: the LR schedule spans all planned epochs, so a shorter run differs after step one.
+    run_dir, _ = run(ws, "again", CONFIG)
+    assert epoch_metrics(run_dir) == epoch_metrics(ref_dir)
+    assert batch_losses(run_dir) == batch_losses(ref_dir)
     other_dir, _ = run(ws, "other-seed", replace(CONFIG, epochs=1, seed=1))
-    assert batch_losses(other_dir) != batch_losses(run_dir)
+    assert batch_losses(other_dir) != [b for b in batch_losses(ref_dir) if b[0] == 1]
 
 
 def test_cancel_keeps_last_epoch_and_resume_finishes_identically(reference, ws: Workspace) -> None:
