@@ -1,11 +1,26 @@
-"""Small tables the overview shows, computed from the cohort and the tile index."""
+"""What the overview shows: small tables from the cohort and tile index, and its cached results.
+
+The expensive ones (gene-filter funnel, slide thumbnails with masks) go through diskcache, keyed by
+the input files' content fingerprints and the parameters, so a page load after the first is instant
+and the UI and workers can share the cache safely.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from core.cache import cache_key, cached, file_fingerprint, open_cache
+from core.config import Workspace
+from core.dataset import Cohort
+from core.genes import GeneFilterParams, filter_genes, log_tpm
+from core.slides import open_slide
+from core.tiling import tissue_mask
 
 
 def per_tissue_table(info: dict, tile_index: pd.DataFrame | None) -> pd.DataFrame:
@@ -47,3 +62,41 @@ def tiling_errors(index_path: Path) -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     return dict(saved.get("errors") or {})
+
+
+def _fingerprint_or_none(path: Path | None) -> str | None:
+    return file_fingerprint(path) if path is not None and Path(path).is_file() else None
+
+
+def gene_funnel(ws: Workspace, cohort: Cohort, params: GeneFilterParams,
+                sample_values: int = 200_000) -> tuple[list[tuple[str, int]], np.ndarray]:
+    """The gene-filter funnel and a seeded sample of logTPM values (for the histogram), cached."""
+    key = cache_key("gene_funnel", _fingerprint_or_none(cohort.files.expression_gct),
+                    _fingerprint_or_none(cohort.files.histology_csv), asdict(params), sample_values)
+
+    def compute() -> tuple[list[tuple[str, int]], np.ndarray]:
+        funnel = [(str(step), int(n)) for step, n in filter_genes(cohort.expression, params).funnel]
+        values = log_tpm(cohort.expression.values).ravel()
+        if values.size > sample_values:
+            values = np.random.default_rng(0).choice(values, size=sample_values, replace=False)
+        return funnel, values.astype(np.float32)
+
+    with open_cache(ws) as cache:
+        return cached(cache, key, compute)
+
+
+def slide_thumbnail(ws: Workspace, path: str | Path, max_side: int = 1024) -> dict[str, Any]:
+    """Thumbnail, its level-0 scale, tissue mask (at the slide's real scale) and metadata, cached."""
+    key = cache_key("slide_thumbnail", file_fingerprint(path), max_side)
+
+    def compute() -> dict[str, Any]:
+        with open_slide(path) as slide:
+            thumb, scale = slide.thumbnail(max_side)
+            info = slide.info
+        meta = {k: v for k, v in asdict(info).items() if k != "levels"}
+        meta["levels"] = len(info.levels)
+        return {"thumb": thumb, "scale": scale, "mask": tissue_mask(thumb, um_per_px=scale * info.mpp),
+                "meta": meta}
+
+    with open_cache(ws) as cache:
+        return cached(cache, key, compute)

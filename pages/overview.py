@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from core import figures, jobs, summary
 from core.dataset import cohort_info
 from core.errors import DataError, JobBusyError
-from core.genes import GeneFilterParams, filter_genes, log_tpm
-from core.slides import open_slide
-from core.tiling import TilingParams, find_tile_index, load_tile_index, read_tile, tissue_mask
+from core.genes import GeneFilterParams
+from core.tiling import TilingParams, find_tile_index, load_tile_index, read_tile
 from pages.common import dataset_dir, get_cohort, get_workspace, job_panel
 
 ws = get_workspace()
@@ -98,16 +96,6 @@ with tab_tiles:
                 col.image(image, caption=caption, width="stretch")
 
 
-@st.cache_data(show_spinner="Reading the slide ...", max_entries=32)
-def _thumbnail(path: str) -> tuple[np.ndarray, float, np.ndarray, dict]:
-    with open_slide(path) as slide:
-        thumb, scale = slide.thumbnail(1024)
-        meta = {k: v for k, v in vars(slide.info).items() if k != "levels"}
-        meta["levels"] = len(slide.info.levels)
-    um_per_px = scale * slide.info.mpp  # DEFAULT_MPP (flagged) when the file has none
-    return thumb, scale, tissue_mask(thumb, um_per_px=um_per_px), meta
-
-
 with tab_slides:
     with_slides = cohort.samples[cohort.samples["has_slide"]]
     if with_slides.empty:
@@ -116,7 +104,8 @@ with tab_slides:
         sample_id = st.selectbox("Slide", with_slides["sample_id"].tolist())
         row = with_slides.set_index("sample_id").loc[sample_id]
         try:
-            thumb, scale, mask, meta = _thumbnail(str(row["slide_path"]))
+            shown = summary.slide_thumbnail(ws, row["slide_path"])
+            thumb, scale, mask, meta = shown["thumb"], shown["scale"], shown["mask"], shown["meta"]
         except DataError as exc:
             st.error(str(exc))
         else:
@@ -133,15 +122,6 @@ with tab_slides:
             right.dataframe(pd.Series(meta, name="value").astype(str), width="stretch")
 
 
-@st.cache_data(show_spinner="Filtering genes ...", max_entries=4)
-def _gene_funnel(root: str, stamp: str, min_log_tpm: float, min_sd: float) -> tuple[list, np.ndarray]:
-    result = filter_genes(cohort.expression, GeneFilterParams(min_log_tpm=min_log_tpm, min_sd=min_sd))
-    values = log_tpm(cohort.expression.values)
-    rng = np.random.default_rng(0)
-    sample = rng.choice(values.ravel(), size=min(values.size, 200_000), replace=False) if values.size else values
-    return list(result.funnel), sample
-
-
 with tab_genes:
     if cohort.expression.values.size == 0:
         st.info("No expression matrix in this dataset.")
@@ -149,7 +129,7 @@ with tab_genes:
         c1, c2 = st.columns(2)
         min_log_tpm = c1.number_input("Expressed: logTPM above", value=5.0, step=0.5)
         min_sd = c2.number_input("Variable: SD above", value=0.5, step=0.1)
-        funnel, sample = _gene_funnel(str(root), str(cohort.expression.values.shape), min_log_tpm, min_sd)
+        funnel, sample = summary.gene_funnel(ws, cohort, GeneFilterParams(min_log_tpm=min_log_tpm, min_sd=min_sd))
         left, right = st.columns(2)
         left.plotly_chart(figures.gene_filter_funnel(funnel), width="stretch")
         right.plotly_chart(figures.log_tpm_histogram(sample, threshold=min_log_tpm), width="stretch")

@@ -1,4 +1,4 @@
-"""Figure builders and overview tables: data in, figures and frames out."""
+"""Figure builders, overview tables and the overview's cached results."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from core import figures, summary
+from core.cache import cached, open_cache
+from core.dataset import load_cohort
+from core.genes import GeneFilterParams
 
 
 def _index() -> pd.DataFrame:
@@ -65,3 +69,42 @@ def test_training_curves_put_accuracy_on_the_second_axis():
     fig = figures.training_curves(epochs)
     axes = {trace.name: trace.yaxis for trace in fig.data}
     assert axes["train acc"] == "y2" and axes["train loss"] in (None, "y")
+
+
+def _real_cohort(testdata, tmp_path, ws):
+    data = tmp_path / "gtex"
+    (data / "slides").mkdir(parents=True)
+    for name in ("GTEx_Portal_histology_sample.csv", "GTEx_v8_gene_reads_acmg59_subset.gct.gz"):
+        (data / name).symlink_to(testdata / name)
+    return load_cohort(data, ws)
+
+
+def test_gene_funnel_is_cached_in_diskcache(testdata, tmp_path, ws, monkeypatch):
+    cohort = _real_cohort(testdata, tmp_path, ws)
+    params = GeneFilterParams(min_log_tpm=1.0, min_sd=0.1)
+    funnel, values = summary.gene_funnel(ws, cohort, params)
+    assert funnel[0] == ("all genes", 59)
+    assert values.size == cohort.expression.values.size
+    monkeypatch.setattr(summary, "filter_genes", lambda *a, **k: pytest.fail("recomputed"))
+    assert summary.gene_funnel(ws, cohort, params)[0] == funnel
+    with pytest.raises(pytest.fail.Exception):  # new parameters are a new key
+        summary.gene_funnel(ws, cohort, GeneFilterParams(min_log_tpm=2.0))
+
+
+def test_slide_thumbnail_of_the_real_svs_is_cached_with_its_mask(testdata, ws, monkeypatch):
+    shown = summary.slide_thumbnail(ws, testdata / "CMU-1-Small-Region.svs", max_side=512)
+    assert max(shown["thumb"].shape[:2]) == 512
+    assert shown["mask"].shape == shown["thumb"].shape[:2] and 0.1 < shown["mask"].mean() < 0.9
+    assert shown["meta"]["magnification"] == 20 and not shown["meta"]["magnification_assumed"]
+    monkeypatch.setattr(summary, "open_slide", lambda *a, **k: pytest.fail("slide read again"))
+    again = summary.slide_thumbnail(ws, testdata / "CMU-1-Small-Region.svs", max_side=512)
+    assert np.array_equal(again["thumb"], shown["thumb"])
+
+
+def test_a_corrupt_cache_entry_is_recomputed(ws, monkeypatch):
+    calls = []
+    with open_cache(ws) as cache:
+        cache.set("k", b"ok")
+        monkeypatch.setattr(cache, "get", lambda *a, **k: (_ for _ in ()).throw(ValueError("corrupt")))
+        assert cached(cache, "k", lambda: calls.append(1) or "fresh") == "fresh"
+    assert calls == [1]
