@@ -32,7 +32,7 @@ def per_tissue_counts_bar(per_tissue: pd.DataFrame) -> go.Figure:
 
 def qc_funnel(considered: int, rejected: dict[str, int]) -> go.Figure:
     """Tiles left after each QC stage, in the order the stages run."""
-    stages = [s for s in QC_STAGE_ORDER if s in rejected] + [s for s in rejected if s not in QC_STAGE_ORDER]
+    stages = list(QC_STAGE_ORDER) + [s for s in rejected if s not in QC_STAGE_ORDER]
     labels, values, left = ["tissue tiles considered"], [considered], considered
     for stage in stages:
         left -= int(rejected.get(stage, 0))

@@ -12,6 +12,7 @@ from core import figures, summary
 from core.cache import cached, open_cache
 from core.dataset import load_cohort
 from core.genes import GeneFilterParams
+from core.tiling import QC_STAGES
 
 
 def _index() -> pd.DataFrame:
@@ -46,7 +47,8 @@ def test_tiling_errors_read_from_the_saved_summary(tmp_path):
 
 def test_qc_funnel_counts_down_through_the_stages():
     fig = figures.qc_funnel(100, {"pen": 10, "blur": 5})
-    assert list(fig.data[0].x) == [100, 90, 85]
+    x = list(fig.data[0].x)
+    assert x[0] == 100 and x[-1] == 85 and len(x) == 1 + len(QC_STAGES)  # every stage shown, even at 0
 
 
 def test_thumbnail_outlines_each_tile_outcome():

@@ -21,9 +21,9 @@ def test_launch_watch_and_cancel_a_training_run(page, app_url):
     page.goto(f"{app_url}/training")
     wait_for_app(page)
     assert_no_exception(page)
-    page.get_by_label("Epochs").fill("30")
-    page.get_by_label("Input resolution (px)").fill("32")
-    page.get_by_label("Batch size").fill("16")
+    page.get_by_role("spinbutton", name="Epochs").fill("30")
+    page.get_by_role("spinbutton", name="Input resolution (px)").fill("32")
+    page.get_by_role("spinbutton", name="Batch size").fill("16")
     page.get_by_role("button", name="Start training").click()
 
     # The live panel appears and its per-batch curve keeps gaining points.
