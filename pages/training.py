@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -22,54 +24,59 @@ st.caption("A tissue classifier on the QC-passed tiles, split by donor so the te
            "Training runs in a background worker: reload the page or open a new tab and it is still here.")
 
 
-def live_panel(run_dir) -> None:
-    """Progress, curves and confusion of the running (or latest) run, refreshed every 1.5 s."""
+def draw_run(run_dir: Path) -> None:
+    """Progress, per-batch and per-epoch curves and the latest confusion matrix of one run."""
+    job = jobs.Job(run_dir)
+    status = job.status()
+    progress = status.get("progress") or {}
+    config = runs.run_config(run_dir) if (run_dir / "config.json").exists() else {}
+    live = runs.live_progress(status, config.get("epochs"))
+    st.progress(live["fraction"], text=live["text"])
+    cols = st.columns(4)
+    cols[0].metric("Epoch", live["epoch_text"])
+    cols[1].metric("Batch", live["batch_text"])
+    cols[2].metric("Tiles/s", f"{progress['tiles_per_s']:.0f}" if progress.get("tiles_per_s") else "—")
+    cols[3].metric("ETA", live["eta_text"])
+    batches, epochs = runs.read_metrics(run_dir)
+    left, right = st.columns(2)
+    left.plotly_chart(figures.batch_loss(batches), width="stretch", key=f"batch-{run_dir.name}")
+    right.plotly_chart(figures.training_curves(epochs), width="stretch", key=f"epochs-{run_dir.name}")
+    if not epochs.empty and "confusion" in epochs:
+        confusion = np.asarray(epochs["confusion"].iloc[-1])
+        st.plotly_chart(figures.confusion_heatmap(confusion, config.get("classes", [])), width="stretch",
+                        key=f"confusion-{run_dir.name}")
+    state = status.get("state")
+    if state == "running":
+        if st.button("Cancel training", key=f"cancel-{run_dir.name}"):
+            jobs.request_cancel(job)
+            st.toast("Cancel requested: the worker stops after the current batch.")
+    elif state == "failed":
+        st.error(f"Run failed: {status.get('error', 'unknown error')}")
+        st.code("\n".join(status.get("log_tail") or job.log_tail(20)))
+    if state != "running" and st.session_state.get("watching") == str(run_dir):
+        st.session_state.pop("watching")
+        st.rerun(scope="app")  # the run ended: redraw the page without the live panel
 
-    @st.fragment(run_every=1.5)
-    def _live() -> None:
-        job = jobs.Job(run_dir)
-        status = job.status()
-        progress = status.get("progress") or {}
-        config = runs.run_config(run_dir) if (run_dir / "config.json").exists() else {}
-        live = runs.live_progress(status, config.get("epochs"))
-        st.progress(live["fraction"], text=live["text"])
-        cols = st.columns(4)
-        cols[0].metric("Epoch", live["epoch_text"])
-        cols[1].metric("Batch", live["batch_text"])
-        cols[2].metric("Tiles/s", f"{progress.get('tiles_per_s', 0):.0f}" if progress.get("tiles_per_s") else "—")
-        cols[3].metric("ETA", live["eta_text"])
-        batches, epochs = runs.read_metrics(run_dir)
-        left, right = st.columns(2)
-        left.plotly_chart(figures.batch_loss(batches), width="stretch", key=f"batch-{status.get('id')}")
-        right.plotly_chart(figures.training_curves(epochs), width="stretch", key=f"epochs-{status.get('id')}")
-        if not epochs.empty and "confusion" in epochs:
-            classes = config.get("classes", [])
-            confusion = np.asarray(epochs["confusion"].iloc[-1])
-            st.plotly_chart(figures.confusion_heatmap(confusion, classes), width="stretch",
-                            key=f"confusion-{status.get('id')}")
-        state = status.get("state")
-        if state == "running":
-            if st.button("Cancel training", key=f"cancel-{status.get('id')}"):
-                jobs.request_cancel(job)
-                st.toast("Cancel requested: the worker stops after the current batch.")
-        elif state == "failed":
-            st.error(f"Run failed: {status.get('error', 'unknown error')}")
-            st.code("\n".join(status.get("log_tail") or job.log_tail(20)))
-        if state != "running" and st.session_state.get("watching") == str(run_dir):
-            st.session_state.pop("watching")
-            st.rerun(scope="app")
 
-    _live()
+@st.fragment(run_every=1.5)
+def live_panel(run_dir: Path) -> None:
+    draw_run(run_dir)
 
 
 active = jobs.active_job(ws)
+history = runs.list_runs(ws)
 if active is not None and active.kind == "train":
     st.subheader(f"Running: {active.id}")
     st.session_state["watching"] = str(active.dir)
     live_panel(active.dir)
-elif active is not None:
-    st.info(f"A {active.kind} job is running; training can start when it ends.")
-    job_panel(active.dir, rerun_when_done=True)
+else:
+    if active is not None:
+        st.info(f"A {active.kind} job is running; training can start when it ends.")
+        job_panel(active.dir, rerun_when_done=True)
+    if not history.empty:
+        latest = history.iloc[0]
+        with st.expander(f"Latest run: {latest['run_id']} ({latest['status']})", expanded=True):
+            draw_run(Path(latest["path"]))
 
 with st.form("launch"):
     st.subheader("Launch a training run")
@@ -109,7 +116,6 @@ if submitted:
             st.rerun()
 
 st.subheader("Run history")
-history = runs.list_runs(ws)
 if history.empty:
     st.caption("No runs yet.")
 else:
