@@ -114,8 +114,11 @@ def training_curves(epochs: pd.DataFrame, run_label: str | None = None) -> go.Fi
     """Per-epoch train and test loss and accuracy on one chart (two y axes), as in the GTEx study."""
     fig = go.Figure()
     _add_epoch_traces(fig, epochs, prefix=f"{run_label} " if run_label else "")
-    fig.update_layout(yaxis={"title": "loss"}, yaxis2={"title": "accuracy", "overlaying": "y", "side": "right",
-                                                     "range": [0, 1]}, xaxis={"title": "epoch", "dtick": 1})
+    fig.update_layout(yaxis={"title": "loss"},
+                      yaxis2={"title": "accuracy", "overlaying": "y", "side": "right", "range": [0, 1],
+                              "autorange": False, "tickmode": "linear", "tick0": 0, "dtick": 0.2,
+                              "tickformat": ".0%", "showgrid": False},
+                      xaxis={"title": "epoch", "dtick": 1}, legend={"orientation": "h", "y": -0.25})
     return _style(fig, "Loss and accuracy per epoch")
 
 

@@ -191,17 +191,38 @@ def delete_run(ws: Workspace, run_id: str) -> None:
     shutil.rmtree(path)
 
 
-def live_progress(status: dict[str, Any], epochs_planned: int | None = None) -> dict[str, Any]:
-    """What the live panel shows, from a job status: bar fraction and text, epoch, batch and ETA labels."""
+def live_progress(status: dict[str, Any], epochs_planned: int | None = None, epochs_done: int = 0) -> dict[str, Any]:
+    """What a run panel shows, from a job status: bar fraction and text, epoch, batch and ETA labels."""
     progress = status.get("progress") or {}
     done, total = progress.get("done") or 0, progress.get("total") or 0
     epoch, batch, batches = progress.get("epoch"), progress.get("batch"), progress.get("batches")
     eta = progress.get("eta_s")
     state = status.get("state", "unknown")
+    if state == "running":
+        fraction = min(1.0, done / total) if total else 0.0
+        text = f"running: {progress.get('message') or 'starting'}"
+    else:  # ended: say how far it got
+        fraction = min(1.0, epochs_done / epochs_planned) if epochs_planned else 0.0
+        text = f"{state}: {epochs_done} of {epochs_planned or '?'} epochs done"
     return {
-        "fraction": min(1.0, done / total) if total else 0.0,
-        "text": f"{state}: {progress.get('message') or 'starting'}",
-        "epoch_text": f"{epoch} / {epochs_planned or '?'}" if epoch else "—",
-        "batch_text": f"{batch} / {batches}" if batch else "—",
+        "fraction": fraction,
+        "text": text,
+        "epoch_text": f"{epoch or epochs_done} / {epochs_planned or '?'}" if (epoch or epochs_done) else "—",
+        "batch_text": f"{batch} / {batches}" if batch and state == "running" else "—",
         "eta_text": time.strftime("%M:%S", time.gmtime(eta)) if eta is not None and state == "running" else "—",
     }
+
+
+def run_job_status(run_dir: str | Path) -> dict[str, Any]:
+    """The run's job status (core.jobs), or one made from summary.json for a run trained without a job."""
+    run_dir = Path(run_dir)
+    if (run_dir / "status.json").exists():
+        from core.jobs import Job
+
+        try:
+            return Job(run_dir).status()
+        except DataError:
+            pass  # unreadable status: fall back to the summary below
+    summary = _read_json(run_dir / "summary.json")
+    return {"id": run_dir.name, "kind": "train", "state": run_status(run_dir), "progress": {},
+            "error": summary.get("message") if summary.get("status") == "failed" else None}

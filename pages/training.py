@@ -27,17 +27,17 @@ st.caption("A tissue classifier on the QC-passed tiles, split by donor so the te
 def draw_run(run_dir: Path) -> None:
     """Progress, per-batch and per-epoch curves and the latest confusion matrix of one run."""
     job = jobs.Job(run_dir)
-    status = job.status()
+    status = runs.run_job_status(run_dir)
     progress = status.get("progress") or {}
     config = runs.run_config(run_dir) if (run_dir / "config.json").exists() else {}
-    live = runs.live_progress(status, config.get("epochs"))
+    batches, epochs = runs.read_metrics(run_dir)
+    live = runs.live_progress(status, config.get("epochs"), epochs_done=len(epochs))
     st.progress(live["fraction"], text=live["text"])
     cols = st.columns(4)
     cols[0].metric("Epoch", live["epoch_text"])
     cols[1].metric("Batch", live["batch_text"])
     cols[2].metric("Tiles/s", f"{progress['tiles_per_s']:.0f}" if progress.get("tiles_per_s") else "—")
     cols[3].metric("ETA", live["eta_text"])
-    batches, epochs = runs.read_metrics(run_dir)
     left, right = st.columns(2)
     left.plotly_chart(figures.batch_loss(batches), width="stretch", key=f"batch-{run_dir.name}")
     right.plotly_chart(figures.training_curves(epochs), width="stretch", key=f"epochs-{run_dir.name}")

@@ -7,9 +7,10 @@ import time
 from tests.e2e.conftest import assert_no_exception, screenshot, wait_for_app
 
 BATCH_POINTS_JS = """() => {
+  // Plotly sends numpy data base64-encoded; calcdata holds the points as drawn.
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
-  const plot = plots.find(p => (p.layout?.title?.text || '').startsWith('Per-batch'));
-  return plot && plot.data.length ? plot.data[0].x.length : 0;
+  const plot = plots.find(p => (p.layout?.title?.text || '').includes('Per-batch'));
+  return plot && plot.calcdata && plot.calcdata[0] ? plot.calcdata[0].length : 0;
 }"""
 
 
@@ -27,7 +28,7 @@ def test_launch_watch_and_cancel_a_training_run(page, app_url):
     page.get_by_role("button", name="Start training").click()
 
     # The live panel appears and its per-batch curve keeps gaining points.
-    page.get_by_text("Running:").wait_for(timeout=300_000)
+    page.get_by_role("heading", name="Running:").wait_for(timeout=300_000)
     deadline = time.time() + 300
     first = 0
     while time.time() < deadline and first == 0:
@@ -43,7 +44,7 @@ def test_launch_watch_and_cancel_a_training_run(page, app_url):
     screenshot(page, "training-live")
 
     page.get_by_role("button", name="Cancel training").click()
-    page.get_by_text("cancelled").first.wait_for(timeout=120_000)
+    page.get_by_text("cancelled", exact=False).first.wait_for(timeout=120_000)
     wait_for_app(page)
     assert_no_exception(page)
     screenshot(page, "training-cancelled")
