@@ -135,6 +135,17 @@ def regularization_kwargs(arch: str, dropout: float | None, stochastic_depth: fl
     return kwargs
 
 
+def _zero_init_residual_branches(arch: str, net: nn.Module) -> None:
+    if arch == "efficientnet_b0":
+        for block in net.modules():
+            if getattr(block, "use_res_connect", False):
+                nn.init.zeros_(block.block[-1][1].weight)  # BatchNorm after the projection conv
+    elif arch == "resnet50":
+        for block in net.modules():
+            if isinstance(block, tv.resnet.Bottleneck):
+                nn.init.zeros_(block.bn3.weight)
+
+
 def build_model(
     arch: str,
     num_classes: int,
@@ -142,10 +153,13 @@ def build_model(
     *,
     dropout: float | None = None,
     stochastic_depth: float | None = None,
+    zero_init_residual: bool = False,
 ) -> TileClassifier:
     """A classifier for `num_classes` tissues; weights "imagenet" loads the on-disk file or raises DataError.
 
     `dropout` / `stochastic_depth` override the constructor's defaults where the architecture has them.
+    `zero_init_residual` starts each residual branch's last BatchNorm at zero (EfficientNet, ResNet; ignored
+    with ImageNet weights), so a from-scratch net starts as a shallow one and deepens as it learns.
     """
     _check_arch(arch)
     if weights not in ("none", "imagenet"):
@@ -155,6 +169,8 @@ def build_model(
     net = _BUILDERS[arch](weights=None, **regularization_kwargs(arch, dropout, stochastic_depth))
     if weights == "imagenet":
         net.load_state_dict(_load_imagenet_state(arch))
+    elif zero_init_residual:
+        _zero_init_residual_branches(arch, net)
     _drop_final_linear(arch, net)
     return TileClassifier(arch, net, num_classes)
 

@@ -55,6 +55,19 @@ def test_regularization_overrides_reach_the_constructor() -> None:
         build_model("efficientnet_b0", 3, stochastic_depth=1.0)
 
 
+def test_zero_init_residual_starts_residual_blocks_as_identity() -> None:
+    torch.manual_seed(0)
+    model = build_model("efficientnet_b0", 3, zero_init_residual=True, stochastic_depth=0.0).eval()
+    residual = [m for m in model.modules() if getattr(m, "use_res_connect", False)]
+    assert len(residual) == 9  # EfficientNet-B0's stride-1, same-width MBConv blocks
+    x = torch.randn(2, 24, 8, 8)
+    first = residual[0]  # 24 -> 24 channels
+    with torch.no_grad():
+        assert torch.equal(first(x), x)
+    plain = build_model("efficientnet_b0", 3, stochastic_depth=0.0).eval()
+    assert all(m.block[-1][1].weight.abs().sum() > 0 for m in plain.modules() if getattr(m, "use_res_connect", False))
+
+
 def test_embedding_dim_of_efficientnet_b0() -> None:
     assert embedding_dim("efficientnet_b0") == 1280
     with pytest.raises(ValueError, match="unknown architecture"):
