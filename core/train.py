@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("adamw", "adam", "sgd")
 MODES = ("at-once", "restart")
 SCHEDULES = ("cosine", "constant")
+DECAY_TARGETS = ("conv", "all")
 WEIGHTS = ("none", "imagenet")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,9 +68,19 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup_epochs: float = 0.0  # linear ramp from ~0 up to lr over this many epochs
     weight_decay: float = 0.05
+    # "conv": decay only the convolution kernels, which BatchNorm makes scale-free (shrinking them speeds their
+    # learning at a fixed lr); BN, biases and the head keep their scale. "all": every parameter (older runs).
+    decay: str = "conv"
+    # Adam's second-moment memory: 0.999 (torch's default) keeps the large early gradients in the denominator
+    # for ~1000 steps, so a short run takes ever smaller steps; 0.99 forgets them within ~100 steps.
+    adam_beta2: float = 0.999
     label_smoothing: float = 0.1
     dropout: float = 0.2  # before the head (torchvision default for EfficientNet-B0: 0.2)
     stochastic_depth: float = 0.2  # torchvision default for EfficientNet-B0: 0.2
+    zero_init_residual: bool = False  # residual branches start at zero (a from-scratch net starts shallow)
+    # Before each evaluation, BatchNorm statistics are re-estimated on up to this many training tiles (no
+    # augmentation): the running averages lag weights that still change fast. 0 keeps the running averages.
+    bn_recalibration_tiles: int = 0
 
     def validate(self) -> TrainConfig:
         if self.arch not in ARCHITECTURES:
@@ -86,9 +97,11 @@ class TrainConfig:
             raise ValueError("test_fraction must be in [0, 1)")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
-        if self.warmup_epochs < 0 or self.weight_decay < 0:
-            raise ValueError("warmup_epochs and weight_decay must be >= 0")
-        for name in ("label_smoothing", "dropout", "stochastic_depth"):
+        if self.decay not in DECAY_TARGETS:
+            raise ValueError(f"decay must be one of {DECAY_TARGETS}, not {self.decay!r}")
+        if self.warmup_epochs < 0 or self.weight_decay < 0 or self.bn_recalibration_tiles < 0:
+            raise ValueError("warmup_epochs, weight_decay and bn_recalibration_tiles must be >= 0")
+        for name in ("label_smoothing", "dropout", "stochastic_depth", "adam_beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1)")
         return self
@@ -110,7 +123,9 @@ class TrainConfig:
 
 # What runs saved before these fields existed trained with.
 _LEGACY_DETAILS: dict[str, Any] = {
-    "schedule": "constant", "warmup_epochs": 0.0, "label_smoothing": 0.0, "dropout": 0.2, "stochastic_depth": 0.2,
+    "schedule": "constant", "decay": "all", "warmup_epochs": 0.0, "label_smoothing": 0.0, "dropout": 0.2,
+    "stochastic_depth": 0.2, "zero_init_residual": False, "adam_beta2": 0.999,
+    "bn_recalibration_tiles": 0,
 }
 
 
@@ -344,11 +359,20 @@ def load_run_model(run_dir: str | Path, epoch: int | None = None, device: torch.
 # ---------------------------------------------------------------- the loop
 
 
-def _make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def _param_groups(model: nn.Module, weight_decay: float, decay: str) -> list[dict[str, Any]]:
+    """One group for "all"; for "conv" the conv kernels (4-D weights) decay and the rest does not."""
+    if decay == "all":
+        return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
+    kernels = [p for p in model.parameters() if p.ndim == 4]
+    others = [p for p in model.parameters() if p.ndim != 4]
+    return [{"params": kernels, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}]
+
+
+def _make_optimizer(name: str, params, lr: float, weight_decay: float, beta2: float) -> torch.optim.Optimizer:
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, beta2))
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=(0.9, beta2))
     return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
 
 
@@ -405,10 +429,54 @@ class _Summary:
         return dict(self.data)
 
 
+def recalibrate_batchnorm(
+    model: nn.Module, images: np.ndarray, rows: np.ndarray, batch_size: int, device: torch.device, amp: bool = False
+) -> None:
+    """Replace BatchNorm running statistics by their plain average over `images[rows]` (unaugmented).
+
+    Only BatchNorm runs in training mode (dropout and stochastic depth stay off, no random numbers are
+    drawn); the layers' momentum is restored afterwards, and the model is left in training mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(rows) < 2:
+        return
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches below
+        norm.train()
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            if len(chunk) < 2:
+                break
+            x = normalize(images_to_tensor(np.asarray(images[chunk]), device)).contiguous(
+                memory_format=torch.channels_last
+            )
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+                model(x)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.train()
+
+
+def _calibration_rows(train_rows: np.ndarray, n: int) -> np.ndarray:
+    """Up to n training rows evenly spread over the split (every slide), without drawing random numbers."""
+    if n <= 0 or len(train_rows) == 0:
+        return train_rows[:0]
+    if n >= len(train_rows):
+        return train_rows
+    return train_rows[np.linspace(0, len(train_rows) - 1, n).round().astype(np.int64)]
+
+
 def _evaluate(model: nn.Module, data: _Data, config: TrainConfig, device: torch.device, amp: bool):
     """(loss, accuracy, confusion [true][pred]) on the test tiles; (None, None, zeros) when there are none."""
     n = len(data.classes)
     confusion = np.zeros((n, n), dtype=np.int64)
+    # Recalibrated even without test tiles: the checkpoint's statistics serve later embeddings too.
+    calibration = _calibration_rows(data.train_rows, config.bn_recalibration_tiles)
+    recalibrate_batchnorm(model, data.images, calibration, config.batch_size * 2, device, amp)
     if len(data.test_rows) == 0:
         return None, None, confusion.tolist()
     model.eval()
@@ -441,9 +509,13 @@ def _session(
     augment_gen = torch.Generator().manual_seed(config.seed + 2)
     # channels_last pays on CUDA (tensor cores) and on CPU too (oneDNN: 3.7x for EfficientNet-B0 at 96 px).
     model = build_model(
-        config.arch, len(data.classes), config.weights, dropout=config.dropout, stochastic_depth=config.stochastic_depth
+        config.arch, len(data.classes), config.weights, dropout=config.dropout,
+        stochastic_depth=config.stochastic_depth, zero_init_residual=config.zero_init_residual,
     ).to(device, memory_format=torch.channels_last)
-    optimizer = _make_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay)
+    optimizer = _make_optimizer(
+        config.optimizer, _param_groups(model, config.weight_decay, config.decay), config.lr, config.weight_decay,
+        config.adam_beta2,
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     start_epoch = 0
     latest = latest_checkpoint(run_dir)

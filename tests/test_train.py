@@ -25,6 +25,7 @@ from core.train import (
     load_checkpoint,
     load_run_model,
     lr_factor,
+    recalibrate_batchnorm,
     train_run,
     training_tiles,
 )
@@ -209,7 +210,11 @@ def test_run_sets_each_steps_lr_from_the_schedule(reference) -> None:
         lr = state["optimizer"]["param_groups"][0]["lr"]
         expected = CONFIG.lr * lr_factor(epoch * per_epoch - 1, total, 0, CONFIG.schedule)
         assert lr == pytest.approx(expected)
-        assert state["optimizer"]["param_groups"][0]["weight_decay"] == CONFIG.weight_decay
+        groups = state["optimizer"]["param_groups"]
+        assert all(group["lr"] == lr for group in groups)
+        assert groups[0]["weight_decay"] == CONFIG.weight_decay and groups[0]["betas"][1] == CONFIG.adam_beta2
+        if CONFIG.decay == "conv":  # BatchNorm, biases and the head are not decayed
+            assert len(groups) == 2 and groups[1]["weight_decay"] == 0.0
     assert CONFIG.schedule == "cosine" and lr < CONFIG.lr / 10  # decayed by the last step
 
 
@@ -218,6 +223,8 @@ def test_config_saved_before_the_training_details_resumes_unchanged() -> None:
     config = TrainConfig.from_dict(old)
     assert (config.schedule, config.label_smoothing, config.weight_decay) == ("constant", 0.0, 0.01)
     assert (config.dropout, config.stochastic_depth, config.warmup_epochs) == (0.2, 0.2, 0.0)
+    assert (config.decay, config.adam_beta2, config.zero_init_residual) == ("all", 0.999, False)
+    assert config.bn_recalibration_tiles == 0
     assert TrainConfig.from_dict({**old, "optimizer": "sgd"}).weight_decay == 0.0
     current = replace(TrainConfig(), schedule="constant", label_smoothing=0.05)
     assert TrainConfig.from_dict({**current.to_dict(), "classes": ["A"]}) == current
@@ -225,11 +232,33 @@ def test_config_saved_before_the_training_details_resumes_unchanged() -> None:
 
 @pytest.mark.parametrize(("field", "value"), [
     ("schedule", "step"), ("label_smoothing", 1.0), ("dropout", -0.1), ("stochastic_depth", 1.5),
-    ("weight_decay", -1e-4), ("warmup_epochs", -1.0),
+    ("weight_decay", -1e-4), ("warmup_epochs", -1.0), ("decay", "bn"), ("adam_beta2", 1.0),
+    ("bn_recalibration_tiles", -1),
 ])
 def test_bad_training_details_are_refused(field: str, value) -> None:
     with pytest.raises(ValueError, match=field):
         replace(TrainConfig(), **{field: value}).validate()
+
+
+def test_batchnorm_recalibration_averages_the_given_tiles_without_randomness() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Dropout(0.5))
+    norm = model[1]
+    norm.running_mean.fill_(5.0)  # stale statistics from "earlier weights"
+    images = np.random.default_rng(0).integers(0, 256, size=(10, 8, 8, 3), dtype=np.uint8)
+    rows = np.arange(2, 10)
+    rng_before = torch.get_rng_state()
+    recalibrate_batchnorm(model, images, rows, batch_size=4, device=torch.device("cpu"))
+    assert torch.equal(torch.get_rng_state(), rng_before)  # dropout stayed off: no random numbers drawn
+    assert model.training and norm.momentum == 0.1
+    from core.train import images_to_tensor, normalize
+
+    with torch.no_grad():
+        features = model[0](normalize(images_to_tensor(images[rows], torch.device("cpu"))))
+    halves = features.view(2, 4, 4, *features.shape[2:])  # the two batches of 4
+    expected = halves.mean(dim=(1, 3, 4)).mean(dim=0)  # average of the per-batch means
+    assert torch.allclose(norm.running_mean, expected, atol=1e-5)
+    assert int(norm.num_batches_tracked) == 2
 
 
 def test_same_config_gives_identical_run(reference, ws: Workspace) -> None:
