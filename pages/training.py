@@ -39,8 +39,14 @@ def draw_run(run_dir: Path) -> None:
     cols[2].metric("Tiles/s", f"{progress['tiles_per_s']:.0f}" if progress.get("tiles_per_s") else "—")
     cols[3].metric("ETA", live["eta_text"])
     left, right = st.columns(2)
-    left.plotly_chart(figures.batch_loss(batches), width="stretch", key=f"batch-{run_dir.name}")
-    right.plotly_chart(figures.training_curves(epochs), width="stretch", key=f"epochs-{run_dir.name}")
+    if batches.empty:
+        left.info("The per-batch loss appears once the tiles are packed and the first batch is done.")
+    else:
+        left.plotly_chart(figures.batch_loss(batches), width="stretch", key=f"batch-{run_dir.name}")
+    if epochs.empty:
+        right.info("Per-epoch loss and accuracy (train and held-out donors) appear after the first epoch.")
+    else:
+        right.plotly_chart(figures.training_curves(epochs), width="stretch", key=f"epochs-{run_dir.name}")
     if not epochs.empty and "confusion" in epochs:
         confusion = np.asarray(epochs["confusion"].iloc[-1])
         st.plotly_chart(figures.confusion_heatmap(confusion, config.get("classes", [])), width="stretch",
@@ -122,8 +128,9 @@ else:
     st.dataframe(history.drop(columns=["path"], errors="ignore"), width="stretch", hide_index=True)
     ids = history["run_id"].tolist()
     chosen = st.multiselect("Overlay runs", ids, default=ids[: min(3, len(ids))])
-    if chosen:
-        by_run = {run_id: runs.read_metrics(ws.runs_dir / run_id)[1] for run_id in chosen}
+    by_run = {run_id: runs.read_metrics(ws.runs_dir / run_id)[1] for run_id in chosen}
+    by_run = {run_id: epochs for run_id, epochs in by_run.items() if not epochs.empty}
+    if by_run:
         left, right = st.columns(2)
         left.plotly_chart(figures.runs_overlay(by_run, "test_acc"), width="stretch")
         right.plotly_chart(figures.runs_overlay(by_run, "train_loss"), width="stretch")
