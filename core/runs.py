@@ -207,7 +207,8 @@ def live_progress(status: dict[str, Any], epochs_planned: int | None = None, epo
     return {
         "fraction": fraction,
         "text": text,
-        "epoch_text": f"{epoch or epochs_done} / {epochs_planned or '?'}" if (epoch or epochs_done) else "—",
+        "epoch_text": (f"{epoch} / {epochs_planned or '?'}" if state == "running" and epoch
+                       else f"{epochs_done} / {epochs_planned or '?'}"),
         "batch_text": f"{batch} / {batches}" if batch and state == "running" else "—",
         "eta_text": time.strftime("%M:%S", time.gmtime(eta)) if eta is not None and state == "running" else "—",
     }

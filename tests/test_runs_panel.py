@@ -17,10 +17,12 @@ def test_live_progress_while_running_uses_the_worker_message():
 
 
 def test_live_progress_of_an_ended_run_says_how_far_it_got():
-    live = runs.live_progress({"state": "cancelled", "progress": {"eta_s": 30}}, epochs_planned=4, epochs_done=2)
+    live = runs.live_progress({"state": "cancelled", "progress": {"eta_s": 30, "epoch": 3}}, epochs_planned=4,
+                              epochs_done=2)
     assert live["fraction"] == 0.5
     assert live["text"] == "cancelled: 2 of 4 epochs done"
     assert live["eta_text"] == "—" and live["batch_text"] == "—"
+    assert live["epoch_text"] == "2 / 4"  # completed epochs, not the one that was interrupted
 
 
 def test_run_trained_without_a_job_gets_a_status_from_its_summary(tmp_path):
