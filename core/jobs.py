@@ -132,7 +132,7 @@ def _reap_children() -> None:
                 del _children[pid]
 
 
-def _pid_alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
     """True when `pid` runs and is not a zombie (a zombie still answers kill(pid, 0))."""
     if not isinstance(pid, int) or pid <= 0:
         return False
@@ -155,7 +155,7 @@ def _holder_alive(ws: Workspace, job_id: str) -> bool:
     if not _lock_is_held(ws):
         return False
     holder = _read_holder(ws)
-    return bool(holder) and holder.get("id") == job_id and _pid_alive(holder.get("pid"))
+    return bool(holder) and holder.get("id") == job_id and pid_alive(holder.get("pid"))
 
 
 def _tail(path: Path, n: int) -> list[str]:
@@ -515,7 +515,7 @@ def active_job(ws: Workspace) -> Job | None:
     if not _lock_is_held(ws):
         return None
     holder = _read_holder(ws)
-    if not holder or not holder.get("dir") or not _pid_alive(holder.get("pid")):
+    if not holder or not holder.get("dir") or not pid_alive(holder.get("pid")):
         return None
     job = Job(holder["dir"], ws)
     return job if job.status_path.exists() else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import time
@@ -14,6 +13,7 @@ import pandas as pd
 
 from core.config import Workspace
 from core.errors import DataError
+from core.jobs import Job, pid_alive
 
 RUN_COLUMNS = (
     "run_id", "status", "arch", "lr", "batch_size", "image_size", "epochs_done", "epochs_planned",
@@ -77,26 +77,10 @@ def _job_state(run_dir: Path) -> tuple[str | None, str]:
     if not (run_dir / "status.json").exists():
         return None, ""
     try:
-        from core.jobs import Job
-
         status = Job(run_dir).status()
-    except ImportError:
-        status = _read_json(run_dir / "status.json")
     except DataError:
         return None, ""
     return status.get("state"), status.get("error") or ""
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_status(run_dir: str | Path) -> str:
@@ -113,7 +97,7 @@ def _combined_status(state: str | None, summary: dict[str, Any]) -> str:
     status = summary.get("status")
     if status is None:
         return "new"
-    if status == "running" and not _pid_alive(summary.get("pid")):
+    if status == "running" and not pid_alive(summary.get("pid")):
         return "failed"  # train_run called without a job whose process died
     return str(status)
 
@@ -218,8 +202,6 @@ def run_job_status(run_dir: str | Path) -> dict[str, Any]:
     """The run's job status (core.jobs), or one made from summary.json for a run trained without a job."""
     run_dir = Path(run_dir)
     if (run_dir / "status.json").exists():
-        from core.jobs import Job
-
         try:
             return Job(run_dir).status()
         except DataError:

@@ -20,10 +20,10 @@ from core.jobs import (
     Job,
     JobCancelled,
     JobReporter,
-    _pid_alive,
     active_job,
     launch,
     list_jobs,
+    pid_alive,
     request_cancel,
     wait,
 )
@@ -269,5 +269,5 @@ def test_a_zombie_worker_counts_as_dead() -> None:
     # A finished child that nobody reaped still answers kill(pid, 0); it must not look alive.
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     wait_until(lambda: Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z")
-    assert _pid_alive(os.getpid()) and not _pid_alive(child.pid)
+    assert pid_alive(os.getpid()) and not pid_alive(child.pid)
     child.wait()
