@@ -184,6 +184,8 @@ def test_defaults_keep_the_studys_choices_and_reach_the_cli() -> None:
     args = parser.parse_args(["train"])
     cli_config = train_cli._config(args)
     assert cli_config == defaults  # fields the CLI has no flag for keep the TrainConfig defaults
+    tuned = replace(defaults, lr=3e-4, epochs=7, schedule="constant", weight_decay=0.5, decay="all", augment=False)
+    assert train_cli._config(parser.parse_args(train_cli.train_argv("/data", tuned))) == tuned  # UI -> CLI round trip
 
 
 @pytest.mark.parametrize(("total", "warmup"), [(1, 0), (10, 0), (100, 0), (100, 7), (5, 9)])

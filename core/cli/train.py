@@ -16,7 +16,7 @@ from core.config import Workspace, configured_data_dir, workspace
 from core.errors import DataError, JobBusyError
 from core.jobs import JobReporter
 from core.models import ARCHITECTURES
-from core.train import MODES, OPTIMIZERS, WEIGHTS, TrainConfig, check_weights, train_run
+from core.train import DECAY_TARGETS, MODES, OPTIMIZERS, SCHEDULES, WEIGHTS, TrainConfig, check_weights, train_run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction, help="share of donors held out")
     parser.add_argument("--no-augment", action="store_true", help="train without flips/rotations/colour jitter")
     parser.add_argument("--num-workers", type=int, default=defaults.num_workers, help="batch loader processes")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule, help="learning-rate schedule")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                        help="decoupled weight decay (adamw only)")
+    parser.add_argument("--decay", choices=DECAY_TARGETS, default=defaults.decay,
+                        help="conv: decay conv kernels only; all: every parameter")
     parser.add_argument("--job-dir", help=argparse.SUPPRESS)
 
 
@@ -46,6 +51,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         arch=args.arch, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
         augment=not args.no_augment, optimizer=args.optimizer, weights=args.weights, seed=args.seed,
         mode=args.mode, test_fraction=args.test_fraction, num_workers=args.num_workers,
+        schedule=args.schedule, weight_decay=args.weight_decay, decay=args.decay,
     )
     try:
         return config.validate()
@@ -156,5 +162,6 @@ def train_argv(data_dir: str | Path, config: TrainConfig) -> list[str]:
             "--lr", repr(config.lr), "--batch-size", str(config.batch_size), "--image-size", str(config.image_size),
             "--seed", str(config.seed), "--optimizer", config.optimizer, "--weights", config.weights,
             "--mode", config.mode, "--test-fraction", repr(config.test_fraction),
-            "--num-workers", str(config.num_workers)]
+            "--num-workers", str(config.num_workers), "--schedule", config.schedule,
+            "--weight-decay", repr(config.weight_decay), "--decay", config.decay]
     return argv if config.augment else [*argv, "--no-augment"]
