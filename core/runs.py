@@ -19,6 +19,8 @@ RUN_COLUMNS = (
     "run_id", "status", "arch", "lr", "batch_size", "image_size", "epochs_done", "epochs_planned",
     "best_test_acc", "duration_s", "seconds_per_epoch", "mode", "optimizer", "created", "message", "path",
 )
+# Written by core.training_jobs before the worker starts; stands in for config.json until it exists.
+REQUEST_NAME = "request.json"
 BATCH_COLUMNS = ("epoch", "batch", "batches", "loss", "acc", "tiles_per_s", "elapsed")
 EPOCH_COLUMNS = (
     "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "tiles_per_s", "confusion",
@@ -106,9 +108,10 @@ def list_runs(ws: Workspace) -> pd.DataFrame:
     """One row per run folder, newest first; columns RUN_COLUMNS. Reads only small JSON files."""
     rows = []
     # A run that failed before writing config.json (e.g. while tiling) still has the job's status.json.
-    folders = {p.parent for pattern in ("*/config.json", "*/status.json") for p in ws.runs_dir.glob(pattern)}
+    patterns = ("*/config.json", "*/status.json", f"*/{REQUEST_NAME}")
+    folders = {p.parent for pattern in patterns for p in ws.runs_dir.glob(pattern)}
     for run_dir in sorted(folders, key=lambda p: p.name, reverse=True):
-        config = _read_json(run_dir / "config.json")
+        config = _read_json(run_dir / "config.json") or _read_json(run_dir / REQUEST_NAME)
         summary = _read_json(run_dir / "summary.json")
         state, error = _job_state(run_dir)
         rows.append({

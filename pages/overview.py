@@ -96,6 +96,21 @@ with tab_tiles:
                 col.image(image, caption=caption, width="stretch")
 
 
+def slide_facts(meta: dict) -> pd.Series:
+    """The slide's metadata as labelled rows; assumed values say so."""
+    def assumed(flag: str) -> str:
+        return " (assumed)" if meta.get(flag) else ""
+
+    return pd.Series({
+        "File": Path(str(meta.get("path", ""))).name,
+        "Format (slideio driver)": meta.get("driver", "—"),
+        "Size at level 0": f"{meta.get('width', '?')} x {meta.get('height', '?')} px",
+        "Magnification": f"{meta.get('magnification', 0):g}x{assumed('magnification_assumed')}",
+        "Pixel size": f"{meta.get('mpp', 0):g} µm/px{assumed('mpp_assumed')}",
+        "Pyramid levels": str(meta.get("levels", "—")),
+    }, name="value")
+
+
 with tab_slides:
     with_slides = cohort.samples[cohort.samples["has_slide"]]
     if with_slides.empty:
@@ -119,7 +134,11 @@ with tab_slides:
             right.caption(row.get("pathology_notes") or "no pathology notes")
             if meta.get("magnification_assumed"):
                 right.warning(f"No magnification in the file: {meta['magnification']:g}x assumed.")
-            right.dataframe(pd.Series(meta, name="value").astype(str), width="stretch")
+            if meta.get("mpp_assumed"):
+                right.warning(f"No pixel size in the file: {meta['mpp']:g} µm/px assumed.")
+            for warning in meta.get("warnings") or []:
+                right.warning(warning)
+            right.dataframe(slide_facts(meta), width="stretch")
 
 
 with tab_genes:

@@ -9,10 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from core import figures, jobs, runs
-from core.cli.train import train_argv
 from core.errors import DataError, JobBusyError
 from core.models import ARCHITECTURES, imagenet_weights_status
 from core.train import TrainConfig
+from core.training_jobs import launch_training, resume_training
 from pages.common import dataset_dir, get_workspace, job_panel
 
 ws = get_workspace()
@@ -113,19 +113,50 @@ if submitted:
         config = TrainConfig(arch=arch, lr=float(lr), epochs=int(epochs), batch_size=int(batch_size),
                              image_size=int(image_size), optimizer=optimizer, mode=mode, seed=int(seed),
                              augment=augment, weights=weights)
-        run_dir = runs.new_run_dir(ws)
         try:
-            jobs.launch(ws, "train", train_argv(root, config), job_dir=run_dir)
-        except JobBusyError as exc:
+            launch_training(ws, root, config)
+        except (JobBusyError, DataError) as exc:
             st.warning(f"Not started: {exc}")
         else:
             st.rerun()
+
+HISTORY_COLUMNS = {
+    "run_id": st.column_config.TextColumn("Run"),
+    "status": st.column_config.TextColumn("Status"),
+    "arch": st.column_config.TextColumn("Architecture"),
+    "lr": st.column_config.NumberColumn("LR", format="%.0e"),
+    "batch_size": st.column_config.NumberColumn("Batch"),
+    "image_size": st.column_config.NumberColumn("Input px"),
+    "epochs_done": st.column_config.NumberColumn("Epochs done"),
+    "epochs_planned": st.column_config.NumberColumn("Planned"),
+    "best_test_acc": st.column_config.NumberColumn("Best test acc", format="percent"),
+    "duration_s": st.column_config.NumberColumn("Duration (s)", format="%.0f"),
+    "seconds_per_epoch": st.column_config.NumberColumn("s / epoch", format="%.1f"),
+    "mode": st.column_config.TextColumn("Mode"),
+    "optimizer": st.column_config.TextColumn("Optimizer"),
+    "created": st.column_config.TextColumn("Created"),
+    "message": st.column_config.TextColumn("Message"),
+}
+
+
+def history_table(live: bool) -> None:
+    """The runs table; while a job runs it refreshes itself so epochs and best accuracy follow."""
+
+    def draw() -> None:
+        table = runs.list_runs(ws)
+        st.dataframe(table[list(HISTORY_COLUMNS)], width="stretch", hide_index=True, column_config=HISTORY_COLUMNS)
+
+    if live:
+        st.fragment(draw, run_every=3.0)()
+    else:
+        draw()
+
 
 st.subheader("Run history")
 if history.empty:
     st.caption("No runs yet.")
 else:
-    st.dataframe(history.drop(columns=["path"], errors="ignore"), width="stretch", hide_index=True)
+    history_table(active is not None)
     ids = history["run_id"].tolist()
     chosen = st.multiselect("Overlay runs", ids, default=ids[: min(3, len(ids))])
     by_run = {run_id: runs.read_metrics(ws.runs_dir / run_id)[1] for run_id in chosen}
@@ -141,7 +172,7 @@ else:
     target = c1.selectbox("Run", ids, key="target-run")
     if c2.button("Resume run"):
         try:
-            jobs.launch(ws, "train", ["train", "--data", str(root), "--resume", target], job_dir=ws.runs_dir / target)
+            resume_training(ws, root, target)
             st.rerun()
         except (JobBusyError, DataError) as exc:
             st.warning(f"Not resumed: {exc}")

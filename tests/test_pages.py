@@ -132,6 +132,8 @@ def test_launch_from_the_form_starts_a_worker_that_can_be_cancelled(app_env):
     job = jobs.active_job(app_env)
     assert job is not None and job.kind == "train"
     assert job.dir.parent == app_env.runs_dir
+    row = runs.list_runs(app_env).set_index("run_id").loc[job.id]
+    assert (row["epochs_planned"], row["image_size"]) == (3, 32)  # from the request, before the worker's config
     jobs.request_cancel(job)
     assert jobs.wait(job, timeout=300)["state"] in ("cancelled", "done")
     history = runs.list_runs(app_env)
@@ -142,11 +144,47 @@ def test_a_second_launch_is_refused_naming_the_running_job(app_env):
     blocker = jobs.launch(app_env, "demo", ["jobs", "--sleep-demo", "30", "--step-s", "0.2"],
                           module="tests.jobs_worker")
     try:
+        before = set(app_env.runs_dir.glob("*"))
         at = _training_page()
         next(b for b in at.button if b.label == "Start training").click()
         at.run()
         assert not at.exception
         assert any(blocker.id in w.value for w in at.warning), [w.value for w in at.warning]
+        assert set(app_env.runs_dir.glob("*")) == before, "a refused launch leaves no run folder"
     finally:
         jobs.request_cancel(blocker)
         jobs.wait(blocker, timeout=60)
+
+
+def test_slide_browser_says_when_magnification_and_pixel_size_were_assumed(app_env, tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "with-png-slide"
+    shutil.copytree(app_env.demo_dir, data, symlinks=True)
+    svs = sorted((data / "slides").glob("*.svs"))[0]
+    sample_id = svs.stem
+    svs.unlink()
+    rng = np.random.default_rng(0)
+    pixels = np.full((1024, 1024, 3), 245, np.uint8)
+    pixels[200:800, 200:800] = rng.integers(120, 220, (600, 600, 3), dtype=np.uint8)  # a stained square
+    Image.fromarray(pixels).save(data / "slides" / f"{sample_id}.png")  # PNG carries no magnification or MPP
+    monkeypatch.setenv("HISTOGENE_DATA", str(data))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    next(s for s in at.selectbox if s.label == "Slide").select(sample_id)
+    at.run()
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "20x assumed" in warnings and "µm/px assumed" in warnings
+    facts = at.dataframe[-1].value
+    assert facts.loc["Magnification", "value"] == "20x (assumed)"
+    assert facts.loc["File", "value"] == f"{sample_id}.png"
+
+
+def test_slide_browser_shows_an_svs_slides_own_metadata(app_env):
+    at = _run()
+    facts = at.dataframe[-1].value
+    assert facts.loc["Format (slideio driver)", "value"] == "SVS"
+    assert "(assumed)" not in facts.loc["Magnification", "value"]
+    assert not any("assumed" in w.value for w in at.warning)

@@ -32,3 +32,19 @@ def test_run_trained_without_a_job_gets_a_status_from_its_summary(tmp_path):
     status = runs.run_job_status(run)
     assert status["state"] == "done" and status["id"] == "run1"
     assert runs.run_job_status(tmp_path / "empty")["state"] == "new"
+
+
+def test_history_shows_the_requested_config_before_the_worker_writes_its_own(tmp_path):
+    from dataclasses import replace
+
+    from core.config import workspace
+    from core.train import TrainConfig
+
+    ws = workspace(tmp_path / "ws")
+    run = runs.new_run_dir(ws)
+    request = replace(TrainConfig(), arch="resnet50", epochs=7, image_size=96)
+    (run / runs.REQUEST_NAME).write_text(json.dumps({**request.to_dict(), "data_dir": "/data"}))
+    row = runs.list_runs(ws).iloc[0]
+    assert (row["run_id"], row["arch"], row["epochs_planned"], row["image_size"]) == (run.name, "resnet50", 7, 96)
+    (run / "config.json").write_text(json.dumps({**request.to_dict(), "epochs": 9}))
+    assert runs.list_runs(ws).iloc[0]["epochs_planned"] == 9  # the worker's config wins once written

@@ -442,3 +442,19 @@ def test_cli_run_killed_mid_training_resumes_to_planned_epochs(testdata: Path, w
     assert epochs["epoch"].tolist() == [1, 2, 3]
     assert runs.list_runs(ws).iloc[0]["status"] == "done"
     assert runs.run_config(run_dir)["classes"] == ["Liver", "Lung"]
+
+
+def test_a_run_stopped_before_training_restarts_from_its_request_in_its_folder(ws: Workspace, tmp_path: Path) -> None:
+    from core import jobs
+    from core.training_jobs import launch_training, resume_training
+
+    missing = tmp_path / "gone"
+    job = launch_training(ws, missing, replace(TrainConfig(), epochs=2))
+    status = jobs.wait(job, timeout=120)
+    assert status["state"] == "failed" and "dataset folder not found" in status["error"]
+    assert not (job.dir / "config.json").exists()
+    again = resume_training(ws, tmp_path, job.id)  # the request's dataset, not the page's, is used
+    assert again.dir == job.dir
+    status = jobs.wait(again, timeout=120)
+    assert status["state"] == "failed" and str(missing) in status["error"]
+    assert runs.list_runs(ws).set_index("run_id").loc[job.id, "epochs_planned"] == 2
