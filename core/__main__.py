@@ -8,6 +8,7 @@ import logging
 import sys
 
 from core.errors import DataError, JobBusyError
+from core.jobs import record_failure_before_reporting
 
 # Each command lives in core/cli/<name>.py with register(subparsers) and run(args) -> int.
 COMMANDS = ("demo", "info", "tiles", "genes", "train", "runs", "jobs")
@@ -40,13 +41,20 @@ def main(argv: list[str] | None = None) -> int:
         modules[name] = module
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    job_dir = getattr(args, "job_dir", None)
     try:
         return int(modules[args.command].run(args) or 0)
     except (DataError, JobBusyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if job_dir:
+            record_failure_before_reporting(job_dir, exc)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if job_dir:
+            record_failure_before_reporting(job_dir, exc)
+        raise
 
 
 if __name__ == "__main__":

@@ -103,11 +103,30 @@ def _try_lock(ws: Workspace) -> int | None:
     return None
 
 
+# A worker that has written its end state still holds the lock while its interpreter exits.
+EXITING_WORKER_GRACE_S = 10.0
+
+
+def _holder_has_ended(holder: dict[str, Any] | None) -> bool:
+    """True when the lock holder's job already wrote a final state (it is only exiting)."""
+    if not holder or not holder.get("dir"):
+        return False
+    status = _read_json(Path(holder["dir"]) / STATUS_NAME) or {}
+    return status.get("id") == holder.get("id") and status.get("state") in (DONE, FAILED, CANCELLED)
+
+
 def _acquire_lock(ws: Workspace) -> int:
-    fd = _try_lock(ws)
-    if fd is None:
-        raise JobBusyError(_describe_holder(_read_holder(ws)))
-    return fd
+    """The worker lock, or JobBusyError naming its holder. A holder whose job has ended is waited
+    for (briefly), so "resume" right after a run ends is not refused by the exiting worker."""
+    deadline = time.monotonic() + EXITING_WORKER_GRACE_S
+    while True:
+        fd = _try_lock(ws)
+        if fd is not None:
+            return fd
+        holder = _read_holder(ws)
+        if not _holder_has_ended(holder) or time.monotonic() >= deadline:
+            raise JobBusyError(_describe_holder(holder))
+        time.sleep(0.05)
 
 
 def _lock_is_held(ws: Workspace) -> bool:
@@ -507,6 +526,22 @@ def _json_safe(value: Any) -> Any:
     except (TypeError, ValueError):
         return str(value)
     return value
+
+
+def record_failure_before_reporting(job_dir: str | Path, exc: BaseException) -> bool:
+    """A launched worker that fails before its JobReporter starts (bad options, missing dataset) marks
+    its job failed with the one-line error, instead of leaving readers to find a dead worker.
+
+    Only a status still `running` is changed (a reporter that ran has written its own end state).
+    Returns whether it wrote.
+    """
+    path = Path(job_dir) / STATUS_NAME
+    status = _read_json(path)
+    if not status or status.get("state") != RUNNING:
+        return False
+    status.update(state=FAILED, error=_one_line_error(exc), ended=_now(), updated=_now())
+    atomic_write_json(path, status)
+    return True
 
 
 def active_job(ws: Workspace) -> Job | None:

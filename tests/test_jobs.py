@@ -17,6 +17,8 @@ import pytest
 from core.config import Workspace
 from core.errors import DataError, JobBusyError
 from core.jobs import (
+    HOLDER_NAME,
+    LOCK_NAME,
     Job,
     JobCancelled,
     JobReporter,
@@ -271,3 +273,40 @@ def test_a_zombie_worker_counts_as_dead() -> None:
     wait_until(lambda: Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z")
     assert pid_alive(os.getpid()) and not pid_alive(child.pid)
     child.wait()
+
+
+def _hold_lock_as(ws: Workspace, job_id: str, state: str, seconds: float) -> subprocess.Popen:
+    """A process holding the worker lock for `seconds`, named as job `job_id` whose status is `state`."""
+    job_dir = ws.jobs_dir / job_id
+    job_dir.mkdir(parents=True)
+    (job_dir / "status.json").write_text(json.dumps({"id": job_id, "kind": "tiles", "state": state}))
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(float(sys.argv[2]))")
+    ws.root.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", code, str(ws.root / LOCK_NAME), str(seconds)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    (ws.root / HOLDER_NAME).write_text(json.dumps(
+        {"id": job_id, "kind": "tiles", "pid": holder.pid, "dir": str(job_dir), "since": "now"}))
+    return holder
+
+
+def test_a_launch_waits_for_a_worker_that_ended_but_is_still_exiting(ws: Workspace) -> None:
+    holder = _hold_lock_as(ws, "ended-job", "failed", seconds=1.0)
+    try:
+        job = launch_demo(ws, steps=1)  # refused at once before: "a tiles job is already running"
+        assert wait(job, timeout=60)["state"] == "done"
+    finally:
+        holder.wait()
+
+
+def test_a_launch_is_still_refused_by_a_worker_that_is_running(ws: Workspace) -> None:
+    holder = _hold_lock_as(ws, "busy-job", "running", seconds=30.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(JobBusyError, match="busy-job"):
+            launch_demo(ws, steps=1)
+        assert time.monotonic() - started < 2.0  # no grace period for a live job
+    finally:
+        holder.kill()
+        holder.wait()
