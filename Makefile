@@ -47,7 +47,7 @@ test: $(DEV_STAMP) chromium
 bench: $(RUNTIME_STAMP)
 	$(PY) benchmarks/bench_demo.py
 	$(PY) benchmarks/bench_tiling.py
-	$(PY) benchmarks/bench_gct_load.py --genes 5000 --samples 17382
+	$(PY) benchmarks/bench_gct_load.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_default_training.py --workspace workspace/bench
 
