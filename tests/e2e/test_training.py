@@ -48,3 +48,53 @@ def test_launch_watch_and_cancel_a_training_run(page, app_url):
     wait_for_app(page)
     assert_no_exception(page)
     screenshot(page, "training-cancelled")
+
+
+def test_a_running_training_survives_reload_new_tab_and_server_restart(browser, e2e_workspace):
+    from dataclasses import replace
+
+    from core import jobs
+    from core.config import workspace
+    from core.train import TrainConfig
+    from core.training_jobs import launch_training
+    from tests.e2e.conftest import running_app
+
+    ws = workspace(e2e_workspace)
+    job = launch_training(ws, ws.demo_dir, replace(TrainConfig(), epochs=30, image_size=32, batch_size=16))
+    heading = f"Running: {job.id}"
+    try:
+        with running_app(e2e_workspace) as first_server:
+            tab = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            tab.goto(f"{first_server}/training")
+            tab.get_by_role("heading", name=heading).wait_for(timeout=120_000)
+            tab.reload()
+            tab.get_by_role("heading", name=heading).wait_for(timeout=120_000)
+            other = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            other.goto(f"{first_server}/training")
+            other.get_by_role("heading", name=heading).wait_for(timeout=120_000)
+            tab.context.close()
+            other.context.close()
+        assert job.status()["state"] == "running", "stopping the server must not stop the worker"
+
+        with running_app(e2e_workspace) as second_server:
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.goto(f"{second_server}/training")
+            page.get_by_role("heading", name=heading).wait_for(timeout=120_000)
+            deadline = time.time() + 300
+            first = 0
+            while time.time() < deadline and first == 0:
+                first = _points(page)
+                time.sleep(1)
+            deadline = time.time() + 120
+            later = first
+            while time.time() < deadline and later <= first:
+                later = _points(page)
+                time.sleep(1)
+            assert later > first > 0, f"the restarted server's panel did not follow the run ({first} -> {later})"
+            assert_no_exception(page)
+            page.get_by_role("button", name="Cancel training").click()
+            assert jobs.wait(job, timeout=120)["state"] == "cancelled"
+            page.context.close()
+    finally:
+        jobs.request_cancel(job)
+        jobs.wait(job, timeout=120)
