@@ -25,10 +25,13 @@ from core.train import TrainConfig
 def launch_training(ws: Workspace, data_dir: str | Path, config: TrainConfig) -> jobs.Job:
     """Start a new run of `config` on `data_dir` as the workspace's one background job.
 
-    Raises JobBusyError (naming the running job) when another job holds the worker lock; then no
-    run folder is left behind.
+    Raises DataError for a bad option and JobBusyError (naming the running job) when another job
+    holds the worker lock; either way no run folder is left behind.
     """
-    config = config.validate()
+    try:
+        config = config.validate()
+    except ValueError as exc:
+        raise DataError(None, f"bad training option: {exc}") from None
     run_dir = new_run_dir(ws)
     atomic_write_json(run_dir / REQUEST_NAME, {
         **asdict(config), "data_dir": str(data_dir), "created": datetime.now(UTC).isoformat(timespec="seconds"),

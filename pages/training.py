@@ -139,24 +139,24 @@ HISTORY_COLUMNS = {
 }
 
 
-def history_table(live: bool) -> None:
-    """The runs table; while a job runs it refreshes itself so epochs and best accuracy follow."""
+def history_table(table: pd.DataFrame) -> None:
+    st.dataframe(table[list(HISTORY_COLUMNS)], width="stretch", hide_index=True, column_config=HISTORY_COLUMNS)
 
-    def draw() -> None:
-        table = runs.list_runs(ws)
-        st.dataframe(table[list(HISTORY_COLUMNS)], width="stretch", hide_index=True, column_config=HISTORY_COLUMNS)
 
-    if live:
-        st.fragment(draw, run_every=3.0)()
-    else:
-        draw()
+@st.fragment(run_every=3.0)
+def live_history_table() -> None:
+    """While a job runs, the table re-reads the runs so epochs and best accuracy follow."""
+    history_table(runs.list_runs(ws))
 
 
 st.subheader("Run history")
 if history.empty:
     st.caption("No runs yet.")
 else:
-    history_table(active is not None)
+    if active is not None:
+        live_history_table()
+    else:
+        history_table(history)  # already read above: no second scan of the runs folder
     ids = history["run_id"].tolist()
     chosen = st.multiselect("Overlay runs", ids, default=ids[: min(3, len(ids))])
     by_run = {run_id: runs.read_metrics(ws.runs_dir / run_id)[1] for run_id in chosen}

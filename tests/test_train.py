@@ -458,3 +458,11 @@ def test_a_run_stopped_before_training_restarts_from_its_request_in_its_folder(w
     status = jobs.wait(again, timeout=120)
     assert status["state"] == "failed" and str(missing) in status["error"]
     assert runs.list_runs(ws).set_index("run_id").loc[job.id, "epochs_planned"] == 2
+
+
+def test_launch_training_refuses_a_bad_option_without_leaving_a_folder(ws: Workspace) -> None:
+    from core.training_jobs import launch_training
+
+    with pytest.raises(DataError, match="bad training option"):
+        launch_training(ws, ws.root, replace(TrainConfig(), epochs=0))
+    assert not any(ws.runs_dir.glob("*"))
