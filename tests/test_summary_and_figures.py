@@ -110,3 +110,23 @@ def test_a_corrupt_cache_entry_is_recomputed(ws, monkeypatch):
         monkeypatch.setattr(cache, "get", lambda *a, **k: (_ for _ in ()).throw(ValueError("corrupt")))
         assert cached(cache, "k", lambda: calls.append(1) or "fresh") == "fresh"
     assert calls == [1]
+
+
+def test_runs_overlay_names_the_metric_and_shows_accuracy_in_percent():
+    epochs = pd.DataFrame({"epoch": [1, 2], "test_acc": [0.4, 0.6], "train_loss": [2.0, 1.5]})
+    acc = figures.runs_overlay({"run-a": epochs, "run-b": epochs.iloc[:0]}, "test_acc")
+    assert [t.name for t in acc.data] == ["run-a"]  # a run without epochs draws nothing
+    assert acc.layout.yaxis.title.text == "Test accuracy (held-out donors)" and acc.layout.yaxis.tickformat == ".0%"
+    loss = figures.runs_overlay({"run-a": epochs}, "train_loss")
+    assert loss.layout.yaxis.title.text == "Training loss" and loss.layout.yaxis.tickformat is None
+
+
+def test_time_per_architecture_bars_the_median_over_runs_with_each_run_as_a_point():
+    runs_table = pd.DataFrame({"run_id": ["a", "b", "c", "d"],
+                               "arch": ["resnet50", "resnet50", "efficientnet_b0", "resnet50"],
+                               "seconds_per_epoch": [30.0, 50.0, 20.0, 40.0]})
+    fig = figures.seconds_per_epoch_by_arch(runs_table)
+    bars, points = fig.data
+    assert list(bars.x) == ["efficientnet_b0", "resnet50"] and list(bars.y) == [20.0, 40.0]
+    assert list(bars.text) == ["20.0 s (1 run)", "40.0 s (3 runs)"]
+    assert len(points.x) == 4
