@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from core.tiling import QC_STAGES as QC_STAGE_ORDER
+from core.qc import QC_STAGES as QC_STAGE_ORDER
 
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "template": "plotly_white"}
 

@@ -12,7 +12,7 @@ from core import figures, summary
 from core.cache import cached, open_cache
 from core.dataset import load_cohort
 from core.genes import GeneFilterParams
-from core.tiling import QC_STAGES
+from core.qc import QC_STAGES
 
 
 def _index() -> pd.DataFrame:

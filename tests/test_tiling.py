@@ -15,16 +15,14 @@ from scipy import ndimage
 import core.tiling as tiling
 from core.__main__ import main
 from core.config import Workspace
+from core.qc import QC_STAGES, qc_failures, qc_reason, tile_metrics
 from core.tiling import (
     INDEX_COLUMNS,
-    QC_STAGES,
     TilingParams,
     build_tile_index,
     load_tile_index,
-    qc_reason,
     read_tile,
     select_balanced,
-    tile_metrics,
     tiling_summary,
     tissue_mask,
 )
@@ -110,7 +108,7 @@ def test_half_empty_passes_fat_whose_lumens_are_blank_pieces() -> None:
     # Each lumen holds a whole flat 112 px piece: the study's any-flat-piece rule would reject it.
     assert metrics["min_piece_std"] < 1.0
     assert metrics["blank_share"] == pytest.approx(1 / 16)  # but no two blank pieces touch
-    assert not tiling.qc_failures(metrics, TilingParams())["half_empty"]
+    assert not qc_failures(metrics, TilingParams())["half_empty"]
 
 
 def test_dirt_rejects_a_flat_grey_patch_with_sensor_noise() -> None:
