@@ -27,6 +27,7 @@ import pandas as pd
 from core.cache import cache_key, file_fingerprint
 from core.config import Workspace
 from core.errors import DataError, DataWarning
+from core.fileio import temp_path_for
 
 log = logging.getLogger(__name__)
 
@@ -398,7 +399,7 @@ def _load_gct_cache(entry: Path) -> Expression | None:
 def _build_gct_cache(path: Path, keep: frozenset[str] | None, entry: Path) -> None:
     """Parse into a temp folder beside `entry`, then rename it into place (readers never see half)."""
     entry.parent.mkdir(parents=True, exist_ok=True)
-    building = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+    building = temp_path_for(entry)
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir()
     try:

@@ -37,9 +37,9 @@ import tifffile
 from PIL import Image
 from scipy import ndimage
 
-from core.cache import atomic_write_bytes, atomic_write_json
 from core.config import Workspace
 from core.errors import DataError
+from core.fileio import atomic_write_bytes, atomic_write_json
 
 # Bump when the generator's output changes, so an existing demo folder is regenerated.
 GENERATOR_VERSION = "1"

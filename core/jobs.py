@@ -26,9 +26,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from core.cache import atomic_write_json
 from core.config import Workspace
 from core.errors import DataError, JobBusyError
+from core.fileio import atomic_write_json, read_json_object
 
 LOCK_NAME = "worker.lock"
 HOLDER_NAME = "worker.json"
@@ -65,17 +65,8 @@ def _holder_path(ws: Workspace) -> Path:
     return ws.root / HOLDER_NAME
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in `path`, or None when the file is missing or unreadable."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _read_holder(ws: Workspace) -> dict[str, Any] | None:
-    return _read_json(_holder_path(ws))
+    return read_json_object(_holder_path(ws))
 
 
 def _describe_holder(holder: dict[str, Any] | None) -> str:
@@ -111,7 +102,7 @@ def _holder_has_ended(holder: dict[str, Any] | None) -> bool:
     """True when the lock holder's job already wrote a final state (it is only exiting)."""
     if not holder or not holder.get("dir"):
         return False
-    status = _read_json(Path(holder["dir"]) / STATUS_NAME) or {}
+    status = read_json_object(Path(holder["dir"]) / STATUS_NAME) or {}
     return status.get("id") == holder.get("id") and status.get("state") in (DONE, FAILED, CANCELLED)
 
 
@@ -421,7 +412,7 @@ class JobReporter:
             if self.dir is None:
                 self.dir = _default_job_dir(self.ws, self.kind)
             self.dir.mkdir(parents=True, exist_ok=True)
-            previous = _read_json(self.dir / STATUS_NAME) or {}
+            previous = read_json_object(self.dir / STATUS_NAME) or {}
             inherited = fd is not None and previous.get("state") == RUNNING
             started = previous.get("started") if inherited else _now()
             if not inherited:
@@ -536,7 +527,7 @@ def record_failure_before_reporting(job_dir: str | Path, exc: BaseException) -> 
     Returns whether it wrote.
     """
     path = Path(job_dir) / STATUS_NAME
-    status = _read_json(path)
+    status = read_json_object(path)
     if not status or status.get("state") != RUNNING:
         return False
     status.update(state=FAILED, error=_one_line_error(exc), ended=_now(), updated=_now())
@@ -563,7 +554,7 @@ def list_jobs(ws: Workspace, kind: str | None = None) -> list[Job]:
         if not parent.is_dir():
             continue
         for status_path in parent.glob(f"*/{STATUS_NAME}"):
-            status = _read_json(status_path)
+            status = read_json_object(status_path)
             if status is None or (kind is not None and status.get("kind") != kind):
                 continue
             found.append((str(status.get("started") or ""), Job(status_path.parent, ws)))

@@ -13,6 +13,7 @@ import pandas as pd
 
 from core.config import Workspace
 from core.errors import DataError
+from core.fileio import read_json_object
 from core.jobs import Job, pid_alive
 
 RUN_COLUMNS = (
@@ -28,11 +29,7 @@ EPOCH_COLUMNS = (
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    return read_json_object(path) or {}
 
 
 def new_run_dir(ws: Workspace) -> Path:

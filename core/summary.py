@@ -7,7 +7,6 @@ and the UI and workers can share the cache safely.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pandas as pd
 from core.cache import cache_key, cached, file_fingerprint, open_cache
 from core.config import Workspace
 from core.dataset import Cohort
+from core.fileio import read_json_object
 from core.genes import GeneFilterParams, filter_genes, log_tpm
 from core.slides import open_slide
 from core.tiling import tissue_mask
@@ -57,10 +57,7 @@ def demographics(samples: pd.DataFrame) -> dict[str, pd.Series]:
 
 def tiling_errors(index_path: Path) -> dict[str, str]:
     """Slides the tiling run could not read ({sample_id: message}), from the summary saved beside the index."""
-    try:
-        saved = json.loads((Path(index_path).parent / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    saved = read_json_object(Path(index_path).parent / "summary.json") or {}
     return dict(saved.get("errors") or {})
 
 

@@ -22,6 +22,7 @@ from PIL import Image
 from core.cache import cache_key
 from core.config import Workspace
 from core.errors import DataError
+from core.fileio import temp_path_for
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def build_tilepack(
     reader = read_tile or _default_read_tile()
     records = tiles.to_dict("records")
     chunks = [records[i : i + _CHUNK] for i in range(0, len(records), _CHUNK)]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_path_for(path)
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
     try:
         done = 0

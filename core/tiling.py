@@ -37,10 +37,11 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from core.cache import atomic_write_json, cache_key, file_fingerprint
+from core.cache import cache_key, file_fingerprint
 from core.config import Workspace, workspace
 from core.dataset import UNKNOWN_TISSUE
 from core.errors import DataError
+from core.fileio import atomic_path, atomic_write_json, read_json_object
 from core.qc import QC_STAGES, QcParams, qc_reason, tile_metrics
 from core.slides import Slide, open_slide
 
@@ -395,13 +396,11 @@ def load_tile_index(path: str | Path) -> pd.DataFrame:
 
 
 def _load_saved(folder: Path) -> TileIndexResult | None:
-    import json
-
     summary_path, index_path = folder / "summary.json", folder / "index.parquet"
-    if not (summary_path.is_file() and index_path.is_file()):
+    summary = read_json_object(summary_path)
+    if summary is None or not index_path.is_file():
         return None
     try:
-        summary = json.loads(summary_path.read_text())
         index = pd.read_parquet(index_path)
     except Exception:  # a damaged save is rebuilt, never fatal
         return None
@@ -414,9 +413,8 @@ def _save(folder: Path, index: pd.DataFrame, summary: dict[str, Any]) -> Path:
     complete save, so a killed run never leaves a half index that looks finished."""
     folder.mkdir(parents=True, exist_ok=True)
     index_path = folder / "index.parquet"
-    tmp = folder / f".index.parquet.{os.getpid()}.tmp"
-    index.to_parquet(tmp, index=False)
-    os.replace(tmp, index_path)
+    with atomic_path(index_path) as tmp:
+        index.to_parquet(tmp, index=False)
     atomic_write_json(folder / "summary.json", summary)
     return index_path
 

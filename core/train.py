@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from core.cache import atomic_write_bytes, atomic_write_json
 from core.config import Workspace
 from core.errors import DataError
+from core.fileio import atomic_path, atomic_write_bytes, atomic_write_json, read_json_object
 from core.models import ARCHITECTURES, build_model, imagenet_weights_status, pick_device
 from core.runs import run_config, run_split
 from core.tilepack import ReadTile, TilePack, build_tilepack
@@ -333,9 +333,8 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write via temp file + os.replace, so a crash never leaves half a checkpoint under the real name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -420,7 +419,7 @@ class _Summary:
 
     def __init__(self, run_dir: Path, planned: int) -> None:
         self.path = run_dir / "summary.json"
-        old = json.loads(self.path.read_text()) if self.path.exists() else {}
+        old = read_json_object(self.path) or {}
         self.data = {
             "status": "running",
             "epochs_done": 0,

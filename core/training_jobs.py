@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core import jobs
-from core.cache import atomic_write_json
 from core.cli.train import train_argv
 from core.config import Workspace
 from core.errors import DataError
+from core.fileio import atomic_write_json
 from core.runs import REQUEST_NAME, new_run_dir, run_path
 from core.train import TrainConfig
 
