@@ -51,6 +51,18 @@ def workspace(root: str | Path | None = None) -> Workspace:
     return Workspace(Path(chosen).expanduser().resolve()).ensure()
 
 
+def resolve_data_dir(ws: Workspace, given: str | Path | None = None) -> Path:
+    """The dataset folder a command works on: `given`, else $HISTOGENE_DATA, else the workspace's demo
+    cohort. Raises DataError when that folder does not exist (one message for every CLI command)."""
+    from core.errors import DataError  # late: errors is tiny, but config must stay import-light
+
+    data = Path(given).expanduser().resolve() if given else (configured_data_dir() or ws.demo_dir)
+    if not data.is_dir():
+        hint = "" if given else " (run `python -m core demo` to create the demo cohort, or pass --data)"
+        raise DataError(data, f"dataset folder not found{hint}")
+    return data
+
+
 def configured_data_dir() -> Path | None:
     """The dataset folder from $HISTOGENE_DATA, or None (the app then uses the demo cohort)."""
     value = os.environ.get(DATA_ENV)

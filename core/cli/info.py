@@ -6,11 +6,10 @@ import argparse
 import json
 import sys
 import warnings
-from pathlib import Path
 
-from core.config import configured_data_dir, workspace
+from core.config import resolve_data_dir, workspace
 from core.dataset import Cohort, cohort_info, load_cohort
-from core.errors import DataError, DataWarning
+from core.errors import DataWarning
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,10 +23,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 def load_cohort_from_args(args: argparse.Namespace) -> Cohort:
     """The cohort the flags name; its warnings go to stderr once (not also as Python warnings)."""
     ws = workspace(args.workspace)
-    data = Path(args.data) if args.data else configured_data_dir() or ws.demo_dir
-    if not data.is_dir():
-        hint = "" if args.data else " (run `python -m core demo` to create the demo cohort, or pass --data)"
-        raise DataError(data, f"dataset folder not found{hint}")
+    data = resolve_data_dir(ws, args.data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
         cohort = load_cohort(data, ws, histology_csv=args.histology_csv, expression_gct=args.expression_gct)

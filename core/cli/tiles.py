@@ -11,9 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from core.config import Workspace, configured_data_dir, workspace
+from core.config import Workspace, resolve_data_dir, workspace
+from core.dataset import UNKNOWN_TISSUE
 from core.errors import DataError
-from core.tiling import UNKNOWN_TISSUE, TilingParams, build_tile_index
+from core.tiling import TilingParams, build_tile_index
 
 _BAR_WIDTH = 30
 
@@ -126,9 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if args.slide:
         samples = _one_slide(args.slide)
     else:
-        data = Path(args.data).expanduser().resolve() if args.data else (configured_data_dir() or ws.demo_dir)
-        if not data.is_dir():
-            raise DataError(data, "dataset folder not found")
+        data = resolve_data_dir(ws, args.data)
         samples = _cohort_samples(data, ws)
     result = None
     with _reporter(ws, args.job_dir) as job:

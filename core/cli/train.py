@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from core import runs
-from core.config import Workspace, configured_data_dir, workspace
+from core.config import Workspace, resolve_data_dir, workspace
 from core.errors import DataError, JobBusyError
 from core.jobs import JobReporter
 from core.models import ARCHITECTURES
@@ -80,13 +80,6 @@ class _Progress:
         return self.job.cancel_requested()
 
 
-def _data_dir(args: argparse.Namespace, ws: Workspace) -> Path:
-    data = Path(args.data).expanduser().resolve() if args.data else (configured_data_dir() or ws.demo_dir)
-    if not data.is_dir():
-        raise DataError(data, "dataset folder not found")
-    return data
-
-
 def _tile_index(data: Path, ws: Workspace, reporter: _Progress) -> tuple[pd.DataFrame, Path]:
     """Build (or reuse) the cohort's tile index with the default TilingParams."""
     from core.dataset import load_cohort
@@ -130,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = _config(args)
         check_weights(config)  # before tiling: a missing weights file is a clear error, not a late failure
-        data = _data_dir(args, ws)
+        data = resolve_data_dir(ws, args.data)
         run_dir = Path(args.job_dir).resolve() if args.job_dir else runs.new_run_dir(ws)
     summary = None
     try:
