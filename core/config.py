@@ -39,6 +39,11 @@ class Workspace:
     def jobs_dir(self) -> Path:
         return self.root / "jobs"
 
+    @property
+    def datasets_dir(self) -> Path:
+        """Per-dataset settings (core.settings)."""
+        return self.root / "datasets"
+
     def ensure(self) -> Workspace:
         for folder in (self.root, self.cache_dir, self.tiles_dir, self.runs_dir, self.jobs_dir):
             folder.mkdir(parents=True, exist_ok=True)
