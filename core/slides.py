@@ -63,6 +63,8 @@ class SlideInfo:
     mpp_assumed: bool
     # Extension of the contract: odd-but-usable facts (e.g. 16-bit grayscale shown as 8-bit RGB).
     warnings: list[str] = field(default_factory=list)
+    scene: int = 0  # which scene of the file (CZI, SCN and some OME-TIFFs hold several sections)
+    scenes: int = 1  # how many scenes the file holds
 
 
 def _extension(path: Path) -> str:
@@ -146,16 +148,19 @@ def _real_mpp(resolution: tuple[float, float]) -> float | None:
 
 
 class Slide:
-    """An open slide (context manager); coordinates are level-0 pixels."""
+    """An open slide (context manager) showing one scene; coordinates are level-0 pixels of that scene."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, scene: int = 0) -> None:
         path = Path(path)
         driver = detect_driver(path)
         try:
             self._slide = slideio.open_slide(str(path), driver)
             if self._slide.num_scenes < 1:
                 raise DataError(path, "the file holds no image")
-            self._scene = self._slide.get_scene(0)
+            if not 0 <= scene < self._slide.num_scenes:
+                raise DataError(path, f"scene {scene} asked, but the file holds {self._slide.num_scenes} scene(s)")
+            self._scene = self._slide.get_scene(scene)
+            self._scene_index, self._scene_count = scene, self._slide.num_scenes
         except DataError:
             raise
         except Exception as exc:  # slideio raises RuntimeError with a C++ source path
@@ -210,6 +215,8 @@ class Slide:
             magnification_assumed=magnification_assumed,
             mpp_assumed=mpp_assumed,
             warnings=notes,
+            scene=self._scene_index,
+            scenes=self._scene_count,
         )
 
     def read_region(
@@ -267,11 +274,11 @@ class Slide:
         self.close()
 
 
-def open_slide(path: str | Path) -> Slide:
-    """Open a slide or image; raises DataError naming the file when it cannot be read."""
-    return Slide(path)
+def open_slide(path: str | Path, scene: int = 0) -> Slide:
+    """Open one scene of a slide or image; raises DataError naming the file when it cannot be read."""
+    return Slide(path, scene)
 
 
-def slide_info(path: str | Path) -> SlideInfo:
-    with open_slide(path) as slide:
+def slide_info(path: str | Path, scene: int = 0) -> SlideInfo:
+    with open_slide(path, scene) as slide:
         return slide.info

@@ -153,3 +153,11 @@ def test_missing_empty_and_unknown_files(tmp_path: Path) -> None:
         open_slide(blob)
     with pytest.raises(DataError, match="not a file"):
         open_slide(tmp_path)
+
+
+def test_scene_out_of_range_is_a_clear_error(testdata):
+    svs = testdata / "CMU-1-Small-Region.svs"
+    with open_slide(svs) as slide:
+        assert (slide.info.scene, slide.info.scenes) == (0, 1)
+    with pytest.raises(DataError, match=r"scene 3 asked, but the file holds 1 scene"):
+        open_slide(svs, scene=3)
