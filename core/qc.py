@@ -21,6 +21,7 @@ from PIL import Image
 from scipy import ndimage
 
 from core.dataset import UNKNOWN_TISSUE
+from core.slides import Slide
 
 # Applied in this order; a tile's `reason` is the first stage it fails. Specific artifacts come first
 # so each is named by its own stage (a blurred or dirty tile also compresses small); jpeg_size last
@@ -173,3 +174,35 @@ def qc_reason(metrics: Mapping[str, float], params: QcParams, tissue: str = UNKN
     failed = qc_failures(metrics, params, tissue)
     return next((stage for stage in QC_STAGES if failed[stage]), "")
 
+
+
+# Metric columns read_and_qc returns (float32), in the tile index's order.
+METRIC_COLUMNS = (
+    "jpeg_kb", "min_piece_std", "min_channel_std", "blur", "pen_fraction", "blank_share", "grey_fraction",
+)
+
+
+def read_and_qc(
+    slide: Slide,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    read_size: int,
+    tile_size: int,
+    params: QcParams,
+    tissue: str = UNKNOWN_TISSUE,
+) -> dict[str, np.ndarray]:
+    """Read and QC a batch of cells of one open slide (level-0 boxes `read_size` square at xs, ys), each
+    seen as a `tile_size` tile. Returns one array per METRIC_COLUMNS entry, plus `passed_qc` (bool) and
+    `reason` (the first failed stage or ""), rows aligned with the cells."""
+    n = len(xs)
+    columns: dict[str, np.ndarray] = {name: np.empty(n, dtype=np.float32) for name in METRIC_COLUMNS}
+    reasons = np.empty(n, dtype=object)
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        tile = slide.read_region(int(x), int(y), read_size, read_size, out_size=(tile_size, tile_size))
+        metrics = tile_metrics(tile, params)
+        for name in METRIC_COLUMNS:
+            columns[name][i] = metrics[name]
+        reasons[i] = qc_reason(metrics, params, tissue)
+    columns["reason"] = reasons.astype(str) if n else np.array([], dtype=str)
+    columns["passed_qc"] = columns["reason"] == ""
+    return columns

@@ -42,7 +42,7 @@ from core.config import Workspace, workspace
 from core.dataset import UNKNOWN_TISSUE
 from core.errors import DataError
 from core.fileio import atomic_path, atomic_write_json, read_json_object
-from core.qc import QC_STAGES, QcParams, qc_reason, tile_metrics
+from core.qc import METRIC_COLUMNS, QC_STAGES, QcParams, read_and_qc
 from core.slides import Slide, open_slide
 
 INDEX_COLUMNS = {
@@ -205,29 +205,29 @@ def tile_slide(sample: Mapping[str, Any], params: TilingParams) -> dict[str, Any
                 f"slide is {info.magnification:g}x, below the {params.magnification:g}x asked: tiles are upsampled"
             )
         level = _level_for(slide, read_size / params.tile_size)
-        rows = []
-        for x, y, fraction in _candidate_cells(slide, read_size, params):
-            tile = slide.read_region(x, y, read_size, read_size, out_size=(params.tile_size, params.tile_size))
-            metrics = tile_metrics(tile, params)
-            reason = qc_reason(metrics, params, tissue)
-            rows.append(
-                {
-                    "sample_id": str(sample["sample_id"]),
-                    "tissue": tissue,
-                    "subject_id": str(sample.get("subject_id") or ""),
-                    "slide_path": path,
-                    "level": level,
-                    "x": x,
-                    "y": y,
-                    "read_size": read_size,
-                    "tile_size": params.tile_size,
-                    "tissue_fraction": fraction,
-                    **metrics,
-                    "passed_qc": reason == "",
-                    "reason": reason,
-                    "selected": False,
-                }
-            )
+        cells = _candidate_cells(slide, read_size, params)
+        xs = np.array([c[0] for c in cells], dtype=np.int64)
+        ys = np.array([c[1] for c in cells], dtype=np.int64)
+        qc = read_and_qc(slide, xs, ys, read_size, params.tile_size, params, tissue)
+        rows = [
+            {
+                "sample_id": str(sample["sample_id"]),
+                "tissue": tissue,
+                "subject_id": str(sample.get("subject_id") or ""),
+                "slide_path": path,
+                "level": level,
+                "x": int(x),
+                "y": int(y),
+                "read_size": read_size,
+                "tile_size": params.tile_size,
+                "tissue_fraction": fraction,
+                **{name: float(qc[name][i]) for name in METRIC_COLUMNS},
+                "passed_qc": bool(qc["passed_qc"][i]),
+                "reason": str(qc["reason"][i]),
+                "selected": False,
+            }
+            for i, (x, y, fraction) in enumerate(cells)
+        ]
     slide_facts = {
         "magnification": info.magnification,
         "magnification_assumed": info.magnification_assumed,
