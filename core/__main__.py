@@ -8,7 +8,7 @@ import logging
 import sys
 
 from core.errors import DataError, JobBusyError
-from core.jobs import record_failure_before_reporting
+from core.jobs import record_failure_before_reporting, traceback_logged
 
 # Each command lives in core/cli/<name>.py with register(subparsers) and run(args) -> int.
 COMMANDS = ("demo", "info", "tiles", "genes", "train", "runs", "jobs")
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if job_dir:
             record_failure_before_reporting(job_dir, exc)
+        if traceback_logged(exc):
+            return 1  # the job's log already holds the traceback
         raise
 
 

@@ -488,22 +488,29 @@ class JobReporter:
     def _log_traceback(
         self, exc_type: type[BaseException] | None, exc: BaseException, tb: TracebackType | None
     ) -> None:
+        # Written here, before the final status: a reader that sees `failed` must find the whole
+        # traceback in log.txt (Python's own print at exit would come after the status).
         text = "".join(traceback.format_exception(exc_type, exc, tb))
-        # A launched worker's stderr is log.txt and Python prints uncaught errors there itself;
-        # the CLI turns DataError/JobBusyError into one line, so those need the traceback here.
-        if _stderr_is(self.dir / LOG_NAME) and not isinstance(exc, (DataError, JobBusyError)):
-            return
         sys.stderr.flush()
         with (self.dir / LOG_NAME).open("a") as log:
             log.write(text)
+        mark_logged(exc)
 
 
-def _stderr_is(path: Path) -> bool:
+LOGGED_ATTR = "_histogene_traceback_logged"
+
+
+def mark_logged(exc: BaseException) -> None:
+    """Note that `exc`'s traceback is already in its job's log, so entry points don't print it twice."""
     try:
-        here, there = os.fstat(sys.stderr.fileno()), path.stat()
-    except (OSError, AttributeError, ValueError):
-        return False
-    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+        setattr(exc, LOGGED_ATTR, True)
+    except AttributeError:  # exceptions with __slots__
+        pass
+
+
+def traceback_logged(exc: BaseException) -> bool:
+    """Whether a JobReporter already wrote `exc`'s traceback to its job log."""
+    return bool(getattr(exc, LOGGED_ATTR, False))
 
 
 def _one_line_error(exc: BaseException) -> str:

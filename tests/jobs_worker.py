@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from core.cli import jobs
+from core.jobs import traceback_logged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workspace")
     sub = parser.add_subparsers(dest="command", required=True)
     jobs.register(sub)
-    return jobs.run(parser.parse_args(argv))
+    try:
+        return jobs.run(parser.parse_args(argv))
+    except Exception as exc:
+        if traceback_logged(exc):
+            return 1  # as `python -m core`: the job's log already holds the traceback
+        raise
 
 
 if __name__ == "__main__":
