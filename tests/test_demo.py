@@ -253,6 +253,17 @@ def test_plan_splits_donors_with_every_tissue_on_both_sides() -> None:
     assert "Whole Blood" in set(plan[~plan["has_slide"]]["tissue"])
 
 
+def test_every_tissue_has_a_painter_and_unknown_tissues_are_refused() -> None:
+    # The planner validates against TISSUES, the painter against its own table: they must agree.
+    from core.demo.tissues import PAINTERS
+
+    assert set(PAINTERS) == set(demo.TISSUES)
+    with pytest.raises(ValueError, match="Kidney"):
+        demo.plan_cohort(tissues=("Lung", "Kidney"))
+    with pytest.raises(ValueError, match="Kidney"):
+        demo.render_slide("Kidney", dict.fromkeys(demo.FACTORS, 0.5), 256, 256, 0)
+
+
 def test_artifacts_are_drawn_and_recorded() -> None:
     plan = demo.plan_cohort(seed=0)
     arts = [a for arts in plan["artifacts"] for a in arts]
