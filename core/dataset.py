@@ -28,6 +28,7 @@ from core.cache import cache_key, file_fingerprint
 from core.config import Workspace
 from core.errors import DataError, DataWarning
 from core.fileio import temp_path_for
+from core.settings import load_dataset_settings
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
 )
 
 _GTEX_ID = re.compile(r"^GTEX-[A-Z0-9]+-[A-Z0-9]+", re.IGNORECASE)
+_SPACES = re.compile(r"\s+")
+DEFAULT_DONOR_COLUMN = "Subject ID"
 _LISTED = 10  # IDs named in one warning before "... and N more"
 _ROWS_PER_WRITE = 256
 _CACHE_FORMAT = 1
@@ -97,10 +100,50 @@ def subject_from_sample_id(sample_id: str) -> str:
     return "-".join(sample_id.split("-")[:2]) if _GTEX_ID.match(sample_id) else sample_id
 
 
+def is_gtex_sample_id(sample_id: str) -> bool:
+    """True when the donor can be read from the ID (GTEX-XXXX-YYYY...)."""
+    return bool(_GTEX_ID.match(sample_id))
+
+
+def normalize_id(value: str) -> str:
+    """The one spelling of an ID: ends stripped, inner runs of whitespace collapsed to one space.
+
+    Every ID column goes through here, so "GTEX-D0 " and "GTEX-D0" are one donor, never two.
+    """
+    return _SPACES.sub(" ", str(value)).strip()
+
+
+def _normalize_ids(values: pd.Series) -> pd.Series:
+    return values.astype(str).map(normalize_id)
+
+
+def near_duplicate_ids(ids: Iterable[str]) -> list[list[str]]:
+    """Groups of distinct IDs that differ only by letter case or spaces (likely one ID typed twice)."""
+    groups: dict[str, set[str]] = {}
+    for value in ids:
+        if value:
+            groups.setdefault(_SPACES.sub("", value).casefold(), set()).add(value)
+    return [sorted(group) for group in groups.values() if len(group) > 1]
+
+
+def _near_duplicate_messages(where: str, column: str, ids: Iterable[str]) -> list[str]:
+    groups = near_duplicate_ids(ids)
+    if not groups:
+        return []
+    shown = _listing([" / ".join(repr(v) for v in group) for group in groups])
+    return [f"{where}: {len(groups)} {column} value(s) differ only by letter case or spaces and are kept as "
+            f"different IDs; check they are not one ID spelled twice: {shown}"]
+
+
 # ---------------------------------------------------------------- histology CSV
 
 
-def _read_histology(path: Path, messages: list[str]) -> pd.DataFrame:
+def _read_histology(path: Path, messages: list[str], donor_column: str | None = None) -> pd.DataFrame:
+    """The CSV as snake_case columns; `donor_column` (a header of the CSV) fills subject_id.
+
+    `attrs["columns"]` lists the CSV's headers, `attrs["own_donor"]` the samples that could not be
+    given a donor (no donor value, not a GTEx ID) and so count as their own donor.
+    """
     try:
         # utf-8-sig: Excel re-saves add a BOM that would hide the first column name.
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
@@ -120,17 +163,23 @@ def _read_histology(path: Path, messages: list[str]) -> pd.DataFrame:
             f"missing required column(s) {', '.join(repr(m) for m in missing)}; "
             f"found {', '.join(repr(c) for c in raw.columns)}",
         )
+    donor_column = DEFAULT_DONOR_COLUMN if donor_column is None else donor_column  # "": no column, IDs only
+    if donor_column and donor_column not in raw.columns and donor_column != DEFAULT_DONOR_COLUMN:
+        raise DataError(path, f"donor column {donor_column!r} not found; the columns are "
+                              f"{', '.join(repr(c) for c in raw.columns)}")
     table = pd.DataFrame({snake: raw[name] if name in raw.columns else "" for name, snake in HISTOLOGY_COLUMNS.items()})
     table = table.fillna("").astype(str)
-    table["sample_id"] = table["sample_id"].str.strip()
-    table["tissue"] = table["tissue"].str.strip()
+    if donor_column in raw.columns:
+        table["subject_id"] = raw[donor_column].fillna("").astype(str)
+    for column in ("sample_id", "subject_id", "tissue"):
+        table[column] = _normalize_ids(table[column])
 
     blank = table["sample_id"] == ""
     if blank.any():
         lines = [str(i + 2) for i in np.flatnonzero(blank)]  # +2: header is line 1
         messages.append(f"{path}: skipped {len(lines)} row(s) with no Tissue Sample ID (line {_listing(lines)})")
         table = table[~blank]
-    no_subject = table["subject_id"].str.strip() == ""
+    no_subject = table["subject_id"] == ""
     table.loc[no_subject, "subject_id"] = table.loc[no_subject, "sample_id"].map(subject_from_sample_id)
     table.loc[table["tissue"] == "", "tissue"] = UNKNOWN_TISSUE
 
@@ -141,17 +190,26 @@ def _read_histology(path: Path, messages: list[str]) -> pd.DataFrame:
             f"{path}: {len(ids)} duplicate Tissue Sample ID(s), kept the first row of each: {_listing(ids)}"
         )
         table = table[~duplicated]
-    return table.reset_index(drop=True)
+        no_subject = no_subject[~duplicated]
+    messages.extend(_near_duplicate_messages(str(path), "Tissue Sample ID", table["sample_id"].unique()))
+    messages.extend(_near_duplicate_messages(str(path), "donor", table["subject_id"].unique()))
+    own = no_subject & ~table["sample_id"].map(is_gtex_sample_id)
+    table = table.reset_index(drop=True)
+    table.attrs["columns"] = list(raw.columns)
+    table.attrs["donor_column"] = donor_column if donor_column in raw.columns else ""
+    table.attrs["own_donor"] = table.loc[own.to_numpy(), "sample_id"].tolist()
+    return table
 
 
-def read_histology_csv(path: str | Path) -> pd.DataFrame:
+def read_histology_csv(path: str | Path, donor_column: str | None = None) -> pd.DataFrame:
     """The GTEx Portal histology table with snake_case columns, one row per sample_id.
 
-    Odd rows (duplicate or blank IDs) are dropped with a DataWarning; the messages are also in
-    `df.attrs["warnings"]`.
+    ID columns are normalized (`normalize_id`); `donor_column` names the CSV column that identifies the
+    donor (default "Subject ID"; a blank donor is read from a GTEx sample ID). Odd rows (duplicate or
+    blank IDs) are dropped with a DataWarning; the messages are also in `df.attrs["warnings"]`.
     """
     messages: list[str] = []
-    table = _read_histology(Path(path), messages)
+    table = _read_histology(Path(path), messages, donor_column)
     table.attrs["warnings"] = messages
     _emit(messages)
     return table
@@ -159,6 +217,14 @@ def read_histology_csv(path: str | Path) -> pd.DataFrame:
 
 def _empty_histology() -> pd.DataFrame:
     return pd.DataFrame({snake: pd.Series(dtype=str) for snake in HISTOLOGY_COLUMNS.values()})
+
+
+def _csv_header(path: Path) -> list[str]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return [name.strip() for name in next(csv.reader(handle), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
 
 
 def _is_histology_csv(path: Path) -> bool:
@@ -228,7 +294,7 @@ def _read_gct_header(path: Path, handle: IO[str]) -> _GctHeader:
         raise DataError(
             path, f"line 3: expected the column header to start with 'Name<TAB>Description', found {columns[:2]!r}"
         )
-    return _GctHeader(int(dims[0]), int(dims[1]), [name.strip() for name in columns[2:]])
+    return _GctHeader(int(dims[0]), int(dims[1]), [normalize_id(name) for name in columns[2:]])
 
 
 def _select_columns(
@@ -585,6 +651,7 @@ def _list_slides(slides_dir: Path | None, messages: list[str]) -> dict[str, Path
         sample_id = slide_sample_id(path.name)
         if sample_id is None:
             continue  # notes, checksums and the like sit beside slides
+        sample_id = normalize_id(sample_id)
         if sample_id in slides:
             duplicates.append(path.name)
             continue
@@ -610,10 +677,26 @@ def list_slides(slides_dir: str | Path) -> dict[str, Path]:
 
 @dataclass
 class Cohort:
+    """`donor_column`: the CSV column subject_id came from ("" when none); `donor_note`: a loud message
+    (also in `warnings`) when some samples have no donor and count as their own, else ""."""
+
     files: DatasetFiles
     samples: pd.DataFrame
     expression: Expression
     warnings: list[str] = field(default_factory=list)
+    donor_column: str = ""
+    donor_note: str = ""
+    histology_columns: list[str] = field(default_factory=list)
+
+
+def _donor_note(own_donor: list[str], total: int, donor_column: str) -> str:
+    if not own_donor:
+        return ""
+    source = f"no {donor_column!r} value" if donor_column else "no donor column in the histology CSV"
+    return (f"{len(own_donor)} of {total} sample(s) have no donor ID ({source}, and the sample ID is not a GTEx "
+            f"ID to read it from), so each counts as its own donor: one patient's slides can then sit on both "
+            f"sides of the train/test split. Name the column that identifies the donor (Overview page, or "
+            f"--donor-column). Samples: {_listing(own_donor)}")
 
 
 def _join_samples(
@@ -660,14 +743,24 @@ def load_cohort(
     ws: Workspace | None = None,
     histology_csv: str | Path | None = None,
     expression_gct: str | Path | None = None,
+    donor_column: str | None = None,
 ) -> Cohort:
     """Join the histology CSV, the GCT (re-keyed to tissue sample IDs) and the slide files in `root`.
 
     `samples` has one row per histology sample plus one per slide without a histology row
     (`has_histology` False, tissue "Unknown"). With `ws`, the parsed GCT is cached under `ws.cache_dir`.
+    `donor_column` (a CSV header) names the donor ("" for none: donors come from GTEx sample IDs); when
+    None, the dataset's saved `donor_column` setting (core.settings) if `ws` is given, else "Subject ID".
+    A saved column the CSV no longer has is ignored with a warning; a given one is a DataError.
     """
     files = find_dataset(root, histology_csv, expression_gct)
     messages = list(files.warnings)
+    if donor_column is None and ws is not None:
+        donor_column = load_dataset_settings(ws, files.root).get("donor_column")
+        if donor_column and files.histology_csv is not None and donor_column not in _csv_header(files.histology_csv):
+            messages.append(f"{files.histology_csv}: the saved donor column {donor_column!r} is not in the CSV; "
+                            f"using {DEFAULT_DONOR_COLUMN!r}")
+            donor_column = None
     slides = _list_slides(files.slides_dir, messages)
     cache_dir = ws.cache_dir / "gct" if ws is not None else None
     signature = (
@@ -675,6 +768,8 @@ def load_cohort(
         _stat_signature(files.expression_gct),
         tuple((s, str(p)) for s, p in slides.items()),
         str(cache_dir),
+        donor_column,
+        tuple(messages),  # files' warnings and a dropped saved donor column: a memo hit repeats them
     )
     if signature in _COHORTS:
         _COHORTS.move_to_end(signature)
@@ -683,10 +778,11 @@ def load_cohort(
         return replace(memo, samples=memo.samples.copy(), warnings=list(memo.warnings))
 
     if files.histology_csv is not None:
-        histology = _read_histology(files.histology_csv, messages)
+        histology = _read_histology(files.histology_csv, messages, donor_column)
         keep: frozenset[str] | None = frozenset(histology["sample_id"])
     else:
         histology, keep = _empty_histology(), None
+    own_donor = list(histology.attrs.get("own_donor", []))
     if files.expression_gct is not None:
         raw = _read_gct(files.expression_gct, keep, cache_dir)
         messages.extend(raw.warnings)
@@ -702,7 +798,14 @@ def load_cohort(
                 "Tissue Sample ID); expression is empty"
             )
 
-    cohort = Cohort(files, samples, expression, messages)
+    slide_only = samples.loc[~samples["has_histology"], "sample_id"]
+    own_donor += [s for s in slide_only if not is_gtex_sample_id(s)]
+    used_column = str(histology.attrs.get("donor_column", ""))
+    donor_note = _donor_note(own_donor, len(samples), used_column)
+    if donor_note:
+        messages.append(donor_note)
+    cohort = Cohort(files, samples, expression, messages, used_column, donor_note,
+                    list(histology.attrs.get("columns", [])))
     _COHORTS[signature] = cohort
     while len(_COHORTS) > _COHORTS_KEPT:
         _COHORTS.popitem(last=False)

@@ -13,6 +13,7 @@ from core.config import WORKSPACE_ENV, Workspace, configured_data_dir, workspace
 from core.dataset import Cohort, load_cohort
 from core.demo import demo_is_ready
 from core.errors import DataError, JobBusyError
+from core.settings import load_dataset_settings
 
 ROUTED_KEY = "_routed_by_app"  # set by app.py before st.navigation runs a page
 
@@ -58,18 +59,25 @@ def dataset_dir() -> Path:
 
 
 @st.cache_resource(show_spinner="Loading the cohort ...", max_entries=4)
-def _cached_cohort(root: str, stamp: float) -> Cohort:
-    return load_cohort(Path(root), get_workspace())
+def _cached_cohort(root: str, stamp: float, donor_column: str) -> Cohort:
+    return load_cohort(Path(root), get_workspace())  # reads the saved donor column itself
 
 
 def get_cohort(root: Path) -> Cohort:
-    """The cohort, reloaded when the folder's files change; bad input stops the page with its message."""
+    """The cohort, reloaded when the folder's files or its donor column change; bad input stops the page."""
     stamp = max((p.stat().st_mtime for p in root.iterdir()), default=0.0) if root.is_dir() else 0.0
+    donor_column = str(load_dataset_settings(get_workspace(), root).get("donor_column") or "")
     try:
-        return _cached_cohort(str(root), stamp)
+        return _cached_cohort(str(root), stamp, donor_column)
     except DataError as exc:
         st.error(f"Could not load the dataset: {exc}")
         st.stop()
+
+
+def donor_banner(cohort: Cohort) -> None:
+    """The loud warning when samples without a donor ID count as their own donor (splits may leak)."""
+    if cohort.donor_note:
+        st.warning(cohort.donor_note, icon=":material/person_alert:")
 
 
 def job_panel(job_dir: Path, rerun_when_done: bool = False, show_cancel: bool = True) -> None:

@@ -11,8 +11,9 @@ from core import figures, jobs, summary
 from core.dataset import cohort_info
 from core.errors import DataError, JobBusyError
 from core.genes import GeneFilterParams
+from core.settings import update_dataset_settings
 from core.tiling import TilingParams, find_tile_index, load_tile_index, read_tile
-from pages.common import dataset_dir, get_cohort, get_workspace, job_panel
+from pages.common import dataset_dir, donor_banner, get_cohort, get_workspace, job_panel
 
 ws = get_workspace()
 root = dataset_dir()
@@ -21,10 +22,20 @@ info = cohort_info(cohort)
 
 st.title("Dataset overview")
 st.caption(f"Dataset: `{root}`" + (" (synthetic GTEx-like demo cohort)" if root == ws.demo_dir else ""))
+donor_banner(cohort)
 if cohort.warnings:
     with st.expander(f"{len(cohort.warnings)} warning(s) while reading the dataset"):
         for warning in cohort.warnings:
             st.warning(warning)
+if cohort.histology_columns:
+    NO_COLUMN = "(none: read GTEx sample IDs)"
+    choices = [NO_COLUMN] + [c for c in cohort.histology_columns if c not in ("Tissue Sample ID", "Tissue")]
+    chosen = st.selectbox("Donor column", choices, index=choices.index(cohort.donor_column or NO_COLUMN),
+                          help="The histology CSV column that identifies the donor. Train, validation and test "
+                               "are split by it, so one donor never sits on two sides.")
+    if chosen != (cohort.donor_column or NO_COLUMN):
+        update_dataset_settings(ws, root, donor_column="" if chosen == NO_COLUMN else chosen)  # "": IDs only
+        st.rerun()
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

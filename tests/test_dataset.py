@@ -452,3 +452,72 @@ def test_cli_info_table_and_bad_input_exit_2(tmp_path: Path, ws, capsys: pytest.
     missing = os.fspath(tmp_path / "absent")
     assert main(["--workspace", str(ws.root), "info", "--data", missing]) == 2
     assert "dataset folder not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- donor identity
+
+
+def test_a_donor_under_two_spellings_is_one_donor_and_near_duplicates_warn(tmp_path: Path) -> None:
+    header = "Tissue Sample ID,Tissue,Subject ID"
+    rows = ["GTEX-D0-0001,Lung,GTEX-D0", " GTEX-D0-0002 ,Liver,GTEX-D0 ", "GTEX-D0-0003,Skin,  GTEX-D0",
+            "GTEX-D1-0001,Lung,GTEX  D1", "GTEX-D1-0002,Liver,GTEX D1", "GTEX-D2-0001,Lung,gtex-d2",
+            "GTEX-D2-0002,Liver,GTEX-D2"]
+    write_csv(tmp_path / "histology.csv", rows, header=header)
+    with pytest.warns(DataWarning, match="differ only by letter case or spaces"):
+        cohort = load_cohort(tmp_path)
+    samples = cohort.samples.set_index("sample_id")
+    assert "GTEX-D0-0002" in samples.index  # the sample ID is normalized too
+    assert set(samples.loc[["GTEX-D0-0001", "GTEX-D0-0002", "GTEX-D0-0003"], "subject_id"]) == {"GTEX-D0"}
+    assert set(samples.loc[["GTEX-D1-0001", "GTEX-D1-0002"], "subject_id"]) == {"GTEX D1"}
+    # Case is not changed (it may be meaningful) but named in the warning, with both spellings.
+    assert cohort_info(cohort)["donors"] == 4
+    case_warning = next(w for w in cohort.warnings if "letter case" in w)
+    assert "'GTEX-D2' / 'gtex-d2'" in case_warning and not cohort.donor_note
+
+
+def test_csv_without_subject_ids_derives_gtex_donors_and_flags_the_rest(tmp_path: Path, ws) -> None:
+    write_csv(tmp_path / "histology.csv",
+              ["GTEX-A1-0001,Lung", "GTEX-A1-0002,Liver", "P7_lung,Lung", "P7_liver,Liver"],
+              header="Tissue Sample ID,Tissue")
+    with pytest.warns(DataWarning, match="own donor"):
+        cohort = load_cohort(tmp_path, ws)
+    subjects = dict(zip(cohort.samples["sample_id"], cohort.samples["subject_id"], strict=True))
+    assert subjects["GTEX-A1-0001"] == subjects["GTEX-A1-0002"] == "GTEX-A1"
+    assert "2 of 4 sample(s) have no donor ID" in cohort.donor_note
+    assert "P7_lung" in cohort.donor_note and "GTEX-A1-0001" not in cohort.donor_note
+    assert cohort.donor_note in cohort.warnings and cohort.donor_column == ""
+
+
+def test_cli_prints_the_own_donor_banner_on_stderr(tmp_path: Path, ws, capsys: pytest.CaptureFixture[str]) -> None:
+    write_csv(tmp_path / "histology.csv", ["P1-a,Lung", "P1-b,Liver"], header="Tissue Sample ID,Tissue")
+    assert main(["--workspace", str(ws.root), "info", "--data", str(tmp_path), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "WARNING: 2 of 2 sample(s) have no donor ID" in captured.err
+    assert json.loads(captured.out)["donors"] == 2
+
+
+def test_a_custom_donor_column_from_the_flag_or_the_saved_setting(
+    tmp_path: Path, ws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from core.settings import update_dataset_settings
+
+    write_csv(tmp_path / "histology.csv",
+              ["P1-a,Lung,Patient 1 ", "P1-b,Liver,Patient  1", "P2-a,Lung,Patient 2", "P2-b,Liver,"],
+              header="Tissue Sample ID,Tissue,Patient")
+    assert main(["--workspace", str(ws.root), "info", "--data", str(tmp_path), "--json",
+                 "--donor-column", "Patient"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["donors"] == 3  # Patient 1, Patient 2 and P2-b on its own
+    assert "1 of 4 sample(s) have no donor ID" in captured.err and "P2-b" in captured.err
+
+    update_dataset_settings(ws, tmp_path, donor_column="Patient")
+    cohort = load_cohort(tmp_path, ws)
+    assert cohort.donor_column == "Patient"
+    assert cohort.samples.set_index("sample_id").loc["P1-b", "subject_id"] == "Patient 1"
+    assert "Patient" in cohort.histology_columns
+    with pytest.raises(DataError, match="donor column 'Donor' not found"):
+        load_cohort(tmp_path, ws, donor_column="Donor")
+    assert main(["--workspace", str(ws.root), "info", "--data", str(tmp_path), "--donor-column", "Donor"]) == 2
+    update_dataset_settings(ws, tmp_path, donor_column="Gone")  # a saved column the CSV lost: warn, fall back
+    with pytest.warns(DataWarning, match="saved donor column 'Gone' is not in the CSV"):
+        assert load_cohort(tmp_path, ws).donor_column == ""

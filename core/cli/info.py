@@ -12,12 +12,29 @@ from core.dataset import Cohort, cohort_info, load_cohort
 from core.errors import DataWarning
 
 
+def add_donor_argument(parser: argparse.ArgumentParser) -> None:
+    """--donor-column (shared with `tiles` and `train`)."""
+    parser.add_argument("--donor-column", help="histology CSV column naming the donor (default: the dataset's "
+                        "saved choice, else 'Subject ID'; blank donors are read from GTEx sample IDs)")
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """--data, --histology-csv, --expression-gct, --json (shared with `genes`)."""
+    """--data, --histology-csv, --expression-gct, --donor-column, --json (shared with `genes`)."""
     parser.add_argument("--data", help="dataset folder (default $HISTOGENE_DATA, else the demo cohort)")
     parser.add_argument("--histology-csv", help="histology CSV (default: found in the dataset folder)")
     parser.add_argument("--expression-gct", help="expression GCT, plain or .gz (default: found in the folder)")
+    add_donor_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+
+def print_cohort_warnings(cohort: Cohort) -> None:
+    """Each warning on stderr once; samples without a donor get a banner, as they make splits leak."""
+    for message in cohort.warnings:
+        if message != cohort.donor_note:
+            print(f"warning: {message}", file=sys.stderr)
+    if cohort.donor_note:
+        rule = "!" * 78
+        print(f"{rule}\nWARNING: {cohort.donor_note}\n{rule}", file=sys.stderr)
 
 
 def load_cohort_from_args(args: argparse.Namespace) -> Cohort:
@@ -26,9 +43,9 @@ def load_cohort_from_args(args: argparse.Namespace) -> Cohort:
     data = resolve_data_dir(ws, args.data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
-        cohort = load_cohort(data, ws, histology_csv=args.histology_csv, expression_gct=args.expression_gct)
-    for message in cohort.warnings:
-        print(f"warning: {message}", file=sys.stderr)
+        cohort = load_cohort(data, ws, histology_csv=args.histology_csv, expression_gct=args.expression_gct,
+                             donor_column=getattr(args, "donor_column", None))
+    print_cohort_warnings(cohort)
     return cohort
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from core.cli.info import add_donor_argument, print_cohort_warnings
 from core.config import Workspace, resolve_data_dir, workspace
 from core.dataset import UNKNOWN_TISSUE
 from core.errors import DataError
@@ -32,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tissue-target", type=int, default=defaults.tissue_target, help="tiles wanted per tissue")
     parser.add_argument("--workers", type=int, default=None, help="slide processes (default: CPU count)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    add_donor_argument(parser)
     parser.add_argument("--job-dir", help=argparse.SUPPRESS)
 
 
@@ -59,13 +61,12 @@ def _one_slide(path: str) -> pd.DataFrame:
     )
 
 
-def _cohort_samples(data: Path, ws: Workspace) -> pd.DataFrame:
+def _cohort_samples(data: Path, ws: Workspace, donor_column: str | None = None) -> pd.DataFrame:
     """Samples with a slide, from core.dataset (the contract's loader)."""
     from core.dataset import load_cohort
 
-    cohort = load_cohort(data, ws)
-    for warning in cohort.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    cohort = load_cohort(data, ws, donor_column=donor_column)
+    print_cohort_warnings(cohort)
     samples = cohort.samples
     return samples[samples["has_slide"].astype(bool)]
 
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         samples = _one_slide(args.slide)
     else:
         data = resolve_data_dir(ws, args.data)
-        samples = _cohort_samples(data, ws)
+        samples = _cohort_samples(data, ws, args.donor_column)
     result = None
     with _reporter(ws, args.job_dir) as job:
 

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from core import runs
+from core.cli.info import add_donor_argument, print_cohort_warnings
 from core.config import Workspace, resolve_data_dir, workspace
 from core.errors import DataError, JobBusyError
 from core.jobs import JobReporter
@@ -43,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="decoupled weight decay (adamw only)")
     parser.add_argument("--decay", choices=DECAY_TARGETS, default=defaults.decay,
                         help="conv: decay conv kernels only; all: every parameter")
+    add_donor_argument(parser)
     parser.add_argument("--job-dir", help=argparse.SUPPRESS)
 
 
@@ -80,14 +82,15 @@ class _Progress:
         return self.job.cancel_requested()
 
 
-def _tile_index(data: Path, ws: Workspace, reporter: _Progress) -> tuple[pd.DataFrame, Path]:
+def _tile_index(
+    data: Path, ws: Workspace, reporter: _Progress, donor_column: str | None = None
+) -> tuple[pd.DataFrame, Path]:
     """Build (or reuse) the cohort's tile index with the default TilingParams."""
     from core.dataset import load_cohort
     from core.tiling import TilingParams, build_tile_index
 
-    cohort = load_cohort(data, ws)
-    for warning in cohort.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    cohort = load_cohort(data, ws, donor_column=donor_column)
+    print_cohort_warnings(cohort)
     samples = cohort.samples[cohort.samples["has_slide"].astype(bool)]
     if samples.empty:
         raise DataError(data, "no slides to train on")
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                 index = _resume_index(runs.run_config(run_dir), ws, reporter)
                 meta = None
             else:
-                index, index_path = _tile_index(data, ws, reporter)
+                index, index_path = _tile_index(data, ws, reporter, args.donor_column)
                 meta = {"data_dir": str(data), "tile_index_path": str(index_path)}
             summary = train_run(run_dir, config, index, ws, reporter, meta=meta)
             job.result = {**summary, "run_dir": str(run_dir)}
