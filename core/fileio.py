@@ -1,7 +1,9 @@
-"""Small file helpers every module shares: atomic writes and a forgiving JSON-object reader."""
+"""Small file helpers every module shares: atomic writes, a forgiving JSON-object reader, file locks."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import secrets
@@ -9,7 +11,9 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from core.errors import DataError
 
 
 def temp_path_for(path: str | Path) -> Path:
@@ -53,3 +57,27 @@ def read_json_object(path: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+# errno values that mean "this filesystem cannot lock" (some NFS, SMB and FUSE mounts), not "someone holds it".
+_NO_LOCK_SUPPORT = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
+
+
+def flock(file: int | IO[Any], operation: int, workspace_root: str | Path) -> None:
+    """`fcntl.flock`, with a filesystem that cannot lock turned into a DataError naming the workspace.
+
+    BlockingIOError (held by someone else, with LOCK_NB) passes through unchanged for the caller.
+    """
+    try:
+        fcntl.flock(file, operation)
+    except BlockingIOError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_LOCK_SUPPORT:
+            raise
+        raise DataError(
+            workspace_root,
+            f"the workspace's filesystem cannot lock files (flock: {os.strerror(exc.errno)}); the lock keeps "
+            "two background jobs from writing at once. Put the workspace on a local disk: set "
+            "HISTOGENE_WORKSPACE (or pass --workspace) to a local folder",
+        ) from None

@@ -6,7 +6,8 @@ rule is an exclusive `flock` on `ws.root/worker.lock`: the launcher takes it and
 locked descriptor to the child, which holds it until it exits (the kernel frees it even on
 kill -9). A sidecar `worker.json` names the holder. Readers (the pages, on every rerun) only
 read small files and probe the lock, so a reload, a new tab or a restarted server finds
-the same job again.
+the same job again. `job_state` is the one place that turns those files into a state
+(JobState; the diagram is in ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import threading
 import time
 import traceback
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from core.config import Workspace
 from core.errors import DataError, JobBusyError
-from core.fileio import atomic_write_json, read_json_object
+from core.fileio import atomic_write_json, flock, read_json_object
 
 LOCK_NAME = "worker.lock"
 HOLDER_NAME = "worker.json"
@@ -47,6 +49,28 @@ _KIND_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Children launched by this process; polled so finished ones are reaped, not left as zombies.
 _children: dict[int, subprocess.Popen] = {}
 _children_guard = threading.Lock()
+
+
+class JobState(StrEnum):
+    """What a job is doing now, derived by `job_state` from status.json, the lock and its holder."""
+
+    STARTING = "starting"  # launched: the lock is held for it, its worker has not reported yet
+    RUNNING = "running"  # its worker holds the lock and reports progress
+    EXITING = "exiting"  # wrote its end state; its process still holds the lock while it exits
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    STALE = "stale"  # status.json says running, but no live process holds the lock for it (killed)
+
+    @property
+    def active(self) -> bool:
+        """Still working: what `active_job` reports and pages show a live panel for."""
+        return self in (JobState.STARTING, JobState.RUNNING)
+
+    @property
+    def holds_lock(self) -> bool:
+        """Its process still holds the worker lock, so no other job can start yet."""
+        return self in (JobState.STARTING, JobState.RUNNING, JobState.EXITING)
 
 
 class JobCancelled(Exception):
@@ -83,13 +107,17 @@ def _try_lock(ws: Workspace) -> int | None:
     ws.root.mkdir(parents=True, exist_ok=True)
     fd = os.open(_lock_path(ws), os.O_RDWR | os.O_CREAT, 0o644)
     # A reader's probe holds the lock for microseconds; retry briefly so it never refuses a launch.
-    for attempt in range(3):
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if attempt < 2:
-                time.sleep(0.01)
+    try:
+        for attempt in range(3):
+            try:
+                flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, ws.root)
+                return fd
+            except BlockingIOError:
+                if attempt < 2:
+                    time.sleep(0.01)
+    except BaseException:
+        os.close(fd)
+        raise
     os.close(fd)
     return None
 
@@ -98,25 +126,34 @@ def _try_lock(ws: Workspace) -> int | None:
 EXITING_WORKER_GRACE_S = 10.0
 
 
-def _holder_has_ended(holder: dict[str, Any] | None) -> bool:
-    """True when the lock holder's job already wrote a final state (it is only exiting)."""
+def _holder_state(ws: Workspace, holder: dict[str, Any] | None) -> JobState | None:
+    """The state of the job the holder file names (None when it names no readable job)."""
     if not holder or not holder.get("dir"):
-        return False
-    status = read_json_object(Path(holder["dir"]) / STATUS_NAME) or {}
-    return status.get("id") == holder.get("id") and status.get("state") in (DONE, FAILED, CANCELLED)
+        return None
+    try:
+        return job_state(Job(holder["dir"], ws))
+    except DataError:
+        return None
 
 
 def _acquire_lock(ws: Workspace) -> int:
-    """The worker lock, or JobBusyError naming its holder. A holder whose job has ended is waited
-    for (briefly), so "resume" right after a run ends is not refused by the exiting worker."""
+    """The worker lock, or JobBusyError naming its holder. A holder whose job is only exiting is
+    waited for (up to EXITING_WORKER_GRACE_S), so "resume" right after a run ends is not refused."""
     deadline = time.monotonic() + EXITING_WORKER_GRACE_S
     while True:
         fd = _try_lock(ws)
         if fd is not None:
             return fd
         holder = _read_holder(ws)
-        if not _holder_has_ended(holder) or time.monotonic() >= deadline:
+        exiting = _holder_state(ws, holder) == JobState.EXITING
+        if not exiting:
             raise JobBusyError(_describe_holder(holder))
+        if time.monotonic() >= deadline:
+            raise JobBusyError(
+                f"the {holder.get('kind', '?')} job {holder.get('id', '?')} has ended, but its process "
+                f"(pid {holder.get('pid', '?')}) still holds the worker lock after {EXITING_WORKER_GRACE_S:.0f} s; "
+                "wait for it to exit, or stop that process"
+            )
         time.sleep(0.05)
 
 
@@ -127,7 +164,7 @@ def _lock_is_held(ws: Workspace) -> bool:
         return False
     fd = os.open(path, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, ws.root)
     except BlockingIOError:
         return True
     finally:
@@ -162,9 +199,12 @@ def pid_alive(pid: Any) -> bool:
 
 def _holder_alive(ws: Workspace, job_id: str) -> bool:
     """True when the worker lock is held on behalf of `job_id` by a live process."""
+    holder = _read_holder(ws)
+    if not holder or holder.get("id") != job_id:
+        return False  # the common case for old jobs: no lock probe needed
     if not _lock_is_held(ws):
         return False
-    holder = _read_holder(ws)
+    holder = _read_holder(ws)  # again after the probe: the lock may have changed hands meanwhile
     return bool(holder) and holder.get("id") == job_id and pid_alive(holder.get("pid"))
 
 
@@ -234,16 +274,13 @@ class Job:
         return Workspace(Path(root)) if root else None
 
     def status(self) -> dict[str, Any]:
-        """status.json, with a `running` job whose worker is gone reported as `failed`."""
-        status = self._raw_status()
-        if status["state"] != RUNNING:
-            return status
-        ws = self._workspace(status)
-        if ws is None or _holder_alive(ws, self.id):
-            return status
-        # The worker may have finished between our read and the probe: re-read before declaring it dead.
-        status = self._raw_status()
-        if status["state"] != RUNNING:
+        """status.json, with a stale job (`running` but its worker is gone) reported as `failed`.
+
+        `state` stays one of running / done / failed / cancelled; `job_state` tells starting and
+        exiting apart from them.
+        """
+        state, status = _derive_state(self, self._raw_status())
+        if state != JobState.STALE:
             return status
         return {
             **status,
@@ -258,6 +295,34 @@ class Job:
 
     def cancel_requested(self) -> bool:
         return (self.dir / CANCEL_NAME).exists()
+
+
+def _derive_state(job: Job, status: dict[str, Any]) -> tuple[JobState, dict[str, Any]]:
+    """(state, the status.json it was derived from); see the diagram in ARCHITECTURE.md."""
+    ws = job._workspace(status)
+    recorded = status["state"]
+    if recorded not in (RUNNING, *TERMINAL_STATES):
+        raise DataError(job.status_path, f"unknown job state {recorded!r}")
+    if ws is None:  # nothing to probe (an old status.json without its workspace): trust the file
+        return JobState(recorded), status
+    if recorded != RUNNING:
+        return (JobState.EXITING if _holder_alive(ws, job.id) else JobState(recorded)), status
+    if _holder_alive(ws, job.id):
+        # The launcher writes pid None; the worker's JobReporter writes its own pid when it starts.
+        return (JobState.STARTING if status.get("pid") is None else JobState.RUNNING), status
+    # The worker may have ended between our read and the probe (status first, lock second): re-read.
+    status = job._raw_status()
+    if status["state"] == RUNNING:
+        return JobState.STALE, status
+    return _derive_state(job, status)
+
+
+def job_state(job: Job) -> JobState:
+    """What `job` is doing now, from status.json, the worker lock, the holder file and its pid.
+
+    Raises DataError when the folder has no readable status.json.
+    """
+    return _derive_state(job, job._raw_status())[0]
 
 
 def _default_job_dir(ws: Workspace, kind: str) -> Path:
@@ -355,8 +420,8 @@ def _inherited_lock_fd(ws: Workspace) -> int | None:
     if (inherited.st_dev, inherited.st_ino) != (expected.st_dev, expected.st_ino):
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a no-op when this descriptor already holds it
-    except OSError:
+        flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, ws.root)  # a no-op when this descriptor already holds it
+    except OSError:  # held elsewhere, or a stale descriptor: take the lock the ordinary way
         return None
     os.set_inheritable(fd, False)  # helper processes we start must not outlive us holding it
     return fd
@@ -543,15 +608,20 @@ def record_failure_before_reporting(job_dir: str | Path, exc: BaseException) -> 
 
 
 def active_job(ws: Workspace) -> Job | None:
-    """The job holding the worker lock now, or None (cheap: one probe, one small file)."""
+    """The job that is starting or running now, or None (cheap: a lock probe and two small files).
+
+    A job that has written its end state but whose process is still exiting is not active: pages
+    that waited for it would otherwise rerun on it until the process is gone.
+    """
     _reap_children()
     if not _lock_is_held(ws):
         return None
     holder = _read_holder(ws)
-    if not holder or not holder.get("dir") or not pid_alive(holder.get("pid")):
+    if not holder or not holder.get("dir"):
         return None
     job = Job(holder["dir"], ws)
-    return job if job.status_path.exists() else None
+    state = _holder_state(ws, holder)
+    return job if state is not None and state.active else None
 
 
 def list_jobs(ws: Workspace, kind: str | None = None) -> list[Job]:

@@ -14,7 +14,7 @@ import pandas as pd
 from core.config import Workspace
 from core.errors import DataError
 from core.fileio import read_json_object
-from core.jobs import Job, pid_alive
+from core.jobs import Job, job_state, pid_alive
 
 RUN_COLUMNS = (
     "run_id", "status", "arch", "lr", "batch_size", "image_size", "epochs_done", "epochs_planned",
@@ -170,9 +170,17 @@ def delete_run(ws: Workspace, run_id: str) -> None:
     path = ws.runs_dir / run_id
     if Path(run_id).name != run_id or not path.is_dir():
         raise DataError(path, "no such run")
-    if run_status(path) == "running":
+    if run_status(path) == "running" or _job_holds_lock(path):
         raise DataError(path, "this run is training now; cancel it and wait for it to stop before deleting")
     shutil.rmtree(path)
+
+
+def _job_holds_lock(run_dir: Path) -> bool:
+    """True while the run's worker still holds the lock, also when it only exits (it may still write)."""
+    try:
+        return (run_dir / "status.json").exists() and job_state(Job(run_dir)).holds_lock
+    except DataError:
+        return False
 
 
 def live_progress(status: dict[str, Any], epochs_planned: int | None = None, epochs_done: int = 0) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import signal
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from core import jobs as jobs_module
+from core import runs
 from core.config import Workspace
 from core.errors import DataError, JobBusyError
 from core.jobs import (
@@ -22,7 +26,9 @@ from core.jobs import (
     Job,
     JobCancelled,
     JobReporter,
+    JobState,
     active_job,
+    job_state,
     launch,
     list_jobs,
     pid_alive,
@@ -152,6 +158,7 @@ def test_killed_worker_is_reported_failed_and_a_new_launch_is_allowed(ws: Worksp
     wait_until(lambda: running_job.status()["state"] != "running")
     status = running_job.status()
     assert status["state"] == "failed" and status["error"] == "worker process died"
+    assert job_state(running_job) == JobState.STALE
     assert any(line.startswith("step ") for line in status["log_tail"])
     assert active_job(ws) is None
     follow_up = launch_demo(ws, steps=2, step_s=0.01)
@@ -275,11 +282,13 @@ def test_a_zombie_worker_counts_as_dead() -> None:
     child.wait()
 
 
-def _hold_lock_as(ws: Workspace, job_id: str, state: str, seconds: float) -> subprocess.Popen:
+def _hold_lock_as(
+    ws: Workspace, job_id: str, state: str, seconds: float, parent: Path | None = None, **status: object
+) -> subprocess.Popen:
     """A process holding the worker lock for `seconds`, named as job `job_id` whose status is `state`."""
-    job_dir = ws.jobs_dir / job_id
+    job_dir = (parent or ws.jobs_dir) / job_id
     job_dir.mkdir(parents=True)
-    (job_dir / "status.json").write_text(json.dumps({"id": job_id, "kind": "tiles", "state": state}))
+    (job_dir / "status.json").write_text(json.dumps({"id": job_id, "kind": "tiles", "state": state, **status}))
     code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
             "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(float(sys.argv[2]))")
     ws.root.mkdir(parents=True, exist_ok=True)
@@ -310,3 +319,94 @@ def test_a_launch_is_still_refused_by_a_worker_that_is_running(ws: Workspace) ->
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_job_state_tells_starting_running_and_exiting_apart(ws: Workspace) -> None:
+    # The launcher writes pid None; the worker's reporter writes its pid; the end state comes before exit.
+    cases = [("starting", "running", {"pid": None}), ("running", "running", {"pid": 1}), ("exiting", "done", {})]
+    for job_id, recorded, extra in cases:
+        holder = _hold_lock_as(ws, job_id, recorded, 30.0, workspace=str(ws.root), **extra)
+        try:
+            job = Job(ws.jobs_dir / job_id)
+            assert job_state(job) == JobState(job_id)
+            assert job.status()["state"] == recorded  # readers keep the four recorded states
+            assert (active_job(ws) == job) is JobState(job_id).active
+        finally:
+            holder.kill()
+            holder.wait()
+        assert job_state(job) == (JobState.DONE if recorded == "done" else JobState.STALE)
+        assert active_job(ws) is None
+
+
+def test_active_job_ignores_a_worker_that_is_only_exiting(ws: Workspace) -> None:
+    # Pages rerun while active_job names a job: one that has ended made them loop until its exit.
+    holder = _hold_lock_as(ws, "ended-job", "done", 30.0)
+    try:
+        assert job_state(Job(ws.jobs_dir / "ended-job", ws)) == JobState.EXITING
+        assert active_job(ws) is None
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_running_status_is_stale_when_another_job_holds_the_lock(ws: Workspace) -> None:
+    orphan = ws.jobs_dir / "orphan"
+    orphan.mkdir(parents=True)
+    (orphan / "status.json").write_text(json.dumps({"id": "orphan", "state": "running", "workspace": str(ws.root)}))
+    holder = _hold_lock_as(ws, "other", "running", 30.0, pid=1)
+    try:
+        assert job_state(Job(orphan)) == JobState.STALE
+        assert Job(orphan).status()["state"] == "failed"
+        assert active_job(ws) == Job(ws.jobs_dir / "other")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_unknown_recorded_state_is_a_data_error(ws: Workspace) -> None:
+    (ws.jobs_dir / "odd").mkdir(parents=True)
+    (ws.jobs_dir / "odd" / "status.json").write_text(json.dumps({"id": "odd", "state": "paused"}))
+    with pytest.raises(DataError, match="unknown job state 'paused'"):
+        job_state(Job(ws.jobs_dir / "odd", ws))
+
+
+def test_a_launch_refused_after_the_grace_period_says_the_job_is_only_exiting(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs_module, "EXITING_WORKER_GRACE_S", 0.3)
+    holder = _hold_lock_as(ws, "slow-exit", "cancelled", 30.0)
+    try:
+        with pytest.raises(JobBusyError, match="slow-exit has ended, but its process .* still holds"):
+            launch_demo(ws, steps=1)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_run_whose_worker_is_exiting_is_not_deleted(ws: Workspace) -> None:
+    holder = _hold_lock_as(ws, "run-x", "done", 30.0, parent=ws.runs_dir, workspace=str(ws.root))
+    try:
+        with pytest.raises(DataError, match="training now"):
+            runs.delete_run(ws, "run-x")
+    finally:
+        holder.kill()
+        holder.wait()
+    runs.delete_run(ws, "run-x")
+    assert not (ws.runs_dir / "run-x").exists()
+
+
+def test_a_filesystem_without_flock_is_a_clear_data_error(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_locks(fd: object, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    ws.root.mkdir(parents=True, exist_ok=True)
+    (ws.root / LOCK_NAME).touch()  # so readers probe it too
+    for attempt in (lambda: launch_demo(ws, steps=1), lambda: JobReporter(ws, "tiles").__enter__(),
+                    lambda: active_job(ws)):
+        with pytest.raises(DataError) as refused:
+            attempt()
+        message = str(refused.value)
+        assert message.startswith(f"{ws.root}: ") and "cannot lock files" in message
+        assert "HISTOGENE_WORKSPACE" in message
+    assert not ws.jobs_dir.exists() or not any(ws.jobs_dir.iterdir())  # a refused launch leaves nothing

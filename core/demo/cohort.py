@@ -37,7 +37,7 @@ from core.demo.spec import (
 )
 from core.demo.svs import write_aperio_svs
 from core.errors import DataError
-from core.fileio import atomic_write_bytes, atomic_write_json
+from core.fileio import atomic_write_bytes, atomic_write_json, flock
 
 
 def _make_slide(task: dict[str, Any]) -> str:
@@ -204,7 +204,7 @@ def ensure_demo_cohort(
     """
     ws.root.mkdir(parents=True, exist_ok=True)
     with open(ws.root / LOCK_NAME, "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        flock(lock, fcntl.LOCK_EX, ws.root)  # a clear DataError where the filesystem cannot lock
         try:
             if demo_is_ready(ws) and not force:
                 return ws.demo_dir
