@@ -1,0 +1,125 @@
+"""The ranking table and its summaries: p-values and FDR, SEQUOIA's recovered-gene rule against
+random-weights features, the BrST-Net summary, and the gene-by-gene comparison of two feature sources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from core.ranking.cv import CVResult
+from core.ranking.metrics import bh_fdr, pearson_columns, pearson_p, steiger_test
+
+TOP_FIELDS = ("symbol", "gene_id", "r2", "r2_beyond_tissue", "r", "fdr")
+R2_BINS = np.round(np.arange(-0.5, 1.0001, 0.05), 2)
+ALPHA = 0.05  # significance level of every test here
+
+
+def build_table(cv: CVResult, y: np.ndarray, gene_ids: np.ndarray, symbols: np.ndarray) -> pd.DataFrame:
+    """One row per gene, best R² first. `p`/`fdr` test the Pearson r of the repeat-averaged out-of-fold
+    predictions (`r_pooled`, n = samples); `r`/`rho` are medians over folds and repeats.
+
+    With random-weights predictions, SEQUOIA's rule marks a gene `recovered` when r_pooled > 0 with
+    p < 0.05 and it beats random weights on the same folds: lower RMSE, higher r, Steiger's test FDR < 0.05.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    n = len(y)
+    frame = pd.DataFrame({"gene_id": np.asarray(gene_ids).astype(str), "symbol": np.asarray(symbols).astype(str)})
+    for name, values in cv.stats.items():
+        frame[name] = values
+    emb = cv.pred["emb"]
+    frame["r_pooled"] = pearson_columns(y, emb)
+    frame["p"] = pearson_p(frame["r_pooled"].fillna(0).to_numpy(), n)
+    frame["fdr"] = bh_fdr(frame["p"].to_numpy())
+    frame["rmse"] = np.sqrt(((y - emb) ** 2).mean(axis=0))
+    frame["significant"] = (frame["r_pooled"] > 0) & (frame["p"] < ALPHA)
+    if "random" in cv.pred:
+        rand = cv.pred["random"]
+        frame["r_pooled_random"] = pearson_columns(y, rand)
+        frame["p_random"] = pearson_p(frame["r_pooled_random"].fillna(0).to_numpy(), n)
+        frame["rmse_random"] = np.sqrt(((y - rand) ** 2).mean(axis=0))
+        r_between = np.nan_to_num(pearson_columns(emb, rand))
+        z, p = steiger_test(frame["r_pooled"].fillna(0).to_numpy(), frame["r_pooled_random"].fillna(0).to_numpy(),
+                            r_between, n)
+        frame["steiger_z"], frame["steiger_p"], frame["steiger_fdr"] = z, p, bh_fdr(p)
+        frame["significant_random"] = (frame["r_pooled_random"] > 0) & (frame["p_random"] < ALPHA)
+        frame["recovered"] = (
+            frame["significant"]
+            & (frame["rmse"] < frame["rmse_random"])
+            & (frame["r_pooled"] > frame["r_pooled_random"])
+            & (frame["steiger_fdr"] < ALPHA)
+        )
+        # The same rule with the roles swapped: genes random weights recover better than this source.
+        frame["recovered_by_random"] = (
+            frame["significant_random"]
+            & (frame["rmse_random"] < frame["rmse"])
+            & (frame["r_pooled_random"] > frame["r_pooled"])
+            & (frame["steiger_fdr"] < ALPHA)
+        )
+    frame = frame.sort_values("r2", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    return frame
+
+
+def _median(values: pd.Series) -> float | None:
+    value = values.median()
+    return None if pd.isna(value) else round(float(value), 4)
+
+
+def summarize(table: pd.DataFrame) -> dict[str, Any]:
+    """BrST-Net style counts, baselines' medians, the R² histogram and the recovered counts."""
+    r2 = table["r2"].to_numpy(dtype=float)
+    counts, edges = np.histogram(np.clip(r2[~np.isnan(r2)], R2_BINS[0], R2_BINS[-1]), bins=R2_BINS)
+    out: dict[str, Any] = {
+        "positive_r": int((table["r"] > 0).sum()),
+        "median_r_above_0_5": int((table["r"] > 0.5).sum()),
+        "significant": int(table["significant"].sum()),
+        "significant_fdr": int(((table["fdr"] < ALPHA) & (table["r_pooled"] > 0)).sum()),
+        "median_r2": _median(table["r2"]),
+        "median_r2_tissue": _median(table["r2_tissue"]),
+        "median_r2_beyond_tissue": _median(table["r2_beyond_tissue"]),
+        "median_r2_kmeans": _median(table["r2_kmeans"]),
+        "r2_histogram": {"edges": edges.round(3).tolist(), "counts": counts.tolist()},
+    }
+    if "r2_null" in table:
+        out["median_r2_null"] = _median(table["r2_null"])
+    if "recovered" in table:
+        out["recovered"] = int(table["recovered"].sum())
+        out["recovered_by_random"] = int(table["recovered_by_random"].sum())
+        out["significant_random"] = int(table["significant_random"].sum())
+        out["median_r2_random"] = _median(table["r2_random"])
+    return out
+
+
+def top_genes(table: pd.DataFrame, n: int = 20) -> list[dict[str, Any]]:
+    """The best `n` rows by R², with the CLI's fields (floats rounded)."""
+    rows = []
+    for row in table.head(n).itertuples(index=False):
+        entry: dict[str, Any] = {}
+        for name in TOP_FIELDS:
+            value = getattr(row, name)
+            entry[name] = None if isinstance(value, float) and np.isnan(value) else (
+                round(float(value), 6) if isinstance(value, float | np.floating) else value
+            )
+        rows.append(entry)
+    return rows
+
+
+def compare_sources(a: pd.DataFrame, b: pd.DataFrame, column: str = "r2") -> dict[str, Any]:
+    """Gene-by-gene comparison of two rankings (A, then B): genes improved by B, paired Wilcoxon test."""
+    joined = a[["gene_id", "symbol", column]].merge(b[["gene_id", column]], on="gene_id", suffixes=("_a", "_b"))
+    joined = joined.dropna(subset=[f"{column}_a", f"{column}_b"])
+    diff = joined[f"{column}_b"] - joined[f"{column}_a"]
+    p = None
+    if (diff != 0).any():
+        p = float(stats.wilcoxon(joined[f"{column}_b"], joined[f"{column}_a"]).pvalue)
+    return {
+        "genes": len(joined),
+        "improved": int((diff > 0).sum()),
+        "worse": int((diff < 0).sum()),
+        "median_difference": None if joined.empty else round(float(diff.median()), 4),
+        "wilcoxon_p": p,
+        "pairs": joined,
+    }
