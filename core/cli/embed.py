@@ -1,0 +1,154 @@
+"""`python -m core embed --data DIR --run RUN [--epoch E] [--weights checkpoint|random|imagenet]
+[--timm NAME --timm-weights FILE] [--all-epochs] --json`: tile and slide embeddings (cached) and how
+well the slides separate by tissue. Progress goes to stderr; a cancelled job resumes when run again."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from core import runs
+from core.config import Workspace, resolve_data_dir, workspace
+from core.errors import DataError
+from core.features import DEFAULT_IMAGE_SIZE, FeatureSource
+from core.jobs import JobReporter
+
+WEIGHT_CHOICES = ("checkpoint", "random", "imagenet")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("embed", help="tile and slide embeddings from a checkpoint or feature model")
+    parser.add_argument("--data", help="dataset folder (default $HISTOGENE_DATA, else the demo cohort)")
+    parser.add_argument("--run", help="training run (id or folder): its checkpoint, or its arch and input size")
+    parser.add_argument("--epoch", type=int, help="checkpoint epoch (default: the run's latest)")
+    parser.add_argument("--weights", choices=WEIGHT_CHOICES, default="checkpoint",
+                        help="checkpoint: the run's; random: seeded random weights; imagenet: from disk only")
+    parser.add_argument("--arch", help="architecture for --weights random|imagenet without --run")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random weights")
+    parser.add_argument("--timm", metavar="NAME", help="a timm model name (with --timm-weights)")
+    parser.add_argument("--timm-weights", metavar="FILE", help="local .safetensors or state-dict file for --timm")
+    parser.add_argument("--image-size", type=int, help="input side in px (default: the run's, else "
+                                                       f"{DEFAULT_IMAGE_SIZE})")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--all-epochs", action="store_true",
+                        help="separation of every checkpoint of --run and of random weights (for the plot)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.add_argument("--job-dir", help=argparse.SUPPRESS)
+
+
+def source_from_args(ws: Workspace, args: argparse.Namespace) -> FeatureSource:
+    """The FeatureSource the options name (DataError for a contradictory or incomplete set)."""
+    if args.timm or args.timm_weights:
+        if not (args.timm and args.timm_weights):
+            raise DataError(None, "--timm NAME and --timm-weights FILE go together")
+        return FeatureSource.timm(args.timm, args.timm_weights, args.image_size)
+    if args.run:
+        source = FeatureSource.for_run(runs.run_path(ws, args.run), args.weights, args.epoch, args.seed)
+        if args.image_size and args.image_size != source.image_size:
+            if source.kind == "checkpoint":
+                raise DataError(None, f"a checkpoint is embedded at its run's input size ({source.image_size} px)")
+            source = FeatureSource(**{**_fields(source), "image_size": args.image_size})
+        return source
+    if args.weights == "checkpoint":
+        raise DataError(None, "name a --run for its checkpoint, or use --weights random|imagenet --arch ARCH, "
+                              "or --timm NAME --timm-weights FILE")
+    if not args.arch:
+        raise DataError(None, f"--weights {args.weights} without --run needs --arch")
+    size = args.image_size or DEFAULT_IMAGE_SIZE
+    if args.weights == "random":
+        return FeatureSource.random(args.arch, args.seed, size)
+    return FeatureSource.imagenet(args.arch, size)
+
+
+def _fields(source: FeatureSource) -> dict[str, Any]:
+    data = source.to_dict()
+    data.pop("label")
+    return data
+
+
+def embed_argv(data_dir: str | Path, source: FeatureSource, *, all_epochs: bool = False) -> list[str]:
+    """The `embed` command line for `source` (what pages hand to core.jobs.launch)."""
+    argv = ["embed", "--data", str(data_dir), "--json"]
+    if source.kind == "checkpoint":
+        argv += ["--run", str(source.run_dir), "--epoch", str(source.epoch)]
+    elif source.kind == "timm":
+        argv += ["--timm", str(source.timm_name), "--timm-weights", str(source.weights_file)]
+    else:
+        argv += ["--weights", source.kind, "--arch", str(source.arch), "--seed", str(source.seed)]
+    if source.kind != "checkpoint":
+        argv += ["--image-size", str(source.image_size)]
+    return [*argv, "--all-epochs"] if all_epochs else argv
+
+
+class _Progress:
+    """Forwards progress to the job and prints it on stderr at most once a second."""
+
+    def __init__(self, job: JobReporter) -> None:
+        self.job = job
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        self.job.progress(done, total, message)
+        now = time.monotonic()
+        if now - self._last >= 1.0 or done >= total:
+            print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
+            self._last = now
+
+
+def _embed(ws: Workspace, data: Path, source: FeatureSource, args: argparse.Namespace, job: JobReporter
+           ) -> dict[str, Any]:
+    from core.embed import slide_means, tile_embeddings
+    from core.separation import separation
+
+    started = time.perf_counter()
+    tiles = tile_embeddings(ws, data, source, _Progress(job), job.cancel_requested, batch_size=args.batch_size)
+    slides = slide_means(tiles)
+    scores = separation(slides.values, slides.tissues, slides.subject_ids)
+    return {
+        "tiles": int(len(tiles.values)), "slides": int(len(slides.values)), "dim": int(tiles.values.shape[1]),
+        "source": source.label, "source_key": source.key, "feature_source": _fields(source),
+        "path": str(tiles.path), "cached": bool(tiles.cached), "seconds": round(time.perf_counter() - started, 3),
+        "silhouette": scores.silhouette, "knn_accuracy": scores.knn_accuracy,
+        "knn_chance": scores.chance_accuracy, "tissues": scores.tissues, "donors": scores.donors,
+    }
+
+
+def _all_epochs(ws: Workspace, data: Path, args: argparse.Namespace, job: JobReporter) -> dict[str, Any]:
+    from core.separation import separation_across_epochs
+
+    if not args.run:
+        raise DataError(None, "--all-epochs needs --run")
+    started = time.perf_counter()
+    table = separation_across_epochs(ws, data, runs.run_path(ws, args.run), progress=_Progress(job),
+                                     cancel=job.cancel_requested, batch_size=args.batch_size)
+    return {"run": str(runs.run_path(ws, args.run)), "epochs": json.loads(table.to_json(orient="records")),
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def run(args: argparse.Namespace) -> int:
+    ws = workspace(args.workspace)
+    data = resolve_data_dir(ws, args.data)
+    source = None if args.all_epochs else source_from_args(ws, args)  # bad options fail before the job starts
+    result = None
+    with JobReporter(ws, "embed", job_dir=args.job_dir) as job:
+        result = _all_epochs(ws, data, args, job) if source is None else _embed(ws, data, source, args, job)
+        job.result = result
+    if result is None:
+        print("embed: cancelled; run the same command again to continue", file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+    elif source is not None:
+        print(f"{result['tiles']} tiles, {result['slides']} slides, {result['dim']}-d from {result['source']} "
+              f"({'cached' if result['cached'] else 'computed'} in {result['seconds']} s); slide silhouette "
+              f"{result['silhouette']}, kNN tissue accuracy {result['knn_accuracy']} "
+              f"(baseline {result['knn_chance']})")
+        print(result["path"])
+    else:
+        print(json.dumps(result["epochs"], indent=2))
+    return 0
