@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from core.config import Workspace, workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# No numba warm-up process per app start in tests (AppTest runs app.py once per test; 2 shared cores).
+os.environ.setdefault("HISTOGENE_WARMUP", "0")
 TESTDATA = REPO_ROOT.parent / "shared" / "testdata"
 
 

@@ -1,0 +1,298 @@
+"""2-D maps of point sets: PCA first (default 40 components), then UMAP or t-SNE on the components.
+
+Plain arrays in and out, sklearn style. `cached_map` stores every PCA and every map in core.cache, keyed
+by the input's identity (a content key the caller already has, else a hash of the array), the
+parameters and CODE_VERSION, so switching method reuses the PCA and a second request is instant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from core.cache import cache_key, cached, open_cache
+from core.config import Workspace
+from core.errors import DataError
+
+METHODS = ("pca", "umap", "tsne")
+# Below this many points UMAP/t-SNE have too few neighbours to mean anything.
+MIN_POINTS_NONLINEAR = 5
+Progress = Callable[[int, int, str], None]
+# Environment switch for tests and CI: no numba warm-up process at app start.
+WARMUP_ENV = "HISTOGENE_WARMUP"
+
+
+@dataclass(frozen=True)
+class MapParams:
+    """How a map is drawn. PCA always runs first; UMAP / t-SNE then use its components."""
+
+    method: str = "umap"
+    pca_components: int = 40
+    n_neighbors: int = 15  # UMAP
+    min_dist: float = 0.1  # UMAP
+    perplexity: float = 30.0  # t-SNE
+    seed: int = 0
+
+    def checked(self) -> MapParams:
+        if self.method not in METHODS:
+            raise DataError(None, f"unknown map method {self.method!r} (choose from {', '.join(METHODS)})")
+        if self.pca_components < 2:
+            raise DataError(None, f"PCA components must be at least 2, got {self.pca_components}")
+        if self.n_neighbors < 2:
+            raise DataError(None, f"UMAP neighbours must be at least 2, got {self.n_neighbors}")
+        if not 0.0 <= self.min_dist <= 1.0:
+            raise DataError(None, f"UMAP min_dist must be in [0, 1], got {self.min_dist}")
+        if self.perplexity <= 0:
+            raise DataError(None, f"t-SNE perplexity must be positive, got {self.perplexity}")
+        return self
+
+    def relevant(self) -> dict:
+        """Only the parameters that change this method's result (so a UMAP is not recomputed when the
+        perplexity slider moves)."""
+        params = {"method": self.method, "pca_components": self.pca_components, "seed": self.seed}
+        if self.method == "umap":
+            params.update(n_neighbors=self.n_neighbors, min_dist=self.min_dist)
+        elif self.method == "tsne":
+            params.update(perplexity=self.perplexity)
+        return params
+
+
+@dataclass
+class PcaResult:
+    components: np.ndarray  # (n, k) float32 scores
+    explained_variance_ratio: np.ndarray  # (k,)
+
+
+@dataclass
+class MapResult:
+    coords: np.ndarray  # (n, 2) float32
+    pca: PcaResult
+    params: MapParams
+    key: str
+    cached: bool = False
+    seconds: float = 0.0
+
+
+def _checked_values(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 2:
+        raise DataError(None, f"a map needs a 2-D array of points x features, got shape {values.shape}")
+    if len(values) < 2:
+        raise DataError(None, f"a map needs at least 2 points, got {len(values)}")
+    if not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).any(axis=1).sum())
+        raise DataError(None, f"{bad} point(s) have missing or infinite values")
+    return values
+
+
+def pca(values: np.ndarray, n_components: int = 40, seed: int = 0) -> PcaResult:
+    """Centred PCA; k = min(n_components, points, features). Randomized SVD for big inputs."""
+    from sklearn.decomposition import PCA
+
+    values = _checked_values(values)
+    k = max(1, min(n_components, values.shape[0], values.shape[1]))
+    big = values.shape[0] * values.shape[1] > 5_000_000 and k < min(values.shape) // 2
+    model = PCA(n_components=k, svd_solver="randomized" if big else "full", random_state=seed)
+    scores = model.fit_transform(values).astype(np.float32)
+    ratio = np.asarray(model.explained_variance_ratio_, dtype=np.float64)
+    return PcaResult(scores, np.nan_to_num(ratio))
+
+
+def _padded_2d(components: np.ndarray) -> np.ndarray:
+    coords = np.zeros((len(components), 2), dtype=np.float32)
+    coords[:, : min(2, components.shape[1])] = components[:, :2]
+    return coords
+
+
+def _set_numba_cache(ws: Workspace | None) -> None:
+    # Numba compiles umap/pynndescent on import; its on-disk cache (when writable) cuts that on reuse.
+    if ws is not None:
+        os.environ.setdefault("NUMBA_CACHE_DIR", str(ws.cache_dir / "numba"))
+
+
+def umap_2d(components: np.ndarray, params: MapParams) -> np.ndarray:
+    import warnings
+
+    import umap
+
+    n = len(components)
+    neighbours = int(min(params.n_neighbors, n - 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "n_jobs overridden by random_state": seeded maps are the point
+        model = umap.UMAP(
+            n_neighbors=neighbours,
+            min_dist=params.min_dist,
+            n_components=2,
+            random_state=params.seed,
+            init="spectral" if n > neighbours + 2 else "random",
+        )
+        return np.asarray(model.fit_transform(components), dtype=np.float32)
+
+
+def tsne_2d(components: np.ndarray, params: MapParams, progress: Progress | None = None) -> np.ndarray:
+    from openTSNE import TSNE
+
+    n = len(components)
+    # Perplexity must leave 3 x perplexity neighbours per point; shrink it for small sets.
+    perplexity = float(min(params.perplexity, max(1.0, (n - 1) / 3)))
+    callbacks = None
+    if progress is not None:
+        total = 750  # openTSNE's default 250 exaggeration + 500 optimisation iterations
+
+        def callback(iteration: int, error: float, embedding: np.ndarray) -> bool:
+            progress(min(iteration, total), total, f"t-SNE iteration {iteration}")
+            return False
+
+        callbacks = callback
+    model = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        random_state=params.seed,
+        # Small sets: exact neighbours and one thread (threads only add overhead there, and pynndescent's
+        # numba compile costs more than the whole map).
+        neighbors="exact" if n < 1000 else "auto",
+        n_jobs=1 if n < 10_000 else max(1, os.cpu_count() or 1),
+        callbacks=callbacks,
+        callbacks_every_iters=25,
+        verbose=False,
+    )
+    return np.asarray(model.fit(components), dtype=np.float32)
+
+
+def compute_map(values: np.ndarray, params: MapParams = MapParams(), progress: Progress | None = None,
+                pca_result: PcaResult | None = None) -> MapResult:
+    """The map of `values` (points x features), uncached."""
+    params = params.checked()
+    started = time.perf_counter()
+    values = _checked_values(values)
+    if pca_result is None:
+        _report(progress, 0, 3, "PCA")
+        pca_result = pca(values, params.pca_components, params.seed)
+    coords = _layout(pca_result.components, params, progress)
+    return MapResult(coords, pca_result, params, key="", seconds=time.perf_counter() - started)
+
+
+def _layout(components: np.ndarray, params: MapParams, progress: Progress | None) -> np.ndarray:
+    if params.method == "pca" or len(components) < MIN_POINTS_NONLINEAR:
+        return _padded_2d(components)
+    if params.method == "umap":
+        _report(progress, 1, 3, f"UMAP of {len(components):,} points")
+        coords = umap_2d(components, params)
+    else:
+        coords = tsne_2d(components, params, progress)
+    _report(progress, 3, 3, "map done")
+    return coords
+
+
+def _report(progress: Progress | None, done: int, total: int, message: str) -> None:
+    if progress is not None:
+        progress(done, total, message)
+
+
+def array_key(values: np.ndarray) -> str:
+    """Content hash of an array (shape, dtype, bytes): the identity of an input with no better key."""
+    values = np.ascontiguousarray(values)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{values.shape}:{values.dtype}".encode())
+    digest.update(memoryview(values).cast("B"))
+    return digest.hexdigest()
+
+
+def map_key(input_key: str, params: MapParams) -> str:
+    return cache_key("map", input_key, params.checked().relevant())
+
+
+def _pca_key(input_key: str, params: MapParams) -> str:
+    return cache_key("map-pca", input_key, params.pca_components, params.seed)
+
+
+def lookup_map(ws: Workspace, input_key: str, params: MapParams) -> MapResult | None:
+    """The cached map for this input and these parameters, or None (never computes)."""
+    cache = open_cache(ws)
+    try:
+        stored = cache.get(map_key(input_key, params))
+    except Exception:  # unreadable entry: treat as missing, like core.cache.cached
+        stored = None
+    finally:
+        cache.close()
+    if stored is None:
+        return None
+    return _from_stored(stored, params, map_key(input_key, params), cached=True)
+
+
+def cached_map(ws: Workspace, values: np.ndarray, params: MapParams = MapParams(),
+               input_key: str | None = None, progress: Progress | None = None) -> MapResult:
+    """`compute_map` through core.cache: PCA keyed by (input, components, seed), the map by all of
+    the method's parameters. `input_key` (e.g. an embeddings' source key) saves hashing big inputs."""
+    params = params.checked()
+    _set_numba_cache(ws)
+    started = time.perf_counter()
+    input_key = input_key or array_key(np.asarray(values, dtype=np.float32))
+    key = map_key(input_key, params)
+    hit = lookup_map(ws, input_key, params)
+    if hit is not None:
+        hit.seconds = time.perf_counter() - started
+        return hit
+    cache = open_cache(ws)
+    try:
+        _report(progress, 0, 3, "PCA")
+        stored_pca = cached(cache, _pca_key(input_key, params),
+                            lambda: asdict(pca(values, params.pca_components, params.seed)))
+        pca_result = PcaResult(**stored_pca)
+        result = compute_map(values, params, progress, pca_result=pca_result)
+        cache.set(key, {"coords": result.coords, "pca": stored_pca})
+    finally:
+        cache.close()
+    result.key = key
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _from_stored(stored: dict, params: MapParams, key: str, cached: bool) -> MapResult:
+    return MapResult(np.asarray(stored["coords"]), PcaResult(**stored["pca"]), params, key, cached=cached)
+
+
+def seeded_subset(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a seeded random subset of `limit` of `n` points (all when limit is None or >= n)."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    if limit < 1:
+        raise DataError(None, f"subset size must be positive, got {limit}")
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+def warm_up(ws: Workspace | None = None) -> float:
+    """Compile UMAP's numba code with a tiny map (seconds taken). Run in its own process at app start,
+    so the on-disk numba cache is filled before a user's first map job."""
+    _set_numba_cache(ws)
+    started = time.perf_counter()
+    points = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
+    umap_2d(points, replace(MapParams(), n_neighbors=5))
+    return time.perf_counter() - started
+
+
+def start_warm_up(ws: Workspace) -> subprocess.Popen | None:
+    """Fire `warm_up` in a detached low-priority process (once per server; never blocks a page).
+    None when switched off with HISTOGENE_WARMUP=0 (tests) or when it could not start."""
+    if os.environ.get(WARMUP_ENV, "1") == "0":
+        return None
+    log = Path(ws.cache_dir) / "numba-warmup.log"
+    code = ("import sys; from core.config import workspace; from core.reduce import warm_up; "
+            "warm_up(workspace(sys.argv[1]))")
+    try:
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                ["nice", "-n", "10", sys.executable, "-c", code, str(ws.root)],
+                cwd=Path(__file__).resolve().parents[1],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+    except OSError:
+        return None
