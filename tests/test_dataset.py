@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import core.dataset as dataset
+import core.expression as expression_module
 from core.__main__ import main
 from core.dataset import (
     HISTOLOGY_COLUMNS,
@@ -253,7 +253,7 @@ def test_gct_cache_is_reused_without_parsing_again(
     def no_parsing(*args: object, **kwargs: object) -> None:
         raise AssertionError("the GCT was parsed again despite a cache entry")
 
-    monkeypatch.setattr(dataset, "_parse_gct", no_parsing)
+    monkeypatch.setattr(expression_module, "_parse_gct", no_parsing)
     warm = read_gct(small_gct, cache_dir=cache_dir)
     assert isinstance(warm.values, np.memmap)
     np.testing.assert_array_equal(warm.values, cold.values)
