@@ -31,6 +31,9 @@ Progress = Callable[[int, int, str], None]
 
 # Columns that decide a tile's pixels; other index columns (QC metrics) don't change the pack.
 _PIXEL_COLUMNS = ("sample_id", "slide_path", "level", "x", "y", "read_size", "tile_size")
+# Bump when the pixels a read gives change (2: read_region reduces by an area filter), so an old pack
+# of other pixels is never reused.
+_PIXELS_VERSION = 2
 _CHUNK = 32  # tiles per worker task: big enough to amortise pickling, small enough for steady progress
 
 
@@ -64,7 +67,7 @@ def pack_key(tiles: pd.DataFrame, image_size: int) -> str:
     rows = pd.util.hash_pandas_object(tiles[columns].reset_index(drop=True), index=True).to_numpy()
     digest = hashlib.blake2b(rows.tobytes(), digest_size=16).hexdigest()
     stamps = sorted({f"{p}={_slide_stamp(p)}" for p in tiles["slide_path"].astype(str).unique()})
-    return cache_key("tilepack", digest, stamps, int(image_size)).replace(":", "-")
+    return cache_key("tilepack", digest, stamps, int(image_size), _PIXELS_VERSION).replace(":", "-")
 
 
 def _fit(image: np.ndarray, size: int) -> np.ndarray:

@@ -11,12 +11,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from qc_reference import reference_metrics
 from scipy import ndimage
 
 from core.config import workspace
 from core.dataset import load_cohort
 from core.demo import TRUTH_JSON, make_demo_cohort
 from core.errors import DataError
+from core.qc import METRIC_COLUMNS, qc_reason, read_and_qc
 from core.slides import open_slide
 from core.tiling import (
     TilingParams,
@@ -112,3 +114,55 @@ def test_artifact_overlaps_measure_the_tile_share_inside_each_box() -> None:
 def test_tissue_mask_rejects_a_non_image() -> None:
     with pytest.raises(DataError, match="thumbnail"):
         tissue_mask(np.zeros((10, 10), np.uint8))
+
+
+def _reference_decisions(index: pd.DataFrame) -> pd.DataFrame:
+    """`index`'s tiles as the full-resolution metrics (tests/qc_reference.py, the code before the
+    sampled pass) decide them: every tile read again and measured on all its pixels."""
+    params, rows = TilingParams(), []
+    for row in index.itertuples(index=False):
+        with open_slide(row.slide_path) as slide:
+            tile = slide.read_region(row.x, row.y, row.read_size, row.read_size, out_size=(row.tile_size,) * 2)
+        metrics = reference_metrics(tile, params)
+        rows.append({**metrics, "reason": qc_reason(metrics, params, row.tissue)})
+    full = index.copy()
+    for name in [*METRIC_COLUMNS, "reason"]:
+        full[name] = [r[name] for r in rows]
+    full["passed_qc"] = full["reason"] == ""
+    return full
+
+
+@pytest.fixture(scope="module")
+def full_resolution(demo: TiledDemo) -> pd.DataFrame:
+    return _reference_decisions(demo.index)
+
+
+def test_qc_decisions_agree_with_the_full_resolution_decisions(demo: TiledDemo, full_resolution: pd.DataFrame) -> None:
+    # The index's tiles plus the cells half a tile off them (4x the tiles, the same tissue), QC'd
+    # through the tiler's seam and by the full-resolution reference.
+    params, parts = TilingParams(), []
+    for (path, tissue), rows in demo.index.groupby(["slide_path", "tissue"]):
+        size = int(rows["read_size"].iloc[0])
+        with open_slide(path) as slide:
+            width, height = slide.info.width, slide.info.height
+            cells = {(x + dx, y + dy) for x, y in zip(rows["x"], rows["y"], strict=True)
+                     for dx in (0, size // 2) for dy in (0, size // 2)
+                     if x + dx + size <= width and y + dy + size <= height}
+            xs, ys = (np.array(sorted(cells))[:, k] for k in (0, 1))
+            qc = read_and_qc(slide, xs, ys, size, params.tile_size, params, tissue)
+        parts.append(pd.DataFrame({"slide_path": path, "tissue": tissue, "x": xs, "y": ys, "read_size": size,
+                                   "tile_size": params.tile_size, **qc}))
+    ours = pd.concat(parts, ignore_index=True)
+    full = _reference_decisions(ours)
+    assert len(ours) >= 200
+    assert not full["passed_qc"].all() and full["passed_qc"].any()  # decisions to agree on
+    assert (ours["passed_qc"] == full["passed_qc"]).mean() >= 0.98
+    assert (ours["reason"] == full["reason"]).mean() >= 0.98
+
+
+def test_each_artifact_kind_is_caught_as_at_full_resolution(demo: TiledDemo, full_resolution: pd.DataFrame) -> None:
+    ours, full = check_qc(demo.index, demo.artifacts), check_qc(full_resolution, demo.artifacts)
+    for kind in STAGE_OF:
+        assert full.per_artifact.loc[kind, "tiles"] >= 2
+        assert ours.per_artifact.loc[kind, "recall"] >= full.per_artifact.loc[kind, "recall"] - 0.02, kind
+    assert ours.clean_pass_rate >= full.clean_pass_rate - 0.02
