@@ -6,12 +6,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 from PIL import Image
 
 from core.errors import DataError, DataWarning
-from core.slides import DEFAULT_MAGNIFICATION, DEFAULT_MPP, detect_driver, open_slide, slide_info
+from core.slides import DEFAULT_MAGNIFICATION, DEFAULT_MPP, area_resize, detect_driver, open_slide, slide_info
 
 SVS_NAME = "CMU-1-Small-Region.svs"
 
@@ -161,3 +162,78 @@ def test_scene_out_of_range_is_a_clear_error(testdata):
         assert (slide.info.scene, slide.info.scenes) == (0, 1)
     with pytest.raises(DataError, match=r"scene 3 asked, but the file holds 1 scene"):
         open_slide(svs, scene=3)
+
+
+# ------------------------------------------------------------------ image fidelity: area-filtered reduction
+
+
+def area_average(image: np.ndarray, factor: int) -> np.ndarray:
+    height, width = image.shape[0] // factor, image.shape[1] // factor
+    blocks = image[: height * factor, : width * factor].reshape(height, factor, width, factor, 3)
+    return blocks.astype(np.float64).mean(axis=(1, 3))
+
+
+@pytest.mark.parametrize("read_size", [448, 896])
+def test_downsampled_read_is_an_area_average_not_slideio_aliasing(svs: Path, read_size: int) -> None:
+    with open_slide(svs) as slide:
+        errors, aliased = [], []
+        for x, y in ((0, 0), (896, 896), (1200, 1792)):
+            full = slide.read_region(x, y, read_size, read_size)
+            small = slide.read_region(x, y, read_size, read_size, out_size=64)
+            assert small.shape == (64, 64, 3) and small.dtype == np.uint8
+            truth = area_average(full, read_size // 64)
+            errors.append(np.abs(small - truth).mean())
+            # What slideio's own resize gives (the old read): this test can tell the two apart.
+            direct = slide._to_rgb(slide._scene.read_block((x, y, read_size, read_size), size=(64, 64)))
+            aliased.append(np.abs(direct - truth).mean())
+    assert max(errors) < 0.6, errors
+    assert max(aliased) > 20 * max(errors) and max(aliased) > 15, aliased  # (on tissue; glass barely aliases)
+
+
+def test_read_tiles_gives_read_region_pixels_for_runs_and_lone_cells(svs: Path) -> None:
+    xs, ys = np.array([0, 448, 896, 1344, 0, 896, 448]), np.array([0, 0, 0, 0, 448, 448, 2240])
+    with open_slide(svs) as slide:
+        for out_size in (448, 224, 64, 500):
+            tiles = list(slide.read_tiles(xs, ys, 448, out_size))
+            assert len(tiles) == len(xs)
+            for tile, x, y in zip(tiles, xs, ys, strict=True):
+                assert np.array_equal(tile, slide.read_region(int(x), int(y), 448, 448, out_size=(out_size,) * 2))
+        with pytest.raises(DataError, match="outside"):
+            list(slide.read_tiles(np.array([1344, 1792]), np.array([0, 0]), 448, 448))  # the run leaves the slide
+
+
+def test_downsampled_read_uses_the_nearest_pyramid_level_at_or_above_the_target(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import gtex_slide
+
+    path = gtex_slide.make_gtex_size_svs(tmp_path / "pyramid.svs", 2880, 2160, seed=1)
+    with open_slide(path) as slide:
+        assert [round(level[2]) for level in slide.info.levels] == [1, 4, 16, 32]
+        assert [slide._level_downsample(d) for d in (1.0, 3.9, 7.0, 14.0, 28.0, 64.0)] == pytest.approx(
+            [1, 1, 4, 4, 16, 32], rel=0.01
+        )
+        for read_size in (448, 896):  # from the 4x level (112 or 224 px), then area-reduced to 64
+            level = slide._read_block(512, 256, read_size, read_size, (read_size // 4,) * 2)
+            small = slide.read_region(512, 256, read_size, read_size, out_size=64)
+            assert np.array_equal(small, area_resize(level, (64, 64)))
+            # The level holds its own JPEG loss, yet it stays far closer to the level-0 area average
+            # than slideio's resize of the same box.
+            truth = area_average(slide.read_region(512, 256, read_size, read_size), read_size // 64)
+            direct = slide._to_rgb(slide._scene.read_block((512, 256, read_size, read_size), size=(64, 64)))
+            assert 3 * np.abs(small - truth).mean() < np.abs(direct - truth).mean()
+
+
+def test_tile_pack_holds_area_reduced_tiles(svs: Path, tmp_path: Path) -> None:
+    from core.config import workspace
+    from core.tilepack import build_tilepack
+    from core.tiling import read_tile
+
+    tiles = pd.DataFrame({"sample_id": "CMU-1", "slide_path": str(svs), "level": 0, "x": [0, 896, 1200],
+                          "y": [0, 896, 1792], "read_size": 896, "tile_size": 448})
+    pack = build_tilepack(tiles, 64, workspace(tmp_path / "ws"), read_tile, workers=1)
+    with open_slide(svs) as slide:
+        for image, row in zip(pack.images, tiles.itertuples(), strict=True):
+            truth = area_average(slide.read_region(row.x, row.y, 896, 896), 14)
+            assert np.abs(image - truth).mean() < 0.6
