@@ -23,6 +23,18 @@ def _workspace(root: str) -> Workspace:
     return workspace(root or None)
 
 
+@st.cache_resource
+def _numba_warm_up(root: str) -> bool:
+    from core.reduce import start_warm_up
+
+    return start_warm_up(workspace(root or None)) is not None
+
+
+def warm_up_maps() -> None:
+    """Start the numba warm-up process once per server and workspace (never blocks the page)."""
+    _numba_warm_up(os.environ.get(WORKSPACE_ENV, ""))
+
+
 def _leave_legacy_pages_mode() -> None:
     """Streamlit runs the first session after a server start in its old pages/-folder mode when a deep
     link (e.g. /training) is opened first, bypassing app.py's st.navigation; switch modes and rerun."""

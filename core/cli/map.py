@@ -1,0 +1,124 @@
+"""`python -m core map --data DIR --run RUN [--epoch E] --level tiles|slides|genes|unified
+--method pca|umap|tsne --json`: a cached 2-D map (embedding the tiles first when needed); prints level,
+method, points, path (a CSV of coordinates + metadata), cached, seconds. Progress goes to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from core import runs
+from core.cli.embed import WEIGHT_CHOICES, source_from_args
+from core.cli.info import load_cohort_from_args
+from core.config import resolve_data_dir, workspace
+from core.errors import DataError
+from core.export import coordinates_table
+from core.fileio import atomic_path
+from core.genes import GeneFilterParams
+from core.jobs import JobReporter
+from core.levels import LEVELS
+from core.map_jobs import MapRequest, points_for
+from core.reduce import METHODS, MapParams, cached_map
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("map", help="a PCA / UMAP / t-SNE map of tiles, slides, genes or unified")
+    parser.add_argument("--data", help="dataset folder (default $HISTOGENE_DATA, else the demo cohort)")
+    parser.add_argument("--histology-csv", help=argparse.SUPPRESS)
+    parser.add_argument("--expression-gct", help=argparse.SUPPRESS)
+    parser.add_argument("--level", choices=LEVELS, default="slides")
+    parser.add_argument("--method", choices=METHODS, default="umap")
+    defaults, genes = MapParams(), GeneFilterParams()
+    parser.add_argument("--pca-components", type=int, default=defaults.pca_components)
+    parser.add_argument("--n-neighbors", type=int, default=defaults.n_neighbors, help="UMAP neighbours")
+    parser.add_argument("--min-dist", type=float, default=defaults.min_dist, help="UMAP minimum distance")
+    parser.add_argument("--perplexity", type=float, default=defaults.perplexity, help="t-SNE perplexity")
+    parser.add_argument("--map-seed", type=int, default=defaults.seed, help="seed of the layout")
+    parser.add_argument("--subset", type=int, help="tiles: map a seeded random subset of this many")
+    parser.add_argument("--subset-seed", type=int, default=0)
+    parser.add_argument("--weight", type=float, default=0.5, help="unified: image share of the variance (0..1)")
+    parser.add_argument("--min-log-tpm", type=float, default=genes.min_log_tpm, help="genes: expressed above")
+    parser.add_argument("--min-sd", type=float, default=genes.min_sd, help="genes: SD above")
+    # Image features: the same flags as `embed`.
+    parser.add_argument("--run", help="training run (id or folder): its checkpoint, split and arch")
+    parser.add_argument("--epoch", type=int, help="checkpoint epoch (default: the run's latest)")
+    parser.add_argument("--weights", choices=WEIGHT_CHOICES, default="checkpoint")
+    parser.add_argument("--arch", help="architecture for --weights random|imagenet without --run")
+    parser.add_argument("--seed", type=int, default=0, help="seed of random weights")
+    parser.add_argument("--timm", metavar="NAME")
+    parser.add_argument("--timm-weights", metavar="FILE")
+    parser.add_argument("--image-size", type=int)
+    parser.add_argument("--split-run", help=argparse.SUPPRESS)  # colour by this run's split (page use)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.add_argument("--job-dir", help=argparse.SUPPRESS)
+
+
+def request_from_args(args: argparse.Namespace) -> MapRequest:
+    ws = workspace(args.workspace)
+    needs_features = args.level != "genes"
+    has_features = bool(args.run or args.timm or args.timm_weights or args.weights != "checkpoint")
+    source = source_from_args(ws, args) if needs_features or has_features else None
+    split_run = args.split_run or args.run
+    if args.subset is not None and args.subset < 1:
+        raise DataError(None, f"--subset must be positive, got {args.subset}")
+    params = MapParams(method=args.method, pca_components=args.pca_components, n_neighbors=args.n_neighbors,
+                       min_dist=args.min_dist, perplexity=args.perplexity, seed=args.map_seed)
+    return MapRequest(
+        level=args.level, params=params, source=source if needs_features else None,
+        run_dir=str(runs.run_path(ws, split_run)) if split_run else None, limit=args.subset,
+        subset_seed=args.subset_seed, weight=args.weight,
+        genes=GeneFilterParams(min_log_tpm=args.min_log_tpm, min_sd=args.min_sd),
+    ).checked()
+
+
+def _progress(job: JobReporter):
+    last = [0.0]
+
+    def report(done: int, total: int, message: str = "") -> None:
+        job.progress(done, total, message)
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or done >= total:
+            print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
+            last[0] = now
+        job.check_cancel()
+
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    ws = workspace(args.workspace)
+    data = resolve_data_dir(ws, args.data)
+    request = request_from_args(args)  # bad options fail before the job starts
+    cohort = load_cohort_from_args(args)
+    result = None
+    with JobReporter(ws, "map", job_dir=args.job_dir) as job:
+        started = time.perf_counter()
+        report = _progress(job)
+        points = points_for(ws, data, cohort, request, compute=True, progress=report, cancel=job.cancel_requested)
+        mapped = cached_map(ws, points.values, request.params, input_key=points.key, progress=report)
+        out = ws.root / "maps" / f"{request.level}-{request.params.method}-{mapped.key.split(':')[-1]}.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not out.exists():
+            with atomic_path(out) as tmp:
+                coordinates_table(points, mapped.coords).to_csv(tmp, index=False)
+        result = {
+            "level": request.level, "method": request.params.method, "points": len(points), "path": str(out),
+            "cached": mapped.cached, "seconds": round(time.perf_counter() - started, 3),
+            "source": request.source.label if request.source else "expression", "map_key": mapped.key,
+            "explained_variance_2": float(mapped.pca.explained_variance_ratio[:2].sum()),
+        }
+        job.result = result
+    if result is None:
+        print("map: cancelled", file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+    else:
+        print(f"{result['level']} {result['method']} map of {result['points']} points "
+              f"({'cached' if result['cached'] else 'computed'} in {result['seconds']} s)")
+        print(Path(result["path"]))
+    return 0

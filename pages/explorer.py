@@ -1,0 +1,316 @@
+"""Embeddings explorer: tile, slide, gene and unified maps from any checkpoint or feature model, linked views,
+separation scores, two maps side by side, exports. Maps and embeddings are computed by background jobs."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import embed_jobs, export, jobs, map_figures, runs, summary
+from core.errors import DataError, JobBusyError
+from core.features import FeatureSource, checkpoint_epochs
+from core.levels import QC_COLUMNS, PointSet, gene_expression, top_genes
+from core.map_jobs import MapRequest, launch_map, points_for, tile_index_for
+from core.models import ARCHITECTURES
+from core.reduce import MapParams, lookup_map
+from core.separation import separation
+from core.tiling import read_tile
+from pages.common import dataset_dir, get_cohort, get_workspace, job_panel
+
+ws = get_workspace()
+root = dataset_dir()
+cohort = get_cohort(root)
+
+st.title("Embeddings explorer")
+st.caption("What a network learned: tiles and slides as points, coloured by tissue, donor, split or a gene. "
+           "Embeddings and maps are computed once in a background worker and cached.")
+
+LEVEL_HELP = {"tiles": "one point per selected tile", "slides": "one point per slide (mean of its tiles)",
+              "genes": "one point per sample, by filtered expression", "unified": "slide image + expression"}
+COLOURS = {"tissue": "Tissue", "subject_id": "Donor", "sex": "Sex", "age_bracket": "Age bracket",
+           "hardy_scale": "Hardy scale", "split": "Train / validation / test", "gene": "A gene's expression"}
+
+
+def _runs_with_checkpoints() -> list[Path]:
+    table = runs.list_runs(ws)
+    return [Path(p) for p in table["path"] if checkpoint_epochs(p)]
+
+
+def _source_controls(prefix: str, column) -> tuple[FeatureSource | None, str | None]:
+    """(feature source, run folder for the split) chosen in `column`; errors shown there."""
+    trained = _runs_with_checkpoints()
+    kinds = (["Trained run"] if trained else []) + ["Random weights", "ImageNet weights", "Feature model file (timm)"]
+    kind = column.selectbox("Features", kinds, key=f"{prefix}-kind")
+    run_dir = None
+    if trained:
+        run_dir = column.selectbox("Run", trained, format_func=lambda p: p.name, key=f"{prefix}-run")
+    try:
+        if kind == "Trained run":
+            epochs = checkpoint_epochs(run_dir)
+            epoch = column.selectbox("Epoch", epochs, index=len(epochs) - 1, key=f"{prefix}-epoch")
+            return FeatureSource.checkpoint(run_dir, epoch), str(run_dir)
+        if kind == "Feature model file (timm)":
+            name = column.text_input("timm model name", "resnet18", key=f"{prefix}-timm")
+            weights = column.text_input("Weights file (.safetensors or state dict)", key=f"{prefix}-timm-file")
+            return (FeatureSource.timm(name, weights) if weights else None), None
+        weights = "random" if kind == "Random weights" else "imagenet"
+        seed = column.number_input("Seed", 0, 10_000, 0, key=f"{prefix}-seed") if weights == "random" else 0
+        if run_dir is not None:
+            return FeatureSource.for_run(run_dir, weights, seed=int(seed)), str(run_dir)
+        arch = column.selectbox("Architecture", ARCHITECTURES, key=f"{prefix}-arch")
+        size = int(column.number_input("Input size (px)", 16, 512, 64, key=f"{prefix}-size"))
+        maker = FeatureSource.random if weights == "random" else FeatureSource.imagenet
+        return (maker(arch, int(seed), size) if weights == "random" else maker(arch, size)), None
+    except DataError as exc:
+        column.error(str(exc))
+        return None, None
+
+
+def map_controls(prefix: str, column) -> MapRequest | None:
+    """The controls of one map; None while the choice is incomplete."""
+    level = column.radio("Level", list(LEVEL_HELP), index=2 if not _runs_with_checkpoints() else 1,
+                         horizontal=True, key=f"{prefix}-level", help=" · ".join(f"{k}: {v}" for k, v in
+                                                                               LEVEL_HELP.items()))
+    method = column.radio("Method", ["pca", "umap", "tsne"], horizontal=True, key=f"{prefix}-method",
+                          format_func={"pca": "PCA", "umap": "UMAP", "tsne": "t-SNE"}.get)
+    source, run_dir = (None, None)
+    if level != "genes":
+        source, run_dir = _source_controls(prefix, column)
+        if source is None:
+            return None
+    defaults = MapParams()
+    with column.expander("Map parameters"):
+        pcs = st.slider("PCA components", 2, 100, defaults.pca_components, key=f"{prefix}-pcs")
+        neighbours = st.slider("UMAP neighbours", 2, 100, defaults.n_neighbors, key=f"{prefix}-nn")
+        min_dist = st.slider("UMAP min distance", 0.0, 1.0, defaults.min_dist, 0.05, key=f"{prefix}-md")
+        perplexity = st.slider("t-SNE perplexity", 2.0, 100.0, defaults.perplexity, key=f"{prefix}-perp")
+        seed = int(st.number_input("Layout seed", 0, 10_000, defaults.seed, key=f"{prefix}-mseed"))
+        limit = int(st.number_input("Tiles: random subset (0 = all)", 0, 10_000_000, 0, 1000, key=f"{prefix}-sub"))
+        weight = st.slider("Unified: image weight", 0.0, 1.0, 0.5, 0.05, key=f"{prefix}-w")
+    params = MapParams(method=method, pca_components=pcs, n_neighbors=neighbours, min_dist=min_dist,
+                       perplexity=perplexity, seed=seed)
+    return MapRequest(level=level, params=params, source=source, run_dir=run_dir, limit=limit or None,
+                      weight=weight)
+
+
+def _job_stamp() -> tuple:
+    """Changes when any background job ends, so cached 'not computed yet' answers are looked at again."""
+    latest = jobs.list_jobs(ws)
+    return tuple((job.id, job.status().get("state")) for job in latest[:3])
+
+
+@st.cache_resource(show_spinner="Loading the points ...", max_entries=8)
+def _points(data_dir: str, request: MapRequest, stamp: tuple) -> PointSet | None:
+    return points_for(ws, data_dir, cohort, request)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _scores(key: str, _points: PointSet) -> dict:
+    scored = separation(_points.values, _points.meta["tissue"], _points.meta["subject_id"])
+    return scored.to_dict()
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _tile_index() -> pd.DataFrame | None:
+    return tile_index_for(ws, root, cohort)
+
+
+def _colour(prefix: str, column, points: PointSet) -> tuple[str, np.ndarray | None, str]:
+    options = [c for c in COLOURS if c in points.meta.columns or c == "gene"]
+    options += [c for c in QC_COLUMNS if c in points.meta.columns]
+    choice = column.selectbox("Colour by", options, format_func=lambda c: COLOURS.get(c, f"QC: {c}"),
+                              key=f"{prefix}-colour")
+    if choice != "gene":
+        return choice, None, COLOURS.get(choice, choice)
+    query = column.text_input("Gene (symbol or Ensembl ID)", str(cohort.expression.symbols[0])
+                              if len(cohort.expression.symbols) else "", key=f"{prefix}-gene")
+    try:
+        label, by_sample = gene_expression(cohort, query)
+    except DataError as exc:
+        column.warning(str(exc))
+        return "tissue", None, "Tissue"
+    return "gene", points.meta["sample_id"].map(by_sample).to_numpy(dtype=float), label
+
+
+def _launch(request: MapRequest, column) -> None:
+    try:
+        launch_map(ws, root, request)
+        st.rerun()
+    except (JobBusyError, DataError) as exc:
+        column.warning(str(exc))
+
+
+def draw_map(prefix: str, column, request: MapRequest) -> tuple[PointSet | None, list[str]]:
+    """One map with its scores and exports; returns the points and the ids of the selected ones."""
+    active = jobs.active_job(ws)
+    if active is not None and active.kind in ("map", "embed"):
+        with column:
+            job_panel(active.dir, rerun_when_done=True)
+    try:
+        points = _points(str(root), request, _job_stamp())
+    except DataError as exc:
+        column.error(str(exc))
+        return None, []
+    mapped = lookup_map(ws, points.key, request.params) if points is not None else None
+    if mapped is None:
+        what = "embeddings and map" if points is None else "map"
+        column.info(f"The {request.level} {request.params.method.upper()} {what} for "
+                    f"{request.source.label if request.source else 'expression'} is not computed yet.")
+        if active is None and column.button(f"Compute the {what}", type="primary", key=f"{prefix}-go"):
+            _launch(request, column)
+        return None, []
+    colour, values, colour_label = _colour(prefix, column, points)
+    title = f"{request.level} · {request.params.method.upper()} · {points.label or 'expression'}"
+    fig = map_figures.map_scatter(mapped.coords, points.meta, colour if values is None else colour_label,
+                                  values=values, title=title)
+    event = column.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
+                                key=f"{prefix}-map", width="stretch")
+    column.caption(f"{len(points):,} points. Box or lasso select (toolbar) to open the linked panel below.")
+    _score_line(column, points)
+    with column.expander("PCA explained variance"):
+        st.plotly_chart(map_figures.explained_variance(mapped.pca.explained_variance_ratio), width="stretch",
+                        key=f"{prefix}-pca")
+    _exports(prefix, column, request, points, mapped.coords, fig)
+    return points, selected_ids(event)
+
+
+def _score_line(column, points: PointSet) -> None:
+    if points.meta["tissue"].nunique() < 2:
+        return
+    scores = _scores(points.key, points)
+    cols = column.columns(3)
+    silhouette, knn, chance = scores.get("silhouette"), scores.get("knn_accuracy"), scores.get("chance_accuracy")
+    cols[0].metric("Silhouette by tissue", f"{silhouette:.2f}" if silhouette is not None else "—")
+    cols[1].metric("kNN tissue accuracy", f"{knn:.0%}" if knn is not None else "—",
+                   help="k = 5 nearest neighbours from other donors (whole donors held out)")
+    cols[2].metric("Baseline (commonest tissue)", f"{chance:.0%}" if chance is not None else "—")
+
+
+def _exports(prefix: str, column, request: MapRequest, points: PointSet, coords: np.ndarray, fig) -> None:
+    name = f"{request.level}-{request.params.method}"
+    cols = column.columns(3)
+    cols[0].download_button("CSV", export.coordinates_csv(points, coords), f"{name}.csv", "text/csv",
+                            key=f"{prefix}-csv")
+    cols[1].download_button("HTML figure", export.figure_html(fig), f"{name}.html", "text/html",
+                            key=f"{prefix}-html")
+    if request.level in ("slides", "unified"):
+        cols[2].download_button("AnnData .h5ad", _h5ad(points, coords, request.params.method), f"{name}.h5ad",
+                                "application/x-hdf5", key=f"{prefix}-h5ad")
+
+
+def _h5ad(points: PointSet, coords: np.ndarray, method: str) -> bytes:
+    from core.levels import genes_level
+
+    try:
+        genes = genes_level(cohort)
+    except DataError:
+        genes = None
+    with tempfile.TemporaryDirectory() as folder:
+        path = export.write_h5ad(Path(folder) / "slides.h5ad", points, {method: coords}, genes, points.label)
+        return path.read_bytes()
+
+
+def selected_ids(event) -> list[str]:
+    """String ids (customdata[0]) of the selected points; point indices only count within a trace."""
+    selection = (event or {}).get("selection") or {}
+    ids = []
+    for point in selection.get("points") or []:
+        custom = point.get("customdata")
+        if custom:
+            ids.append(str(custom[0]))
+    return list(dict.fromkeys(ids))
+
+
+def tile_panel(points: PointSet, ids: list[str]) -> None:
+    index = _tile_index()
+    meta = points.meta.set_index("id").loc[ids]
+    st.markdown(f"**{len(ids)} tile(s) selected** (first 12 shown)")
+    rows = meta.reset_index().merge(index, on=["sample_id", "x", "y"], how="left", suffixes=("", "_index")) \
+        if index is not None else meta.reset_index()
+    cols = st.columns(6)
+    for i, row in enumerate(rows.head(12).to_dict("records")):
+        try:
+            cols[i % 6].image(read_tile(row, out_size=160), caption=f"{row['sample_id']} · {row['tissue']}",
+                              width="stretch")
+        except (DataError, KeyError, TypeError) as exc:
+            cols[i % 6].caption(f"tile unreadable: {exc}")
+    if len(ids) == 1 and index is not None and len(rows):
+        row = rows.iloc[0]
+        try:
+            shown = summary.slide_thumbnail(ws, row["slide_path"])
+        except DataError as exc:
+            st.error(str(exc))
+            return
+        from core import figures
+
+        st.plotly_chart(figures.thumbnail_with_tiles(shown["thumb"], shown["scale"], rows.head(1)),
+                        width="stretch", key="tile-thumb")
+
+
+def sample_panel(ids: list[str]) -> None:
+    samples = cohort.samples.set_index("sample_id")
+    chosen = st.selectbox(f"{len(ids)} sample(s) selected; show", ids, key="selected-sample")
+    row = samples.loc[chosen] if chosen in samples.index else pd.Series(dtype=object)
+    left, right = st.columns([1, 2])
+    left.markdown(f"**{row.get('tissue', '—')}** · donor `{row.get('subject_id', '—')}`")
+    left.markdown(f"Sex {row.get('sex', '—')} · age {row.get('age_bracket', '—')} · {row.get('hardy_scale', '—')}")
+    left.markdown(f"Pathology: {row.get('pathology_categories') or '—'}")
+    left.caption(row.get("pathology_notes") or "no pathology notes")
+    left.dataframe(top_genes(cohort, chosen), hide_index=True, width="stretch")
+    index = _tile_index()
+    if index is None:
+        right.info("Tile the slides to see this slide's tiles.")
+        return
+    mine = index[(index["sample_id"] == chosen) & index["passed_qc"].astype(bool)].head(12)
+    cols = right.columns(4)
+    for i, tile in enumerate(mine.to_dict("records")):
+        try:
+            cols[i % 4].image(read_tile(tile, out_size=140), width="stretch")
+        except DataError as exc:
+            cols[i % 4].caption(str(exc))
+
+
+def linked_panel(points: PointSet, ids: list[str]) -> None:
+    st.subheader("Selection")
+    if points.level == "tiles":
+        tile_panel(points, ids)
+    else:
+        sample_panel(ids)
+
+
+def epochs_section(run_dir: str) -> None:
+    st.subheader("Tissue separation across epochs")
+    done = [job.status() for job in jobs.list_jobs(ws, kind="embed")]
+    found = [s for s in done if s.get("state") == "done" and isinstance(s.get("result"), dict)
+             and s["result"].get("run") == str(Path(run_dir)) and s["result"].get("epochs")]
+    if found:
+        table = pd.DataFrame(found[0]["result"]["epochs"])
+        st.plotly_chart(map_figures.separation_across_epochs(table), width="stretch", key="epochs-chart")
+        st.caption("Epoch 0 is the same architecture with random weights: what training added is the gap.")
+    elif jobs.active_job(ws) is None and st.button("Score every epoch and random weights (background job)"):
+        try:
+            embed_jobs.launch_separation_across_epochs(ws, root, run_dir)
+            st.rerun()
+        except (JobBusyError, DataError) as exc:
+            st.warning(str(exc))
+
+
+compare = st.toggle("Compare two maps side by side", key="compare")
+columns = st.columns(2) if compare else [st.container()]
+drawn = []
+for prefix, column in zip(("A", "B"), columns, strict=False):
+    request = map_controls(prefix, column)
+    drawn.append((request, *draw_map(prefix, column, request)) if request is not None else (None, None, []))
+
+for _request, points, ids in drawn:
+    if points is not None and ids:
+        linked_panel(points, ids)
+        break
+
+first = drawn[0][0]
+if first is not None and first.source is not None and first.source.kind == "checkpoint" and first.run_dir:
+    epochs_section(first.run_dir)

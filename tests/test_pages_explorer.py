@@ -1,0 +1,118 @@
+"""The Embeddings explorer page through AppTest: a cached map draws, a missing one is offered as a job, and an
+injected selection opens the linked panel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import embed, map_jobs
+from core.config import Workspace, workspace
+from core.dataset import load_cohort
+from core.demo import ensure_demo_cohort
+from core.embed import SlideEmbeddings
+from core.map_jobs import MapRequest, points_for
+from core.reduce import MapParams, cached_map
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGE = "pages/explorer.py"
+TINY = {"n_donors": 4, "n_tissues": 3, "slide_size": (1024, 1024), "n_genes": 300, "workers": 1}
+
+
+@pytest.fixture(scope="module")
+def explorer_ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    ws = workspace(tmp_path_factory.mktemp("explorer") / "workspace")
+    ensure_demo_cohort(ws, **TINY)
+    return ws
+
+
+@pytest.fixture
+def app_env(explorer_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.setenv("HISTOGENE_WORKSPACE", str(explorer_ws.root))
+    monkeypatch.delenv("HISTOGENE_DATA", raising=False)
+    return explorer_ws
+
+
+def _fake_slide_embeddings(ws: Workspace) -> SlideEmbeddings:
+    cohort = load_cohort(ws.demo_dir, ws)
+    slides = cohort.samples[cohort.samples["has_slide"]].sort_values("sample_id")
+    codes = slides["tissue"].astype("category").cat.codes.to_numpy()
+    rng = np.random.default_rng(0)
+    values = (np.eye(8)[codes] * 5 + rng.normal(size=(len(slides), 8))).astype(np.float32)  # tissues apart
+    return SlideEmbeddings(slides["sample_id"].to_numpy(dtype=str), values, "fake-source",
+                           tile_counts=np.ones(len(slides), int))
+
+
+def _precompute(ws: Workspace, request: MapRequest) -> None:
+    cohort = load_cohort(ws.demo_dir, ws)
+    points = points_for(ws, ws.demo_dir, cohort, request)
+    cached_map(ws, points.values, request.params, input_key=points.key)
+
+
+def _open(method: str = "pca", level: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(PAGE)
+    at.run()
+    if level:
+        at.radio(key="A-level").set_value(level).run()
+    at.radio(key="A-method").set_value(method).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_explorer_draws_a_cached_genes_map_with_scores_and_exports(app_env):
+    _precompute(app_env, MapRequest(level="genes", params=MapParams(method="pca")))
+    at = _open("pca")
+    assert at.title[0].value == "Embeddings explorer"
+    assert at.radio(key="A-level").value == "genes"  # no trained run yet: the level that needs no embeddings
+    charts = at.get("plotly_chart")
+    assert charts, "no map drawn"
+    labels = {m.label for m in at.metric}
+    assert {"Silhouette by tissue", "kNN tissue accuracy", "Baseline (commonest tissue)"} <= labels
+    downloads = {d.proto.label for d in at.get("download_button")}
+    assert {"CSV", "HTML figure"} <= downloads and "AnnData .h5ad" not in downloads  # h5ad: slide level only
+
+
+def test_explorer_offers_a_background_job_for_a_missing_map(app_env, monkeypatch):
+    launched = []
+    monkeypatch.setattr(map_jobs, "launch_map", lambda ws, root, request: launched.append(request))
+    at = _open("tsne")
+    assert any("not computed yet" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
+    at.button(key="A-go").click().run()
+    assert not at.exception
+    assert len(launched) == 1 and launched[0].level == "genes" and launched[0].params.method == "tsne"
+
+
+def test_injected_selection_on_the_slide_map_opens_the_linked_panel(app_env, monkeypatch):
+    fake = _fake_slide_embeddings(app_env)
+    monkeypatch.setattr(embed, "cached_slide_embeddings", lambda ws, data_dir, source: fake)
+    at = _open("pca", level="slides")
+    assert at.selectbox(key="A-kind").value == "Random weights"
+    source = map_jobs.MapRequest(level="slides", params=MapParams(method="pca"),
+                                 source=_source_of(at)).checked()
+    _precompute(app_env, source)
+    at.run()
+    assert at.get("plotly_chart") and not at.exception
+    assert "AnnData .h5ad" in {d.proto.label for d in at.get("download_button")}
+    chosen = str(fake.sample_ids[2])
+    tissue = load_cohort(app_env.demo_dir, app_env).samples.set_index("sample_id").loc[chosen, "tissue"]
+    at.session_state["A-map"] = {"selection": {"points": [{"customdata": [chosen, chosen, tissue]}],
+                                               "point_indices": [0], "box": [], "lasso": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(s.value == "Selection" for s in at.subheader)
+    assert at.selectbox(key="selected-sample").value == chosen
+    assert any(tissue in m.value for m in at.markdown)
+    assert at.dataframe, "top expressed genes table missing"
+
+
+def _source_of(at: AppTest):
+    from core.features import FeatureSource
+
+    return FeatureSource.random(at.selectbox(key="A-arch").value, int(at.number_input(key="A-seed").value),
+                                int(at.number_input(key="A-size").value))
