@@ -44,9 +44,11 @@ test: $(DEV_STAMP) chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -ra
 
-bench: $(RUNTIME_STAMP)
+bench: $(DEV_STAMP)
 	$(PY) benchmarks/bench_demo.py
 	$(PY) benchmarks/bench_tiling.py
+	$(PY) benchmarks/bench_qc.py
+	$(PY) benchmarks/bench_qc_agreement.py
 	$(PY) benchmarks/bench_gct_load.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_default_training.py --workspace workspace/bench
