@@ -31,8 +31,9 @@ def map_scatter(coords: np.ndarray, meta: pd.DataFrame, colour: str | None = Non
     shown = values if values is not None else (meta[colour].to_numpy() if colour in meta else None)
     custom, hover = _hover(meta)
     fig = go.Figure()
-    numeric = shown is not None and pd.api.types.is_numeric_dtype(pd.Series(shown)) \
-        and pd.Series(shown).nunique() > 12
+    series = pd.Series(shown) if shown is not None else None
+    # Numbers (a gene, a QC metric) get a colour scale; text and flags get one trace per category.
+    numeric = series is not None and pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
     if shown is None or numeric:
         marker: dict = {"size": size}
         if numeric:

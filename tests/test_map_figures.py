@@ -1,0 +1,39 @@
+"""core.map_figures: one trace per category with string ids in customdata, a colour scale for numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core.map_figures import MAX_LEGEND, explained_variance, map_scatter
+
+
+def _meta(n: int = 9) -> pd.DataFrame:
+    ids = [f"S{i}" for i in range(n)]
+    return pd.DataFrame({"id": [f"{s}:0:0" for s in ids], "sample_id": ids,
+                         "tissue": ["Lung", "Liver", "Thyroid"] * (n // 3), "donor": [f"D{i}" for i in range(n)]})
+
+
+def test_categories_become_traces_whose_customdata_holds_the_ids():
+    coords = np.arange(18, dtype=float).reshape(9, 2)
+    fig = map_scatter(coords, _meta(), "tissue")
+    assert sorted(t.name for t in fig.data) == ["Liver", "Lung", "Thyroid"]
+    assert all(t.type == "scattergl" for t in fig.data)
+    lung = next(t for t in fig.data if t.name == "Lung")
+    assert [row[0] for row in lung.customdata] == ["S0:0:0", "S3:0:0", "S6:0:0"]
+    np.testing.assert_array_equal(lung.x, coords[[0, 3, 6], 0])  # each trace's own points
+    assert "customdata[1]" in lung.hovertemplate and "customdata[2]" in lung.hovertemplate
+
+
+def test_numbers_get_one_trace_with_a_colour_scale_and_many_categories_no_legend():
+    coords = np.zeros((9, 2))
+    gene = map_scatter(coords, _meta(), "ALB", values=np.linspace(0, 8, 9))
+    assert len(gene.data) == 1 and gene.data[0].marker.showscale
+    np.testing.assert_allclose(gene.data[0].marker.color, np.linspace(0, 8, 9))
+    many = map_scatter(np.zeros((MAX_LEGEND + 2, 2)), _meta(MAX_LEGEND + 2), "donor")  # 42 donors
+    assert len(many.data) == MAX_LEGEND + 2 and many.layout.showlegend is False
+
+
+def test_explained_variance_curve_is_cumulative():
+    fig = explained_variance(np.array([0.5, 0.3, 0.2]))
+    np.testing.assert_allclose(fig.data[1].y, [50, 80, 100])
