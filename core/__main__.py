@@ -11,7 +11,7 @@ from core.errors import DataError, JobBusyError
 from core.jobs import record_failure_before_reporting, traceback_logged
 
 # Each command lives in core/cli/<name>.py with register(subparsers) and run(args) -> int.
-COMMANDS = ("demo", "info", "tiles", "genes", "train", "runs", "jobs", "embed", "map")
+COMMANDS = ("demo", "info", "load", "tiles", "genes", "train", "runs", "jobs", "embed", "map")
 
 
 def _commands_to_load(argv: list[str] | None) -> tuple[str, ...]:

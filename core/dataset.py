@@ -18,7 +18,14 @@ import pandas as pd
 
 from core.config import Workspace
 from core.errors import DataError
-from core.expression import Expression, _read_gct, read_gct  # noqa: F401  (read_gct: re-exported, the contract)
+from core.expression import (  # noqa: F401  (read_gct: re-exported, the contract)
+    Expression,
+    _read_gct,
+    cached_gct,
+    gct_cache_ready,
+    read_gct,
+)
+from core.gct import ByteProgress
 from core.ids import SPACES, normalize_id, tissue_sample_id
 from core.ids import emit as _emit
 from core.ids import listing as _listing
@@ -349,7 +356,9 @@ def list_slides(slides_dir: str | Path) -> dict[str, Path]:
 @dataclass
 class Cohort:
     """`donor_column`: the CSV column subject_id came from ("" when none); `donor_note`: a loud message
-    (also in `warnings`) when some samples have no donor and count as their own, else ""."""
+    (also in `warnings`) when some samples have no donor and count as their own, else "";
+    `expression_pending`: the GCT was too big to parse here and is not cached yet (expression empty
+    meanwhile; `python -m core load` fills the cache, see `expression_ready`)."""
 
     files: DatasetFiles
     samples: pd.DataFrame
@@ -358,6 +367,7 @@ class Cohort:
     donor_column: str = ""
     donor_note: str = ""
     histology_columns: list[str] = field(default_factory=list)
+    expression_pending: bool = False
 
 
 def _donor_note(own_donor: list[str], total: int, donor_column: str) -> str:
@@ -397,6 +407,29 @@ def _join_samples(
     return samples[list(SAMPLE_COLUMNS)]
 
 
+def _expression_or_none(
+    path: Path, keep: frozenset[str] | None, cache_dir: Path | None, parse_limit: int | None,
+    progress: ByteProgress | None,
+) -> Expression | None:
+    """The GCT's matrix; None when it is over `parse_limit` bytes and not cached (never parsed here)."""
+    if parse_limit is not None and cache_dir is not None and path.is_file() and path.stat().st_size > parse_limit:
+        return cached_gct(path, keep, cache_dir)
+    return _read_gct(path, keep, cache_dir, progress)
+
+
+def _kept_samples(cohort: Cohort) -> frozenset[str] | None:
+    """The tissue sample IDs load_cohort keeps from the GCT (the histology rows), None without a CSV."""
+    if cohort.files.histology_csv is None:
+        return None
+    return frozenset(cohort.samples.loc[cohort.samples["has_histology"], "sample_id"])
+
+
+def expression_ready(cohort: Cohort, ws: Workspace) -> bool:
+    """True when the cohort's GCT is parsed and cached in `ws` (cheap: stats, no read of the GCT)."""
+    gct = cohort.files.expression_gct
+    return gct is None or gct_cache_ready(gct, _kept_samples(cohort), ws.cache_dir / "gct")
+
+
 def _stat_signature(path: Path | None) -> tuple | None:
     if path is None:
         return None
@@ -415,6 +448,8 @@ def load_cohort(
     histology_csv: str | Path | None = None,
     expression_gct: str | Path | None = None,
     donor_column: str | None = None,
+    gct_parse_limit: int | None = None,
+    progress: ByteProgress | None = None,
 ) -> Cohort:
     """Join the histology CSV, the GCT (re-keyed to tissue sample IDs) and the slide files in `root`.
 
@@ -423,6 +458,9 @@ def load_cohort(
     `donor_column` (a CSV header) names the donor ("" for none: donors come from GTEx sample IDs); when
     None, the dataset's saved `donor_column` setting (core.settings) if `ws` is given, else "Subject ID".
     A saved column the CSV no longer has is ignored with a warning; a given one is a DataError.
+    `gct_parse_limit` (bytes; None: no limit): a bigger GCT is only taken from the cache (needs `ws`);
+    when it is not cached yet the cohort comes back with `expression_pending` True and no expression,
+    so a page never spends minutes parsing. `progress(done_bytes, total_bytes, message)` follows a parse.
     """
     files = find_dataset(root, histology_csv, expression_gct)
     messages = list(files.warnings)
@@ -454,14 +492,19 @@ def load_cohort(
     else:
         histology, keep = _empty_histology(), None
     own_donor = list(histology.attrs.get("own_donor", []))
+    pending = False
     if files.expression_gct is not None:
-        raw = _read_gct(files.expression_gct, keep, cache_dir)
-        messages.extend(raw.warnings)
-        expression = _rekey_to_tissue_samples(raw, messages)
+        raw = _expression_or_none(files.expression_gct, keep, cache_dir, gct_parse_limit, progress)
+        pending = raw is None
+        if raw is None:
+            expression = Expression.empty()
+        else:
+            messages.extend(raw.warnings)
+            expression = _rekey_to_tissue_samples(raw, messages)
     else:
         expression = Expression.empty()
     samples = _join_samples(histology, slides, set(expression.sample_ids), messages)
-    if files.histology_csv is not None and files.expression_gct is not None and len(histology):
+    if files.histology_csv is not None and files.expression_gct is not None and len(histology) and not pending:
         if not samples.loc[samples["has_histology"], "has_expression"].any():
             messages.append(
                 f"{files.expression_gct}: no expression sample matches any histology sample in "
@@ -476,7 +519,10 @@ def load_cohort(
     if donor_note:
         messages.append(donor_note)
     cohort = Cohort(files, samples, expression, messages, used_column, donor_note,
-                    list(histology.attrs.get("columns", [])))
+                    list(histology.attrs.get("columns", [])), pending)
+    if pending:  # not memoized: the next call looks for the cache again
+        _emit(messages)
+        return cohort
     _COHORTS[signature] = cohort
     while len(_COHORTS) > _COHORTS_KEPT:
         _COHORTS.popitem(last=False)

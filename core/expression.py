@@ -1,13 +1,14 @@
-"""GCT v1.2 expression: streaming parse into a float32 genes x samples matrix, cached as a memory map.
+"""GCT v1.2 expression: a float32 genes x samples matrix, parsed once and cached as a memory map.
 
-The GTEx v8 TPM file is ~2.6 GB of text; it is parsed once and stored under `cache_dir` as a raw
-memory-mappable file keyed by the file's fingerprint and the kept samples, so reloads are instant.
+The GTEx v8 TPM file is ~2.6 GB of text; it is parsed once (core/gct.py, in blocks on every core) and
+stored under `cache_dir` as a raw memory-mappable file keyed by the file's fingerprint and the kept
+samples, so reloads are instant. A page never parses: it asks `cached_gct` and leaves parsing to a
+background `python -m core load` job (core/cli/load.py).
 `core.dataset` re-exports `Expression` and `read_gct` (the contract in ARCHITECTURE.md).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
@@ -16,21 +17,19 @@ import shutil
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
 from core.cache import cache_key, file_fingerprint
 from core.errors import DataError
 from core.fileio import temp_path_for
+from core.gct import ByteProgress
+from core.gct import parse_gct as _parse_gct  # a module global, so tests can see whether it runs
 from core.ids import emit as _emit
-from core.ids import listing as _listing
-from core.ids import normalize_id, tissue_sample_id
 
 log = logging.getLogger(__name__)
 
-_ROWS_PER_WRITE = 256
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: infinite values stored as NaN, negative ones as 0
 
 
 @dataclass
@@ -55,175 +54,6 @@ class Expression:
 
 class _CacheWriteError(Exception):
     """Writing the GCT cache failed (full or read-only disk); the reader falls back to memory."""
-
-
-@dataclass
-class _GctHeader:
-    genes_declared: int
-    samples_declared: int
-    samples: list[str]
-
-
-def _open_text(path: Path) -> IO[str]:
-    with path.open("rb") as probe:
-        compressed = probe.read(2) == b"\x1f\x8b"  # gzip magic, whatever the file is called
-    if compressed:
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return path.open("r", encoding="utf-8", newline="")
-
-
-def _read_gct_header(path: Path, handle: IO[str]) -> _GctHeader:
-    version = handle.readline()
-    if not version:
-        raise DataError(path, "empty file; expected a GCT v1.2 file starting with '#1.2'")
-    if version.strip() != "#1.2":
-        raise DataError(path, f"line 1: expected '#1.2' (GCT v1.2 header), found {version.strip()[:40]!r}")
-    dims_line = handle.readline().strip()
-    dims = dims_line.split()
-    if len(dims) < 2 or not all(d.isdigit() for d in dims[:2]):
-        raise DataError(path, f"line 2: expected the dimensions line '<genes>\\t<samples>', found {dims_line[:40]!r}")
-    columns = handle.readline().rstrip("\r\n").split("\t")
-    if columns[:2] != ["Name", "Description"]:
-        raise DataError(
-            path, f"line 3: expected the column header to start with 'Name<TAB>Description', found {columns[:2]!r}"
-        )
-    return _GctHeader(int(dims[0]), int(dims[1]), [normalize_id(name) for name in columns[2:]])
-
-
-def _select_columns(
-    path: Path, samples: list[str], keep: frozenset[str] | None, messages: list[str]
-) -> tuple[np.ndarray, list[str]]:
-    """Column positions to keep: first of each RNA ID; with `keep`, first RNA sample per tissue sample."""
-    positions: list[int] = []
-    seen_rna: set[str] = set()
-    seen_tissue: set[str] = set()
-    duplicate_rna: list[str] = []
-    extra_rna: list[str] = []
-    for position, rna in enumerate(samples):
-        if rna in seen_rna:
-            duplicate_rna.append(rna)
-            continue
-        seen_rna.add(rna)
-        if keep is not None:
-            tissue = tissue_sample_id(rna)
-            if tissue not in keep:
-                continue
-            if tissue in seen_tissue:
-                extra_rna.append(rna)
-                continue
-            seen_tissue.add(tissue)
-        positions.append(position)
-    if duplicate_rna:
-        messages.append(
-            f"{path}: {len(duplicate_rna)} duplicate RNA sample column(s), kept the first of each: "
-            f"{_listing(duplicate_rna)}"
-        )
-    if extra_rna:
-        messages.append(
-            f"{path}: {len(extra_rna)} RNA sample(s) map to a tissue sample already kept; kept the first RNA "
-            f"sample of each tissue sample, dropped: {_listing(extra_rna)}"
-        )
-    return np.asarray(positions, dtype=np.intp), [samples[p] for p in positions]
-
-
-def _bad_cell_error(path: Path, line_no: int, gene: str, cells: list[str], samples: list[str]) -> DataError:
-    for column, cell in enumerate(cells):
-        try:
-            float(cell)
-        except ValueError:
-            return DataError(
-                path,
-                f"line {line_no} (gene {gene}), column {column + 3} (sample {samples[column]}): "
-                f"{cell[:30]!r} is not a number",
-            )
-    raise AssertionError("no bad cell")  # caller checked there is one
-
-
-def _parse_values(path: Path, line_no: int, line: str, samples: list[str]) -> tuple[str, str, np.ndarray]:
-    """One data line -> (gene id, symbol, float32 values); C-speed parse, Python only to explain errors."""
-    n_fields = 2 + len(samples)
-    parts = line.split("\t", 2)
-    if not samples and len(parts) == 2:
-        parts.append("")
-    if len(parts) < 3 or line.count("\t") != n_fields - 1:
-        found = line.count("\t") + 1
-        raise DataError(
-            path,
-            f"line {line_no}: expected {n_fields} tab-separated fields (Name, Description and "
-            f"{len(samples)} samples), found {found}",
-        )
-    name, symbol, rest = parts
-    if not samples:
-        return name, symbol, np.zeros(0, dtype=np.float32)
-    values = None
-    # fromstring skips blank cells and splits on spaces, so those lines take the strict path.
-    if "\t\t" not in rest and " " not in rest and not rest.startswith("\t") and not rest.endswith("\t"):
-        try:
-            values = np.fromstring(rest, dtype=np.float32, sep="\t")
-        except ValueError:
-            values = None
-        if values is not None and values.size != len(samples):
-            values = None
-    if values is None:
-        cells = rest.split("\t")
-        try:
-            values = np.array([float(cell) for cell in cells], dtype=np.float32)
-        except ValueError:
-            raise _bad_cell_error(path, line_no, name, cells, samples) from None
-    return name, symbol, values
-
-
-def _parse_gct(
-    path: Path, keep: frozenset[str] | None, values_out: IO[bytes] | None, messages: list[str]
-) -> tuple[list[str], list[str], list[str], np.ndarray | None]:
-    """Stream the GCT; rows go to `values_out` (raw float32) or, without one, are returned in memory."""
-    gene_ids: list[str] = []
-    symbols: list[str] = []
-    blocks: list[np.ndarray] = []
-    pending: list[np.ndarray] = []
-    line_no = 0
-
-    def flush() -> None:
-        if pending:
-            block = np.stack(pending)
-            if values_out is not None:
-                try:
-                    values_out.write(block.tobytes())
-                except OSError as exc:  # the cache's disk, not the input: must not read as bad input
-                    raise _CacheWriteError(str(exc)) from exc
-            else:
-                blocks.append(block)
-            pending.clear()
-
-    try:
-        with _open_text(path) as handle:
-            header = _read_gct_header(path, handle)
-            positions, sample_ids = _select_columns(path, header.samples, keep, messages)
-            take_all = len(positions) == len(header.samples)
-            for line_no, line in enumerate(handle, start=4):
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    continue  # trailing blank lines are harmless
-                name, symbol, values = _parse_values(path, line_no, line, header.samples)
-                gene_ids.append(name)
-                symbols.append(symbol)
-                pending.append(values if take_all else values[positions])
-                if len(pending) >= _ROWS_PER_WRITE:
-                    flush()
-            flush()
-    except (OSError, EOFError, UnicodeDecodeError) as exc:  # truncated gzip, binary junk, unreadable file
-        where = f"line {line_no + 1}: " if line_no else ""
-        raise DataError(path, f"{where}cannot read the file: {exc}") from exc
-
-    if header.genes_declared != len(gene_ids) or header.samples_declared != len(header.samples):
-        messages.append(
-            f"{path}: the dimensions line says {header.genes_declared} genes x {header.samples_declared} samples "
-            f"but the file has {len(gene_ids)} gene rows x {len(header.samples)} sample columns; using the rows"
-        )
-    if values_out is not None:
-        return gene_ids, symbols, sample_ids, None
-    matrix = np.concatenate(blocks) if blocks else np.zeros((0, len(sample_ids)), dtype=np.float32)
-    return gene_ids, symbols, sample_ids, matrix
 
 
 def _load_gct_cache(entry: Path) -> Expression | None:
@@ -255,24 +85,30 @@ def _load_gct_cache(entry: Path) -> Expression | None:
         return None
 
 
-def _build_gct_cache(path: Path, keep: frozenset[str] | None, entry: Path) -> None:
+def _build_gct_cache(path: Path, keep: frozenset[str] | None, entry: Path, progress: ByteProgress | None) -> None:
     """Parse into a temp folder beside `entry`, then rename it into place (readers never see half)."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     building = temp_path_for(entry)
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir()
     try:
-        messages: list[str] = []
         with (building / "values.f32").open("wb") as values_out:
-            gene_ids, symbols, sample_ids, _ = _parse_gct(path, keep, values_out, messages)
+
+            def write(rows: np.ndarray) -> None:
+                try:
+                    values_out.write(memoryview(np.ascontiguousarray(rows)).cast("B"))
+                except OSError as exc:  # the cache's disk, not the input: must not read as bad input
+                    raise _CacheWriteError(str(exc)) from exc
+
+            parsed = _parse_gct(path, keep, write, progress)
         meta = {
             "format": _CACHE_FORMAT,
             "source": str(path),
-            "shape": [len(gene_ids), len(sample_ids)],
-            "gene_ids": gene_ids,
-            "symbols": symbols,
-            "sample_ids": sample_ids,
-            "warnings": messages,
+            "shape": [len(parsed.gene_ids), len(parsed.sample_ids)],
+            "gene_ids": parsed.gene_ids,
+            "symbols": parsed.symbols,
+            "sample_ids": parsed.sample_ids,
+            "warnings": parsed.messages,
         }
         (building / "meta.json").write_text(json.dumps(meta))
         shutil.rmtree(entry, ignore_errors=True)  # a damaged earlier entry
@@ -286,10 +122,28 @@ def _build_gct_cache(path: Path, keep: frozenset[str] | None, entry: Path) -> No
 
 def _gct_cache_entry(path: Path, keep: frozenset[str] | None, cache_dir: Path) -> Path:
     kept = "all" if keep is None else hashlib.blake2b("\n".join(sorted(keep)).encode(), digest_size=16).hexdigest()
-    return Path(cache_dir) / cache_key("gct", file_fingerprint(path), kept).replace(":", "-")
+    return Path(cache_dir) / cache_key("gct", _CACHE_FORMAT, file_fingerprint(path), kept).replace(":", "-")
 
 
-def _read_gct(path: Path, keep: frozenset[str] | None, cache_dir: Path | None) -> Expression:
+def cached_gct(path: Path, keep: frozenset[str] | None, cache_dir: Path) -> Expression | None:
+    """The cached matrix when one is ready, else None; never parses (what a page calls)."""
+    try:
+        return _load_gct_cache(_gct_cache_entry(path, keep, cache_dir)) if path.is_file() else None
+    except OSError:
+        return None
+
+
+def gct_cache_ready(path: Path, keep: frozenset[str] | None, cache_dir: Path) -> bool:
+    """Whether a cache entry for this GCT and these samples exists (a stat; the GCT is not read)."""
+    try:
+        return path.is_file() and (_gct_cache_entry(path, keep, cache_dir) / "meta.json").is_file()
+    except OSError:
+        return False
+
+
+def _read_gct(
+    path: Path, keep: frozenset[str] | None, cache_dir: Path | None, progress: ByteProgress | None = None
+) -> Expression:
     if not path.is_file():
         raise DataError(path, "expression GCT not found")
     if cache_dir is not None:
@@ -297,32 +151,38 @@ def _read_gct(path: Path, keep: frozenset[str] | None, cache_dir: Path | None) -
             entry = _gct_cache_entry(path, keep, cache_dir)
             cached = _load_gct_cache(entry)
             if cached is None:
-                _build_gct_cache(path, keep, entry)
+                _build_gct_cache(path, keep, entry, progress)
                 cached = _load_gct_cache(entry)
             if cached is not None:
                 return cached
         except (OSError, _CacheWriteError) as exc:  # unwritable or full cache folder: parse into memory instead
             log.warning("cannot use the GCT cache in %s (%s); reading %s without it", cache_dir, exc, path)
-    messages: list[str] = []
-    gene_ids, symbols, sample_ids, matrix = _parse_gct(path, keep, None, messages)
-    assert matrix is not None
+    parsed = _parse_gct(path, keep, None, progress)
+    assert parsed.matrix is not None
     return Expression(
-        np.array(gene_ids, dtype=str), np.array(symbols, dtype=str), np.array(sample_ids, dtype=str), matrix, messages
+        np.array(parsed.gene_ids, dtype=str),
+        np.array(parsed.symbols, dtype=str),
+        np.array(parsed.sample_ids, dtype=str),
+        parsed.matrix,
+        parsed.messages,
     )
 
 
 def read_gct(
-    path: str | Path, keep_samples: Collection[str] | None = None, cache_dir: Path | None = None
+    path: str | Path,
+    keep_samples: Collection[str] | None = None,
+    cache_dir: Path | None = None,
+    progress: ByteProgress | None = None,
 ) -> Expression:
-    """Read a GCT v1.2 file (plain or gzip) streaming, as float32 genes x RNA samples.
+    """Read a GCT v1.2 file (plain or gzip) in parallel blocks, as float32 genes x RNA samples.
 
     `keep_samples`: tissue sample IDs (GTEX-XXXX-YYYY); only RNA columns whose first three dash
     fields are among them are kept (the first RNA sample of each). With `cache_dir` the parsed matrix is
     stored there once (keyed by file content, kept samples and CODE_VERSION) and memory-mapped after.
+    NaN values stay missing, infinite ones become missing, negative ones 0, each with a warning
+    (core.gct.fix_values). `progress(done_bytes, total_bytes, message)` follows a parse.
     """
     keep = None if keep_samples is None else frozenset(keep_samples)
-    expression = _read_gct(Path(path), keep, cache_dir)
+    expression = _read_gct(Path(path), keep, cache_dir, progress)
     _emit(expression.warnings)
     return expression
-
-

@@ -20,7 +20,7 @@ _SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 # Clone-based names that can appear without a version dot (RP11-34P13, CTD-2331D11, AC012345).
 _CLONE = re.compile(r"^(RP\d+|CT[A-D]|CH\d+|XX[A-Za-z]*|KB)-|^(A[CFLP]|BX|CR|CU|FP|Z)\d{5,6}$")
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d+")
-_BLOCK_ROWS = 2048  # genes per pass: bounds the float64 work arrays for a 17k-sample matrix
+_BLOCK_VALUES = 4_000_000  # values per pass (~16 MB float32, 32 MB float64): memory stays flat at GTEx size
 
 
 @dataclass(frozen=True)
@@ -48,19 +48,48 @@ def is_standard_symbol(symbol: str) -> bool:
     return bool(_SYMBOL.match(symbol)) and not _CLONE.match(symbol) and not _ENSEMBL.match(symbol)
 
 
+def _block_rows(values: np.ndarray) -> int:
+    return max(1, _BLOCK_VALUES // max(1, values.shape[1]))
+
+
 def _gene_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per gene: max and sample SD of logTPM, computed in blocks so a memory-mapped matrix is never copied whole."""
+    """Per gene: max and sample SD of logTPM, computed in blocks so a memory-mapped matrix is never copied whole.
+
+    A gene with a missing (NaN) value gets NaN for both, so no threshold keeps it (the GCT reader
+    warns about such values and says so)."""
     genes, samples = values.shape
     max_log = np.full(genes, -np.inf)
     sd = np.full(genes, np.nan)
     if samples == 0:
         return max_log, sd
-    for start in range(0, genes, _BLOCK_ROWS):
-        block = log_tpm(np.asarray(values[start : start + _BLOCK_ROWS]))
+    rows = _block_rows(values)
+    for start in range(0, genes, rows):
+        block = log_tpm(np.asarray(values[start : start + rows]))
         max_log[start : start + len(block)] = block.max(axis=1)
         if samples > 1:
             sd[start : start + len(block)] = block.std(axis=1, ddof=1, dtype=np.float64)
     return max_log, sd
+
+
+def sample_log_tpm(values: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """A seeded sample of up to `n` finite logTPM values of a (genes, samples) matrix, read in row blocks
+    (memory: the sample plus one block, whatever the matrix size; a memory map is never copied whole)."""
+    total = int(np.prod(values.shape))
+    if total == 0:
+        return np.zeros(0, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    # Positions in the flattened matrix, sorted so each block takes a contiguous run of them.
+    picks = np.sort(rng.choice(total, size=n, replace=False)) if n < total else np.arange(total)
+    samples = values.shape[1]
+    rows = _block_rows(values)
+    out = [np.zeros(0, dtype=np.float32)]
+    for start in range(0, values.shape[0], rows):
+        lo, hi = np.searchsorted(picks, [start * samples, (start + rows) * samples])
+        if hi > lo:
+            block = np.asarray(values[start : start + rows], dtype=np.float32).ravel()
+            out.append(log_tpm(block[picks[lo:hi] - start * samples]))
+    sampled = np.concatenate(out).astype(np.float32)
+    return sampled[np.isfinite(sampled)]
 
 
 def _unique_among(symbols: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -68,6 +97,25 @@ def _unique_among(symbols: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     names, counts = np.unique(symbols[candidates], return_counts=True)
     repeated = names[counts > 1]
     return candidates & ~np.isin(symbols, repeated)
+
+
+def gene_filter_mask(
+    expression: Expression, params: GeneFilterParams = GeneFilterParams()
+) -> tuple[np.ndarray, list[tuple[str, int]]]:
+    """(kept-gene mask, funnel) without building the filtered matrix: what the overview needs."""
+    symbols = np.asarray(expression.symbols, dtype=str)
+    max_log, sd = _gene_stats(expression.values)
+    expressed = max_log > params.min_log_tpm  # NaN (a gene with a missing value) is never above
+    variable = expressed & (sd > params.min_sd)
+    standard = np.array([is_standard_symbol(s) for s in symbols], dtype=bool)
+    named = _unique_among(symbols, variable & standard)
+    funnel = [
+        (STEP_ALL, len(symbols)),
+        (STEP_EXPRESSED, int(expressed.sum())),
+        (STEP_VARIABLE, int(variable.sum())),
+        (STEP_NAMED, int(named.sum())),
+    ]
+    return named, funnel
 
 
 def filter_genes(expression: Expression, params: GeneFilterParams = GeneFilterParams()) -> GeneFilterResult:
@@ -78,17 +126,7 @@ def filter_genes(expression: Expression, params: GeneFilterParams = GeneFilterPa
     not repeated among the remaining genes).
     """
     symbols = np.asarray(expression.symbols, dtype=str)
-    max_log, sd = _gene_stats(expression.values)
-    expressed = max_log > params.min_log_tpm
-    variable = expressed & (sd > params.min_sd)
-    standard = np.array([is_standard_symbol(s) for s in symbols], dtype=bool)
-    named = _unique_among(symbols, variable & standard)
-    funnel = [
-        (STEP_ALL, len(symbols)),
-        (STEP_EXPRESSED, int(expressed.sum())),
-        (STEP_VARIABLE, int(variable.sum())),
-        (STEP_NAMED, int(named.sum())),
-    ]
+    named, funnel = gene_filter_mask(expression, params)
     kept = np.flatnonzero(named)
     kept_values = log_tpm(np.asarray(expression.values[kept], dtype=np.float32))
     filtered = Expression(

@@ -18,7 +18,7 @@ from core.cache import cache_key, cached, file_fingerprint, open_cache
 from core.config import Workspace
 from core.dataset import Cohort
 from core.fileio import read_json_object
-from core.genes import GeneFilterParams, filter_genes, log_tpm
+from core.genes import GeneFilterParams, gene_filter_mask, sample_log_tpm
 from core.slides import open_slide
 from core.tiling import tissue_mask
 
@@ -72,11 +72,10 @@ def gene_funnel(ws: Workspace, cohort: Cohort, params: GeneFilterParams,
                     _fingerprint_or_none(cohort.files.histology_csv), asdict(params), sample_values)
 
     def compute() -> tuple[list[tuple[str, int]], np.ndarray]:
-        funnel = [(str(step), int(n)) for step, n in filter_genes(cohort.expression, params).funnel]
-        values = log_tpm(cohort.expression.values).ravel()
-        if values.size > sample_values:
-            values = np.random.default_rng(0).choice(values, size=sample_values, replace=False)
-        return funnel, values.astype(np.float32)
+        # Block-wise (core.genes): the whole logTPM matrix would be GBs of temporaries at GTEx size.
+        _, funnel = gene_filter_mask(cohort.expression, params)
+        values = sample_log_tpm(cohort.expression.values, sample_values, seed=0)
+        return [(str(step), int(n)) for step, n in funnel], values
 
     with open_cache(ws) as cache:
         return cached(cache, key, compute)

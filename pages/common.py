@@ -8,9 +8,9 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from core import jobs
+from core import jobs, load_jobs
 from core.config import WORKSPACE_ENV, Workspace, configured_data_dir, workspace
-from core.dataset import Cohort, load_cohort
+from core.dataset import Cohort, expression_ready, load_cohort
 from core.demo import demo_is_ready
 from core.errors import DataError, JobBusyError
 from core.settings import load_dataset_settings
@@ -71,19 +71,58 @@ def dataset_dir() -> Path:
 
 
 @st.cache_resource(show_spinner="Loading the cohort ...", max_entries=4)
-def _cached_cohort(root: str, stamp: float, donor_column: str) -> Cohort:
-    return load_cohort(Path(root), get_workspace())  # reads the saved donor column itself
+def _cached_cohort(root: str, stamp: float, donor_column: str, parse_limit: int) -> Cohort:
+    # reads the saved donor column itself; a GCT over parse_limit comes from the cache or not at all
+    return load_cohort(Path(root), get_workspace(), gct_parse_limit=parse_limit)
 
 
 def get_cohort(root: Path) -> Cohort:
-    """The cohort, reloaded when the folder's files or its donor column change; bad input stops the page."""
+    """The cohort, reloaded when the folder's files or its donor column change; bad input stops the page.
+
+    A big GCT is never parsed here: until a `load` job has cached it, `expression_pending` is True
+    (see `expression_loader`), and the cohort is reloaded on the first run after the cache is ready."""
+    ws = get_workspace()
     stamp = max((p.stat().st_mtime for p in root.iterdir()), default=0.0) if root.is_dir() else 0.0
-    donor_column = str(load_dataset_settings(get_workspace(), root).get("donor_column") or "")
+    donor_column = str(load_dataset_settings(ws, root).get("donor_column") or "")
+    key = (str(root), stamp, donor_column, load_jobs.PAGE_PARSE_LIMIT_BYTES)
     try:
-        return _cached_cohort(str(root), stamp, donor_column)
+        cohort = _cached_cohort(*key)
+        if cohort.expression_pending and expression_ready(cohort, ws):
+            _cached_cohort.clear()
+            cohort = _cached_cohort(*key)
+        return cohort
     except DataError as exc:
         st.error(f"Could not load the dataset: {exc}")
         st.stop()
+
+
+def expression_loader(cohort: Cohort, root: Path) -> None:
+    """While the cohort's GCT is not cached: start the `load` job (or say why it waits or failed).
+    The running job's progress shows in the page's job panel, which reruns the page when it ends."""
+    if not cohort.expression_pending:
+        return
+    ws = get_workspace()
+    active = jobs.active_job(ws)
+    if active is not None:
+        if active.kind != load_jobs.KIND:
+            st.info(f"The expression matrix is loaded once the running {active.kind} job ends; "
+                    "samples, slides and tissues are shown meanwhile.")
+        return
+    last = load_jobs.last_load(ws, root, cohort.files.expression_gct)
+    if last is not None:  # it ended, yet nothing is cached: say why rather than relaunch in a loop
+        if last.get("state") == "failed":
+            st.error(f"Loading the expression matrix failed: {last.get('error') or 'unknown error'}")
+        elif last.get("state") == "cancelled":
+            st.info("Loading the expression matrix was cancelled.")
+        else:
+            st.warning(f"The expression matrix was read but could not be cached in {ws.cache_dir} "
+                       "(see the load job's log); pages show it once it is cached.")
+        if not st.button("Load the expression matrix again"):
+            return
+    try:
+        load_jobs.launch_load(ws, root)  # the job panel below picks it up on this run
+    except JobBusyError as exc:
+        st.warning(str(exc))
 
 
 def donor_banner(cohort: Cohort) -> None:

@@ -13,7 +13,7 @@ from core.errors import DataError, JobBusyError
 from core.genes import GeneFilterParams
 from core.settings import update_dataset_settings
 from core.tiling import TilingParams, find_tile_index, load_tile_index, read_tile
-from pages.common import dataset_dir, donor_banner, get_cohort, get_workspace, job_panel
+from pages.common import dataset_dir, donor_banner, expression_loader, get_cohort, get_workspace, job_panel
 
 ws = get_workspace()
 root = dataset_dir()
@@ -50,9 +50,10 @@ cols = st.columns(6)
 cols[0].metric("Donors", info["donors"])
 cols[1].metric("Tissues", info["tissues"])
 cols[2].metric("Slides", info["slides"])
-cols[3].metric("With expression", info["samples_with_expression"],
+pending = "loading" if cohort.expression_pending else None  # the GCT is parsed in a background job
+cols[3].metric("With expression", pending or info["samples_with_expression"],
                help="Histology samples whose ID matches an RNA sample")
-cols[4].metric("Joined", info["joined"], help="Slides with both a histology row and expression")
+cols[4].metric("Joined", pending or info["joined"], help="Slides with both a histology row and expression")
 cols[5].metric("Tiles after QC", int(tile_index["passed_qc"].sum()) if tile_index is not None else "—")
 
 if index_path is not None and (errors := summary.tiling_errors(index_path)):
@@ -60,6 +61,7 @@ if index_path is not None and (errors := summary.tiling_errors(index_path)):
         for message in errors.values():
             st.error(message)
 
+expression_loader(cohort, root)
 active = jobs.active_job(ws)
 if active is not None:
     st.subheader(f"Background job: {active.kind}")
@@ -153,7 +155,10 @@ with tab_slides:
 
 
 with tab_genes:
-    if cohort.expression.values.size == 0:
+    if cohort.expression_pending:
+        st.info("The expression matrix is being loaded in a background job (once; then it is cached). "
+                "The gene filters appear here when it is done.")
+    elif cohort.expression.values.size == 0:
         st.info("No expression matrix in this dataset.")
     else:
         c1, c2 = st.columns(2)

@@ -87,7 +87,7 @@ def test_gene_funnel_is_cached_in_diskcache(testdata, tmp_path, ws, monkeypatch)
     funnel, values = summary.gene_funnel(ws, cohort, params)
     assert funnel[0] == ("all genes", 59)
     assert values.size == cohort.expression.values.size
-    monkeypatch.setattr(summary, "filter_genes", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(summary, "gene_filter_mask", lambda *a, **k: pytest.fail("recomputed"))
     assert summary.gene_funnel(ws, cohort, params)[0] == funnel
     with pytest.raises(pytest.fail.Exception):  # new parameters are a new key
         summary.gene_funnel(ws, cohort, GeneFilterParams(min_log_tpm=2.0))
