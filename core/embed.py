@@ -10,6 +10,7 @@ so a cancelled or killed job resumes where it stopped.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import time
 from collections.abc import Callable
@@ -229,14 +230,14 @@ def embed_batches(model, images: np.ndarray, rows: range, batch_size: int, devic
 
 
 def _compute(folder: Path, tiles: pd.DataFrame, source: FeatureSource, ws: Workspace, progress: Progress | None,
-             cancel: Cancel | None, batch_size: int, device, pack_workers: int) -> TileEmbeddings:
+             cancel: Cancel | None, batch_size: int, device, pack_workers: int, read_tile) -> TileEmbeddings:
     import torch
 
     from core.features import calibration_rows, load_feature_model
     from core.models import pick_device
     from core.tilepack import build_tilepack
 
-    pack = build_tilepack(tiles, source.image_size, ws, progress=_checked(progress, cancel, "reading tiles"),
+    pack = build_tilepack(tiles, source.image_size, ws, read_tile, _checked(progress, cancel, "reading tiles"),
                           workers=pack_workers)
     device = torch.device(device) if device is not None else pick_device()
     calibration = np.asarray(pack.images[calibration_rows(len(tiles))]) if source.kind == "random" else None
@@ -276,10 +277,7 @@ def tile_embeddings(
     source: FeatureSource,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
-    *,
-    batch_size: int = 64,
-    device: str | None = None,
-    pack_workers: int = 2,
+    **options,
 ) -> TileEmbeddings:
     """Embeddings of the dataset's selected tiles from `source`, computed once and then read from disk.
 
@@ -287,16 +285,40 @@ def tile_embeddings(
     runs batched inference (CUDA with mixed precision, else MPS, else CPU). `progress(done, total,
     message)` follows tiling, reading and embedding; `cancel()` returning True stops with
     core.jobs.JobCancelled after saving the finished rows, which the next call continues from.
+    `options` go to embed_tiles (batch_size, device, pack_workers).
     """
-    data_dir = Path(data_dir)
-    tiles = dataset_tiles(ws, data_dir, _checked(progress, cancel, "tiling"))
+    tiles = dataset_tiles(ws, Path(data_dir), _checked(progress, cancel, "tiling"))
+    return embed_tiles(ws, tiles, source, progress, cancel, **options)
+
+
+def embed_tiles(
+    ws: Workspace,
+    tiles: pd.DataFrame,
+    source: FeatureSource,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+    *,
+    batch_size: int = 64,
+    device: str | None = None,
+    pack_workers: int = 2,
+    read_tile: Callable[..., np.ndarray] | None = None,
+) -> TileEmbeddings:
+    """tile_embeddings for given tile-index rows (selected_tiles of an index); `read_tile(row, out_size)`
+    replaces core.tiling.read_tile (benchmarks, tests)."""
     folder = _folder(ws, source, tiles)
     hit = _load_complete(folder, tiles, source)
-    if hit is not None:
-        if progress is not None:
-            progress(len(tiles), len(tiles), "embeddings reused from the cache")
-        return hit
-    return _compute(folder, tiles, source, ws, progress, cancel, batch_size, device, pack_workers)
+    if hit is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        # One writer per entry: a page computing in-process and a worker must not fill one partial file.
+        with open(folder / "lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            hit = _load_complete(folder, tiles, source)  # the other writer may have finished meanwhile
+            if hit is None:
+                return _compute(folder, tiles, source, ws, progress, cancel, batch_size, device, pack_workers,
+                                read_tile)
+    if progress is not None:
+        progress(len(tiles), len(tiles), "embeddings reused from the cache")
+    return hit
 
 
 def slide_means(tiles: TileEmbeddings) -> SlideEmbeddings:

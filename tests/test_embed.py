@@ -14,9 +14,17 @@ import pandas as pd
 import pytest
 import torch
 
-from core import embed, features, tilepack
+from core import embed, features, jobs, tilepack
 from core.config import Workspace
-from core.embed import TileEmbeddings, selected_tiles, slide_embeddings, slide_means, tile_embeddings
+from core.embed import (
+    TileEmbeddings,
+    cached_slide_embeddings,
+    selected_tiles,
+    slide_embeddings,
+    slide_means,
+    tile_embeddings,
+)
+from core.embed_jobs import launch_embedding
 from core.features import FeatureSource
 from core.jobs import JobCancelled
 
@@ -175,6 +183,15 @@ def test_cli_embeds_a_cohort_scores_it_and_reuses_the_cache(ws: Workspace, tiny_
         assert key in result
     second = json.loads(embed_cli(ws, *argv).stdout)
     assert second["cached"] is True and second["path"] == result["path"]
+    # What a page sees without tiling or running a model, and the same source launched as a background job.
+    source = FeatureSource(**second["feature_source"])
+    slides = cached_slide_embeddings(ws, tiny_demo, source)
+    assert slides is not None and len(slides.sample_ids) == result["slides"]
+    assert cached_slide_embeddings(ws, tiny_demo, FeatureSource.random("efficientnet_b0", 1, 32)) is None
+    status = jobs.wait(launch_embedding(ws, tiny_demo, source), timeout=240)
+    assert status["state"] == "done", status
+    assert status["kind"] == "embed" and status["result"]["cached"] is True
+    assert status["result"]["source_key"] == source.key
 
 
 def test_cli_bad_options_are_one_line_errors(ws: Workspace, tiny_demo: Path, tmp_path: Path) -> None:
