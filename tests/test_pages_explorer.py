@@ -116,3 +116,31 @@ def _source_of(at: AppTest):
 
     return FeatureSource.random(at.selectbox(key="A-arch").value, int(at.number_input(key="A-seed").value),
                                 int(at.number_input(key="A-size").value))
+
+
+def test_selecting_one_tile_shows_its_image_and_its_slide_with_the_tile_outlined(app_env, monkeypatch):
+    from core.embed import TileEmbeddings, selected_tiles
+    from core.tiling import TilingParams, build_tile_index
+
+    cohort = load_cohort(app_env.demo_dir, app_env)
+    index = build_tile_index(cohort.samples[cohort.samples["has_slide"]], TilingParams(), app_env, workers=1).index
+    tiles = selected_tiles(index)
+    values = np.random.default_rng(0).normal(size=(len(tiles), 6)).astype(np.float32)
+    fake = TileEmbeddings(tiles["tile_id"].to_numpy(), tiles["sample_id"].to_numpy(), values, "fake-tiles",
+                          tiles, path=None)
+    monkeypatch.setattr(embed, "cached_tile_embeddings", lambda ws, data_dir, source: fake)
+    at = _open("pca", level="tiles")
+    _precompute(app_env, MapRequest(level="tiles", params=MapParams(method="pca"), source=_source_of(at)))
+    at.run()
+    assert at.get("plotly_chart") and not at.exception
+    colours = at.selectbox(key="A-colour").options
+    assert "QC: blur" in colours  # QC metrics joined from the tile index
+    chosen = tiles.iloc[3]
+    at.session_state["A-map"] = {"selection": {"points": [{"customdata": [chosen["tile_id"], chosen["sample_id"],
+                                                                          chosen["tissue"]]}],
+                                               "point_indices": [0], "box": [], "lasso": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("1 tile(s) selected" in m.value for m in at.markdown)
+    assert len(at.get("image")) >= 1, [c.value for c in at.caption]  # the tile image
+    assert len(at.get("plotly_chart")) >= 3  # map, PCA curve, slide thumbnail with the tile outlined
