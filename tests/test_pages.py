@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -20,17 +21,21 @@ TINY = {"n_donors": 4, "n_tissues": 4, "slide_size": (1792, 1792), "n_genes": 30
 
 
 @pytest.fixture(scope="module")
-def tiny_ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny demo cohort, generated once per module and only read (each test links it into its own workspace)."""
     ws = workspace(tmp_path_factory.mktemp("pages") / "workspace")
-    ensure_demo_cohort(ws, **TINY)
-    return ws
+    return ensure_demo_cohort(ws, **TINY)
 
 
 @pytest.fixture
-def app_env(tiny_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    monkeypatch.setenv("HISTOGENE_WORKSPACE", str(tiny_ws.root))
+def app_env(tiny_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """A fresh workspace per test (no tile index, cache, runs or jobs from other tests) with the demo
+    cohort hard-linked in, so no test depends on what ran before it."""
+    ws = workspace(tmp_path / "workspace")
+    shutil.copytree(tiny_demo, ws.demo_dir, copy_function=os.link, dirs_exist_ok=True)
+    monkeypatch.setenv("HISTOGENE_WORKSPACE", str(ws.root))
     monkeypatch.delenv("HISTOGENE_DATA", raising=False)
-    return tiny_ws
+    return ws
 
 
 def _run(page: str | None = None) -> AppTest:
@@ -62,6 +67,42 @@ def test_overview_after_tiling_shows_qc_and_examples(app_env):
     tissues = [s for s in at.selectbox if s.label == "Example tiles of"]
     assert tissues and set(tissues[0].options) == set(result.index["tissue"].unique())
     assert len(at.get("image")) >= 1  # example tiles drew
+
+
+def test_overview_rerun_rebuilds_no_figure_and_reads_no_slide(app_env, monkeypatch):
+    # A rerun (every click) rebuilt every Plotly figure, re-read example tiles and re-hashed slides:
+    # seconds per run. Now it reuses them while the index and the slides are unchanged.
+    import streamlit as st
+
+    import core.cache
+    from core import figures, tiling
+
+    cohort = load_cohort(app_env.demo_dir, app_env)
+    build_tile_index(cohort.samples[cohort.samples["has_slide"]], TilingParams(), app_env, workers=1)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    calls: list[str] = []
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls.append(name)
+            return fn(*args, **kwargs)
+        return wrapper
+
+    for name in ("per_tissue_counts_bar", "breakdown_bar", "qc_funnel", "rejections_per_tissue",
+                 "thumbnail_with_tiles", "gene_filter_funnel", "log_tpm_histogram"):
+        monkeypatch.setattr(figures, name, counted(name, getattr(figures, name)))
+    monkeypatch.setattr(tiling, "read_tile", counted("read_tile", tiling.read_tile))
+    monkeypatch.setattr(core.cache, "_content_fingerprint",
+                        counted("hash", core.cache._content_fingerprint))
+    at = _run()
+    first = set(calls)
+    assert {"per_tissue_counts_bar", "qc_funnel", "thumbnail_with_tiles", "log_tpm_histogram"} <= first
+    calls.clear()
+    at.run()
+    assert not at.exception
+    assert calls == [], f"a rerun rebuilt or re-read: {sorted(set(calls))}"
+    assert len(at.get("plotly_chart")) >= 8 and len(at.get("image")) >= 1  # still all drawn
 
 
 def test_overview_shows_a_clear_error_for_a_bad_dataset(app_env, tmp_path, monkeypatch):
@@ -141,7 +182,8 @@ def test_launch_from_the_form_starts_a_worker_that_can_be_cancelled(app_env):
 
 
 def test_a_second_launch_is_refused_naming_the_running_job(app_env):
-    blocker = jobs.launch(app_env, "demo", ["jobs", "--sleep-demo", "30", "--step-s", "0.2"],
+    # Long enough to outlast a slow first page run on a loaded machine; cancelled at the end.
+    blocker = jobs.launch(app_env, "demo", ["jobs", "--sleep-demo", "3000", "--step-s", "0.2"],
                           module="tests.jobs_worker")
     try:
         before = set(app_env.runs_dir.glob("*"))

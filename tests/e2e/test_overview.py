@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
-from tests.e2e.conftest import assert_no_exception, screenshot, wait_for_app
+import pytest
+
+from tests.e2e.conftest import assert_no_exception, running_app, screenshot, wait_for_app
 
 
 def test_overview_renders_charts_without_exception(page, app_url):
@@ -18,14 +24,24 @@ def test_overview_renders_charts_without_exception(page, app_url):
     screenshot(page, "overview")
 
 
-def test_tiling_launched_from_the_page_fills_the_qc_tab(page, app_url):
-    page.goto(app_url)
+@pytest.fixture
+def untiled_app_url(e2e_workspace: Path, tmp_path: Path) -> Iterator[str]:
+    """A server on a fresh workspace holding only the demo cohort (hard-linked from the session's), so the
+    page must offer tiling whatever the other browser tests tiled or trained before."""
+    root = tmp_path / "workspace"
+    shutil.copytree(e2e_workspace / "demo", root / "demo", copy_function=os.link)
+    with running_app(root) as url:
+        yield url
+
+
+def test_tiling_launched_from_the_page_fills_the_qc_tab(page, untiled_app_url):
+    page.goto(untiled_app_url)
     wait_for_app(page)
-    button = page.get_by_role("button", name="Tile the slides (QC + balanced sampling)")
-    if button.count():
-        button.click()
-    # The job panel refreshes itself; when the worker ends the page reruns with the new index.
     tiles_metric = page.locator("[data-testid='stMetric']", has_text="Tiles after QC")
+    assert "—" in tiles_metric.inner_text(), "the fresh workspace must start untiled"
+    button = page.get_by_role("button", name="Tile the slides (QC + balanced sampling)")
+    button.click(timeout=30_000)  # must be offered: no tile index yet
+    # The job panel refreshes itself; when the worker ends the page reruns with the new index.
     deadline = time.time() + 400
     while time.time() < deadline and "—" in tiles_metric.inner_text():
         time.sleep(2)
