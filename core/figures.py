@@ -59,8 +59,14 @@ def gene_filter_funnel(funnel: Sequence[tuple[str, int]]) -> go.Figure:
 
 
 def log_tpm_histogram(log_tpm: np.ndarray, threshold: float | None = None, bins: int = 60) -> go.Figure:
-    """Distribution of logTPM = log2(1 + TPM) values, with the expression threshold marked."""
-    fig = go.Figure(go.Histogram(x=np.asarray(log_tpm).ravel(), nbinsx=bins, marker_color="#8e3b8f"))
+    """Distribution of logTPM = log2(1 + TPM) values, with the expression threshold marked.
+
+    Binned here, not in the browser: a go.Histogram ships every value (200,000) in the page's JSON.
+    """
+    values = np.asarray(log_tpm, dtype=np.float64).ravel()
+    counts, edges = np.histogram(values[np.isfinite(values)], bins=bins)
+    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), marker_color="#8e3b8f"))
+    fig.update_layout(bargap=0)
     if threshold is not None:
         fig.add_vline(x=threshold, line_dash="dash", annotation_text=f"logTPM > {threshold:g}")
     fig.update_xaxes(title="log2(1 + TPM)")

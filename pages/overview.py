@@ -7,12 +7,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import figures, jobs, summary
+from core import jobs, summary
 from core.dataset import cohort_info
 from core.errors import DataError, JobBusyError
 from core.genes import GeneFilterParams
 from core.settings import update_dataset_settings
-from core.tiling import TilingParams, find_tile_index, load_tile_index, read_tile
+from core.tiling import TilingParams, find_tile_index
+from pages import overview_cache as cached
 from pages.common import dataset_dir, donor_banner, expression_loader, get_cohort, get_workspace, job_panel
 
 ws = get_workspace()
@@ -38,13 +39,12 @@ if cohort.histology_columns:
         st.rerun()
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _tile_index(path: str) -> pd.DataFrame:
-    return load_tile_index(Path(path))
-
-
+# A rerun costs one stat per slide here (fingerprints are memoized by stat), and the figures, example
+# tiles and thumbnails below are cached by the index's and slides' identities (pages/overview_cache.py).
 index_path = find_tile_index(cohort.samples[cohort.samples["has_slide"]], TilingParams(), ws)
-tile_index = _tile_index(str(index_path)) if index_path else None
+index_key = cached.index_key(index_path) if index_path else None
+tile_index = cached.tile_index(index_key) if index_key else None
+qc = cached.qc_view(index_key, tile_index) if index_key else None
 
 cols = st.columns(6)
 cols[0].metric("Donors", info["donors"])
@@ -54,7 +54,7 @@ pending = "loading" if cohort.expression_pending else None  # the GCT is parsed 
 cols[3].metric("With expression", pending or info["samples_with_expression"],
                help="Histology samples whose ID matches an RNA sample")
 cols[4].metric("Joined", pending or info["joined"], help="Slides with both a histology row and expression")
-cols[5].metric("Tiles after QC", int(tile_index["passed_qc"].sum()) if tile_index is not None else "—")
+cols[5].metric("Tiles after QC", qc["passed"] if qc is not None else "—")
 
 if index_path is not None and (errors := summary.tiling_errors(index_path)):
     with st.expander(f"{len(errors)} slide(s) could not be tiled; the others were", icon=":material/warning:"):
@@ -78,35 +78,30 @@ elif tile_index is None:
 tab_cohort, tab_tiles, tab_slides, tab_genes = st.tabs(["Cohort", "Tiles and QC", "Slide browser", "Genes"])
 
 with tab_cohort:
-    st.plotly_chart(figures.per_tissue_counts_bar(summary.per_tissue_table(info, tile_index)), width="stretch")
+    st.plotly_chart(cached.per_tissue_figure(info, index_key, tile_index), width="stretch")
     demo_cols = st.columns(3)
-    for col, (title, values) in zip(demo_cols, summary.demographics(cohort.samples).items(), strict=False):
-        col.plotly_chart(figures.breakdown_bar(values, title), width="stretch")
+    for col, fig in zip(demo_cols, cached.demographic_figures(summary.demographics(cohort.samples)), strict=False):
+        col.plotly_chart(fig, width="stretch")
 
 with tab_tiles:
-    if tile_index is None:
+    if qc is None:
         st.info("Tile the slides to see the QC funnel and example tiles.")
     else:
-        rejected = tile_index.loc[~tile_index["passed_qc"], "reason"].value_counts().to_dict()
         left, right = st.columns(2)
-        left.plotly_chart(figures.qc_funnel(len(tile_index), rejected), width="stretch")
-        right.plotly_chart(figures.rejections_per_tissue(tile_index), width="stretch")
-        tissue = st.selectbox("Example tiles of", sorted(tile_index["tissue"].unique()))
-        examples = summary.example_tiles(tile_index, tissue)
-        for outcome, rows in examples.items():
-            st.markdown(f"**{outcome.capitalize()}** ({len(rows)} shown)")
-            if rows.empty:
+        left.plotly_chart(qc["funnel"], width="stretch")
+        right.plotly_chart(qc["rejections"], width="stretch")
+        tissue = st.selectbox("Example tiles of", qc["tissues"])
+        for outcome, shown in cached.example_tiles(index_key, tissue, tile_index).items():
+            st.markdown(f"**{outcome.capitalize()}** ({len(shown)} shown)")
+            if not shown:
                 st.caption("none")
                 continue
             tile_cols = st.columns(6)
-            for col, row in zip(tile_cols, rows.itertuples(), strict=False):
-                try:
-                    image = read_tile(row._asdict(), out_size=160)
-                except DataError as exc:
-                    col.caption(str(exc))
-                    continue
-                caption = row.sample_id if outcome == "passed" else f"{row.reason} · {row.sample_id}"
-                col.image(image, caption=caption, width="stretch")
+            for col, (image, caption) in zip(tile_cols, shown, strict=False):
+                if isinstance(image, str):  # the tile could not be read: its DataError
+                    col.caption(image)
+                else:
+                    col.image(image, caption=caption, width="stretch")
 
 
 def slide_facts(meta: dict) -> pd.Series:
@@ -132,14 +127,12 @@ with tab_slides:
         sample_id = st.selectbox("Slide", with_slides["sample_id"].tolist())
         row = with_slides.set_index("sample_id").loc[sample_id]
         try:
-            shown = summary.slide_thumbnail(ws, row["slide_path"])
-            thumb, scale, mask, meta = shown["thumb"], shown["scale"], shown["mask"], shown["meta"]
+            figure, meta = cached.slide_view(ws, row["slide_path"], tile_index, index_key, sample_id)
         except DataError as exc:
             st.error(str(exc))
         else:
-            tiles = tile_index[tile_index["sample_id"] == sample_id] if tile_index is not None else pd.DataFrame()
             left, right = st.columns([2, 1])
-            left.plotly_chart(figures.thumbnail_with_tiles(thumb, scale, tiles, mask), width="stretch")
+            left.plotly_chart(figure, width="stretch")
             right.markdown(f"**{row['tissue']}** · donor `{row['subject_id']}`")
             right.markdown(f"Sex {row.get('sex', '—')} · age {row.get('age_bracket', '—')} · "
                            f"{row.get('hardy_scale', '—')}")
@@ -164,7 +157,8 @@ with tab_genes:
         c1, c2 = st.columns(2)
         min_log_tpm = c1.number_input("Expressed: logTPM above", value=5.0, step=0.5)
         min_sd = c2.number_input("Variable: SD above", value=0.5, step=0.1)
-        funnel, sample = summary.gene_funnel(ws, cohort, GeneFilterParams(min_log_tpm=min_log_tpm, min_sd=min_sd))
+        params = GeneFilterParams(min_log_tpm=min_log_tpm, min_sd=min_sd)
+        funnel_figure, histogram = cached.gene_view(ws, cohort, params)
         left, right = st.columns(2)
-        left.plotly_chart(figures.gene_filter_funnel(funnel), width="stretch")
-        right.plotly_chart(figures.log_tpm_histogram(sample, threshold=min_log_tpm), width="stretch")
+        left.plotly_chart(funnel_figure, width="stretch")
+        right.plotly_chart(histogram, width="stretch")

@@ -51,6 +51,18 @@ def test_qc_funnel_counts_down_through_the_stages():
     assert x[0] == 100 and x[-1] == 85 and len(x) == 1 + len(QC_STAGES)  # every stage shown, even at 0
 
 
+def test_log_tpm_histogram_ships_bins_not_values():
+    # 200,000 sampled values used to travel in the page's JSON on every rerun; 60 bins carry the same picture.
+    values = np.random.default_rng(0).normal(6.0, 2.0, 200_000)
+    values[:5] = np.nan
+    fig = figures.log_tpm_histogram(values, threshold=5.0, bins=60)
+    bars = fig.data[0]
+    assert len(bars.x) == len(bars.y) == 60
+    assert int(np.sum(bars.y)) == 200_000 - 5  # every finite value counted once
+    counts, edges = np.histogram(values[5:], bins=60)
+    assert np.array_equal(bars.y, counts) and np.allclose(bars.x, (edges[:-1] + edges[1:]) / 2)
+
+
 def test_thumbnail_outlines_each_tile_outcome():
     fig = figures.thumbnail_with_tiles(np.full((64, 64, 3), 255, np.uint8), 100.0, _index(),
                                        mask=np.zeros((64, 64), bool))

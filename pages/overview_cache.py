@@ -1,0 +1,106 @@
+"""What a rerun of the overview would otherwise rebuild, cached in the server process.
+
+Streamlit reruns the whole page on every click, and building Plotly figures (templates, validation)
+cost seconds per run. Each builder here is keyed by cheap identities only: a file's stat (path,
+size, mtime) or its memoized content fingerprint, and small tables hashed by Streamlit; the big
+inputs (tile index, cohort) are passed as `_`-prefixed arguments, which Streamlit does not hash.
+`st.cache_resource` hands back the same object each run (no copy): callers treat results as
+read-only, and `st.plotly_chart` copies a figure before it serializes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import figures, summary, tiling
+from core.cache import file_fingerprint
+from core.config import Workspace
+from core.dataset import Cohort
+from core.errors import DataError
+from core.genes import GeneFilterParams
+
+# (path, size, mtime_ns, inode): any rewrite of the index file moves its stat, so the stat names its content.
+IndexKey = tuple[str, int, int, int]
+
+
+def index_key(path: Path) -> IndexKey:
+    stat = path.stat()
+    return str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def tile_index(key: IndexKey) -> pd.DataFrame:
+    """The saved tile index (read-only: shared by every session and rerun)."""
+    return tiling.load_tile_index(Path(key[0]))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def per_tissue_figure(info: dict[str, Any], key: IndexKey | None, _index: pd.DataFrame | None) -> go.Figure:
+    return figures.per_tissue_counts_bar(summary.per_tissue_table(info, _index))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def demographic_figures(values: dict[str, pd.Series]) -> list[go.Figure]:
+    return [figures.breakdown_bar(series, title) for title, series in values.items()]
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def qc_view(key: IndexKey, _index: pd.DataFrame) -> dict[str, Any]:
+    """Passed count, QC funnel, rejections per tissue and the tissue list of one tile index."""
+    rejected = _index.loc[~_index["passed_qc"], "reason"].value_counts().to_dict()
+    return {
+        "passed": int(_index["passed_qc"].sum()),
+        "funnel": figures.qc_funnel(len(_index), rejected),
+        "rejections": figures.rejections_per_tissue(_index),
+        "tissues": sorted(_index["tissue"].unique()),
+    }
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def example_tiles(key: IndexKey, tissue: str, _index: pd.DataFrame) -> dict[str, list[tuple[Any, str]]]:
+    """Per outcome, (160 px image or the DataError text, caption) of the example tiles of one tissue."""
+    shown: dict[str, list[tuple[Any, str]]] = {}
+    for outcome, rows in summary.example_tiles(_index, tissue).items():
+        shown[outcome] = []
+        for row in rows.itertuples():
+            caption = row.sample_id if outcome == "passed" else f"{row.reason} · {row.sample_id}"
+            try:
+                shown[outcome].append((tiling.read_tile(row._asdict(), out_size=160), caption))
+            except DataError as exc:
+                shown[outcome].append((str(exc), caption))
+    return shown
+
+
+def slide_view(ws: Workspace, slide_path: str, index: pd.DataFrame | None,
+               key: IndexKey | None, sample_id: str) -> tuple[go.Figure, dict[str, Any]]:
+    """Thumbnail figure with the tile grid, and the slide's metadata (DataError for an unreadable slide)."""
+    return _slide_view(str(ws.root), slide_path, file_fingerprint(slide_path), key, sample_id, ws, index)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _slide_view(root: str, slide_path: str, fingerprint: str, key: IndexKey | None, sample_id: str,
+                _ws: Workspace, _index: pd.DataFrame | None) -> tuple[go.Figure, dict[str, Any]]:
+    shown = summary.slide_thumbnail(_ws, slide_path)
+    tiles = _index[_index["sample_id"] == sample_id] if _index is not None else pd.DataFrame()
+    return figures.thumbnail_with_tiles(shown["thumb"], shown["scale"], tiles, shown["mask"]), shown["meta"]
+
+
+def gene_view(ws: Workspace, cohort: Cohort, params: GeneFilterParams) -> tuple[go.Figure, go.Figure]:
+    """Gene-filter funnel and logTPM histogram, keyed by the GCT's and CSV's fingerprints."""
+    files = cohort.files
+    fingerprints = tuple(file_fingerprint(p) if p is not None and Path(p).is_file() else None
+                         for p in (files.expression_gct, files.histology_csv))
+    return _gene_view(str(ws.root), fingerprints, params.min_log_tpm, params.min_sd, ws, cohort)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _gene_view(root: str, fingerprints: tuple[str | None, ...], min_log_tpm: float, min_sd: float,
+               _ws: Workspace, _cohort: Cohort) -> tuple[go.Figure, go.Figure]:
+    funnel, sample = summary.gene_funnel(_ws, _cohort, GeneFilterParams(min_log_tpm=min_log_tpm, min_sd=min_sd))
+    return figures.gene_filter_funnel(funnel), figures.log_tpm_histogram(np.asarray(sample), threshold=min_log_tpm)
