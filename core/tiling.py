@@ -22,34 +22,40 @@ uint8 pack from `read_tile`, so the slides are read once per pack, not per epoch
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
+import warnings
 import zlib
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 from core.cache import cache_key, file_fingerprint
 from core.config import Workspace, workspace
 from core.dataset import UNKNOWN_TISSUE
-from core.errors import DataError
+from core.errors import DataError, DataWarning
 from core.fileio import atomic_path, atomic_write_json, read_json_object
-from core.qc import METRIC_COLUMNS, QC_STAGES, QcParams, read_and_qc
+from core.qc import METRIC_COLUMNS, QC_STAGES, QcParams
+from core.settings import load_dataset_settings, update_dataset_settings
 from core.slides import Slide, open_slide
+from core.tile_mask import DEFAULT_THUMB_UM_PER_PX, stained_pixels, tissue_mask
+from core.tile_parts import TilePart, load_part, part_key
+from core.tile_run import SlideOutcome, SlideTask, next_batch, run_slides
+
+__all__ = ["DEFAULT_THUMB_UM_PER_PX", "stained_pixels", "tissue_mask"]  # re-exported from core.tile_mask
 
 INDEX_COLUMNS = {
     "sample_id": "string",
     "tissue": "string",
     "subject_id": "string",
     "slide_path": "string",
+    "scene": "int32",  # extension of the contract: which scene of a multi-scene file (CZI, SCN)
     "level": "int32",
     "x": "int64",
     "y": "int64",
@@ -68,15 +74,13 @@ INDEX_COLUMNS = {
     "selected": "bool",
 }
 REQUIRED_SAMPLE_COLUMNS = ("sample_id", "tissue", "subject_id", "slide_path")
-
-# Microns per thumbnail pixel assumed when a caller gives none: a 1024 px thumbnail of a
-# ~3,500 px demo slide at 0.5 um/px.
-DEFAULT_THUMB_UM_PER_PX = 1.75
+# Stands for "not read yet, more may pass" in the quota allocation.
+_UNKNOWN_AVAILABLE = 10**9
 
 
 @dataclass(frozen=True)
 class TilingParams(QcParams):
-    tile_size: int = 448
+    tile_size: int = 448  # px, at 10 / magnification µm per px: 448 px = 224 µm at 20x
     magnification: float = 20.0
     tiles_per_slide: int = 100
     tissue_target: int = 5000
@@ -84,6 +88,45 @@ class TilingParams(QcParams):
     # Tissue mask on the thumbnail: HSV saturation above this is stained tissue.
     mask_saturation: float = 0.07
     min_tissue_fraction: float = 0.5
+    # Full grid: QC every tissue cell (maps, heatmaps). Default: per slide, cells in a seeded random
+    # order until its quota from balanced sampling has passed (the study keeps 100 tiles per slide).
+    all_tiles: bool = False
+
+
+def params_to_dict(params: TilingParams) -> dict[str, Any]:
+    return asdict(params)
+
+
+def params_from_dict(values: Mapping[str, Any]) -> TilingParams:
+    """TilingParams from saved JSON (unknown keys ignored, lists back to tuples); DataError when invalid."""
+    known = {f.name: f for f in dataclasses.fields(TilingParams)}
+    kwargs = {name: (tuple(value) if isinstance(value, list) else value)
+              for name, value in values.items() if name in known}
+    try:
+        return TilingParams(**kwargs)
+    except TypeError as exc:
+        raise DataError(None, f"saved tiling parameters are invalid ({exc})") from exc
+
+
+def dataset_tiling_params(ws: Workspace, data_dir: str | Path) -> TilingParams:
+    """The tiling parameters of the index `data_dir` uses (core.settings key `tiling`; else the defaults).
+
+    Training, the overview and the explorer all look the index up with these, so an index built with
+    `tiles --tile-size ...` is the one they use.
+    """
+    saved = load_dataset_settings(ws, data_dir).get("tiling")
+    if not isinstance(saved, dict):
+        return TilingParams()
+    try:
+        return params_from_dict(saved)
+    except DataError as exc:
+        warnings.warn(f"{data_dir}: {exc}; using the default tiling parameters", DataWarning, stacklevel=2)
+        return TilingParams()
+
+
+def record_dataset_tiling_params(ws: Workspace, data_dir: str | Path, params: TilingParams) -> None:
+    """Make `params` the tiling the dataset uses from now on."""
+    update_dataset_settings(ws, data_dir, tiling=params_to_dict(params))
 
 
 @dataclass
@@ -94,163 +137,6 @@ class TileIndexResult:
 
 
 ProgressFn = Callable[[int, int, str], None]
-
-
-# ---------------------------------------------------------------------------------------------
-# Pixels: tissue mask and per-tile QC metrics
-
-
-def _disk(radius: int) -> np.ndarray:
-    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
-    return x * x + y * y <= radius * radius
-
-
-def stained_pixels(thumbnail: np.ndarray, saturation: float = 0.07) -> np.ndarray:
-    """Boolean mask of stained pixels: HSV saturation above `saturation`, value below glass-white."""
-    if thumbnail.ndim != 3 or thumbnail.shape[2] < 3:
-        raise DataError(None, f"thumbnail must be an RGB image (H, W, 3), got shape {thumbnail.shape}")
-    planes = np.ascontiguousarray(np.moveaxis(thumbnail[..., :3], 2, 0))  # planar: 10x faster max/min
-    top = np.maximum(np.maximum(planes[0], planes[1]), planes[2]).astype(np.int16)
-    spread = top - np.minimum(np.minimum(planes[0], planes[1]), planes[2])
-    return (spread > saturation * top) & (top < 0.95 * 255)  # no hue needed
-
-
-def tissue_mask(
-    thumbnail: np.ndarray,
-    saturation: float = 0.07,
-    um_per_px: float = DEFAULT_THUMB_UM_PER_PX,
-    grid_um: float = 8.0,
-    close_um: float = 16.0,
-    min_area_um2: float = 5_000.0,
-) -> np.ndarray:
-    """Boolean mask of tissue on a thumbnail of `um_per_px` microns per pixel (same shape).
-
-    Fat and lung are mostly empty space inside thin stained membranes: an opening (the old
-    speck filter) erases the membranes and with them whole fat lobules. Instead the stained
-    pixels are pooled on a coarse `grid_um` grid (a membrane marks its block), a closing of
-    `close_um` reconnects broken membranes, and filling holes turns every enclosed lumen,
-    adipocyte or alveolus into tissue. Glass around the tissue is not enclosed and stays out;
-    pieces under `min_area_um2` (dust, specks, stray cells) are dropped.
-    """
-    stained = stained_pixels(thumbnail, saturation)
-    height, width = stained.shape
-    block = max(1, round(grid_um / um_per_px))
-    rows, cols = -(-height // block), -(-width // block)
-    padded = np.zeros((rows * block, cols * block), np.uint16)
-    padded[:height, :width] = stained
-    # A block is stained when a few of its pixels are (one is noise at block = 1, a membrane is more).
-    least = 1 if block < 3 else 2
-    coarse = padded.reshape(rows, block, cols, block).sum(axis=(1, 3)) >= least
-    block_um = block * um_per_px
-    radius = max(1, round(close_um / block_um))
-    # Padding first, so closing does not glue tissue to the image border.
-    coarse = ndimage.binary_closing(np.pad(coarse, radius), structure=_disk(radius))[radius:-radius, radius:-radius]
-    coarse = ndimage.binary_fill_holes(coarse)
-    labels, count = ndimage.label(coarse)
-    if count:
-        areas = np.bincount(labels.ravel())[1:] * block_um**2
-        coarse = np.concatenate([[False], areas >= min_area_um2])[labels]
-    return np.repeat(np.repeat(coarse, block, axis=0), block, axis=1)[:height, :width]
-
-
-# ---------------------------------------------------------------------------------------------
-# One slide: grid, candidates, QC
-
-
-def _level_for(slide: Slide, downsample: float) -> int:
-    """The pyramid level slideio reads for this downsample: the coarsest one not below it."""
-    best = 0
-    for index, (_, _, level_downsample) in enumerate(slide.info.levels):
-        if level_downsample <= downsample * 1.01:
-            best = index
-    return best
-
-
-def _candidate_cells(slide: Slide, read_size: int, params: TilingParams) -> list[tuple[int, int, float]]:
-    """(x, y, tissue_fraction) of full grid cells whose thumbnail footprint is mostly tissue."""
-    info = slide.info
-    columns, rows = info.width // read_size, info.height // read_size
-    if columns == 0 or rows == 0:
-        return []
-    # Enough thumbnail pixels that each tile spans at least ~8 of them, within memory reason.
-    max_side = min(4096, max(1024, math.ceil(max(info.width, info.height) * 8 / read_size)))
-    thumb, scale = slide.thumbnail(max_side)
-    mask = tissue_mask(thumb, params.mask_saturation, um_per_px=scale * info.mpp).astype(np.float64)
-    integral = np.pad(mask.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    cells = []
-    for row in range(rows):
-        for col in range(columns):
-            x, y = col * read_size, row * read_size
-            x0, y0 = int(x / scale), int(y / scale)
-            x1 = max(x0 + 1, min(mask.shape[1], int(round((x + read_size) / scale))))
-            y1 = max(y0 + 1, min(mask.shape[0], int(round((y + read_size) / scale))))
-            area = (x1 - x0) * (y1 - y0)
-            inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-            fraction = float(inside / area)
-            if fraction >= params.min_tissue_fraction:
-                cells.append((x, y, fraction))
-    return cells
-
-
-def tile_slide(sample: Mapping[str, Any], params: TilingParams) -> dict[str, Any]:
-    """Rows of one slide's candidate tiles with QC metrics, plus slide facts for the summary."""
-    path = str(sample["slide_path"])
-    tissue = str(sample.get("tissue") or UNKNOWN_TISSUE)
-    with open_slide(path) as slide:
-        info = slide.info
-        read_size = max(1, round(params.tile_size * info.magnification / params.magnification))
-        notes = list(info.warnings)
-        if read_size < params.tile_size:
-            notes.append(
-                f"slide is {info.magnification:g}x, below the {params.magnification:g}x asked: tiles are upsampled"
-            )
-        level = _level_for(slide, read_size / params.tile_size)
-        cells = _candidate_cells(slide, read_size, params)
-        xs = np.array([c[0] for c in cells], dtype=np.int64)
-        ys = np.array([c[1] for c in cells], dtype=np.int64)
-        qc = read_and_qc(slide, xs, ys, read_size, params.tile_size, params, tissue)
-        rows = [
-            {
-                "sample_id": str(sample["sample_id"]),
-                "tissue": tissue,
-                "subject_id": str(sample.get("subject_id") or ""),
-                "slide_path": path,
-                "level": level,
-                "x": int(x),
-                "y": int(y),
-                "read_size": read_size,
-                "tile_size": params.tile_size,
-                "tissue_fraction": fraction,
-                **{name: float(qc[name][i]) for name in METRIC_COLUMNS},
-                "passed_qc": bool(qc["passed_qc"][i]),
-                "reason": str(qc["reason"][i]),
-                "selected": False,
-            }
-            for i, (x, y, fraction) in enumerate(cells)
-        ]
-    slide_facts = {
-        "magnification": info.magnification,
-        "magnification_assumed": info.magnification_assumed,
-        "mpp": info.mpp,
-        "mpp_assumed": info.mpp_assumed,
-        "width": info.width,
-        "height": info.height,
-        "read_size": read_size,
-        "warnings": notes,
-    }
-    if not rows:
-        slide_facts["note"] = "no tissue found: no grid cell reached the tissue fraction threshold"
-    return {"rows": rows, "slide": slide_facts}
-
-
-def _tile_slide_safely(sample: dict[str, Any], params: TilingParams) -> dict[str, Any]:
-    """Worker entry: one bad slide becomes an error entry instead of stopping the pool."""
-    try:
-        return tile_slide(sample, params)
-    except DataError as exc:
-        return {"error": str(exc)}
-    except Exception as exc:  # a codec crash on one slide must not lose the others
-        return {"error": f"{sample.get('slide_path')}: unexpected {type(exc).__name__}: {exc}"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,13 +190,6 @@ def select_balanced(index: pd.DataFrame, params: TilingParams) -> np.ndarray:
 
 def _empty_index() -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in INDEX_COLUMNS.items()})
-
-
-def _as_index(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    if not rows:
-        return _empty_index()
-    frame = pd.DataFrame(rows, columns=list(INDEX_COLUMNS))
-    return frame.astype(INDEX_COLUMNS).reset_index(drop=True)
 
 
 def tiling_summary(index: pd.DataFrame, path: str | Path | None = None) -> dict[str, Any]:
@@ -398,8 +277,8 @@ def load_tile_index(path: str | Path) -> pd.DataFrame:
 def _load_saved(folder: Path) -> TileIndexResult | None:
     summary_path, index_path = folder / "summary.json", folder / "index.parquet"
     summary = read_json_object(summary_path)
-    if summary is None or not index_path.is_file():
-        return None
+    if summary is None or not index_path.is_file() or summary.get("transient"):
+        return None  # half saved, or some slides failed for a reason that may pass: tile them again
     try:
         index = pd.read_parquet(index_path)
     except Exception:  # a damaged save is rebuilt, never fatal
@@ -419,42 +298,155 @@ def _save(folder: Path, index: pd.DataFrame, summary: dict[str, Any]) -> Path:
     return index_path
 
 
-def _run_slides(
-    tasks: list[dict[str, Any]], params: TilingParams, progress: ProgressFn | None, workers: int
-) -> dict[str, dict[str, Any]]:
-    """Tile every slide, in a process pool when workers > 1, reporting progress as slides finish."""
-    results: dict[str, dict[str, Any]] = {}
-    total = len(tasks)
+def _parts_dir(ws: Workspace) -> Path:
+    return ws.tiles_dir / "parts"
 
-    def finished(sample_id: str, outcome: dict[str, Any]) -> None:
-        results[sample_id] = outcome
-        if progress is not None:
-            if "error" in outcome:
-                message = f"{sample_id}: error"
+
+def _needs_work(task: SlideTask, target: int | None) -> bool:
+    part = task.part
+    return part is None or (part.plan is not None and next_batch(part, target, 1) > 0)
+
+
+def _quota_caps(tasks: list[SlideTask], params: TilingParams) -> dict[str, int]:
+    """Passed tiles each slide must reach: balanced sampling with unread slides counted as unlimited,
+    so a tissue whose slides run short asks the others for more until it reaches its target."""
+    caps: dict[str, int] = {}
+    by_tissue: dict[str, list[SlideTask]] = {}
+    for task in tasks:
+        by_tissue.setdefault(task.tissue, []).append(task)
+    for group in by_tissue.values():
+        group.sort(key=lambda task: task.sample_id)
+        available = np.array([
+            int(task.part.passed.sum()) if task.part is not None and task.part.exhausted else _UNKNOWN_AVAILABLE
+            for task in group
+        ], dtype=np.int64)
+        take = _allocate(available, params.tiles_per_slide, params.tissue_target)
+        caps |= {task.sample_id: int(count) for task, count in zip(group, take, strict=True)}
+    return caps
+
+
+def _tile_parts(
+    tasks: list[SlideTask], params: TilingParams, ws: Workspace, workers: int, progress: ProgressFn | None
+) -> tuple[dict[str, SlideOutcome], dict[str, int]]:
+    """Bring every slide's part to what balanced sampling needs (or the full grid); outcomes and caps."""
+    outcomes: dict[str, SlideOutcome] = {}
+    pending = []
+    for task in tasks:
+        if task.part is not None and task.part.error is not None:  # a cached DataError about the file
+            outcomes[task.sample_id] = SlideOutcome(part=task.part, error=task.part.error)
+        else:
+            pending.append(task)
+    total, finished = len(tasks), 0
+    caps: dict[str, int] = {}
+    for round_number in range(1_000):
+        caps = {} if params.all_tiles else _quota_caps(pending, params)
+        work = [task for task in pending if _needs_work(task, caps.get(task.sample_id))]
+        if round_number == 0 and progress is not None and len(work) < total:
+            finished = total - len(work)
+            progress(finished, total, f"{finished} slide(s) reused from the per-slide cache")
+        if not work:
+            break
+        for task in work:
+            task.target = caps.get(task.sample_id)
+
+        def slide_done(task: SlideTask, outcome: SlideOutcome, first: bool = round_number == 0) -> None:
+            nonlocal finished
+            if progress is None:
+                return
+            if outcome.error is not None:
+                message = f"{task.sample_id}: error"
             else:
-                kept = sum(row["passed_qc"] for row in outcome["rows"])
-                message = f"{sample_id}: {kept} kept of {len(outcome['rows'])}"
-            progress(len(results), total, message)
+                part = outcome.part
+                message = f"{task.sample_id}: {int(part.passed.sum())} kept of {part.considered}"
+            if first:
+                finished += 1
+                progress(finished, total, message)
+            else:
+                progress(total, total, f"topping up the tissue target: {message}")
 
-    if workers <= 1 or total <= 1:
-        for task in tasks:
-            finished(task["sample_id"], _tile_slide_safely(task, params))
-        return results
-    # spawn, not fork: the UI and job runners have threads, and slideio handles must not be shared.
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-    try:
-        futures = {pool.submit(_tile_slide_safely, task, params): task for task in tasks}
-        for future in as_completed(futures):
-            task = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as exc:  # the worker process died (e.g. out of memory)
-                outcome = {"error": f"{task['slide_path']}: worker failed ({type(exc).__name__}: {exc})"}
-            finished(task["sample_id"], outcome)
-    finally:
-        # A progress callback that raises (cancellation) drops the queued slides at once.
-        pool.shutdown(wait=True, cancel_futures=True)
-    return results
+        results = run_slides(work, params, _parts_dir(ws), workers, progress=slide_done)
+        for task in work:
+            outcome = results[task.sample_id]
+            if outcome.error is not None:
+                outcomes[task.sample_id] = outcome
+                pending.remove(task)
+            else:
+                task.part = outcome.part
+        if params.all_tiles:
+            break
+    for task in pending:
+        outcomes[task.sample_id] = SlideOutcome(part=task.part)
+    return outcomes, caps
+
+
+def _part_frame(part: TilePart, row: Any, params: TilingParams, cap: int | None) -> pd.DataFrame:
+    """A slide's rows for the index, in QC order; in quota mode cut after the cap-th passing tile, so
+    the index does not depend on batch sizes, workers or what earlier runs read. A slide that ran
+    short (read to its end without more passing than its cap) keeps every cell it read."""
+    keep = part.considered
+    if cap is not None and not params.all_tiles:
+        passing = np.flatnonzero(part.passed)
+        if passing.size > cap or (passing.size == cap and not part.exhausted):
+            keep = int(passing[cap - 1]) + 1 if cap > 0 else 0
+    if keep == 0:
+        return _empty_index()
+    plan = part.plan
+    columns: dict[str, Any] = {
+        "sample_id": row.sample_id,
+        "tissue": row.tissue,
+        "subject_id": row.subject_id,
+        "slide_path": row.slide_path,
+        "scene": plan.scene[:keep],
+        "level": plan.level[:keep],
+        "x": plan.x[:keep],
+        "y": plan.y[:keep],
+        "read_size": plan.read_size[:keep],
+        "tile_size": params.tile_size,
+        "tissue_fraction": plan.tissue_fraction[:keep],
+        **{name: part.qc[name][:keep] for name in METRIC_COLUMNS},
+        "passed_qc": part.passed[:keep],
+        "reason": part.qc["reason"][:keep],
+        "selected": False,
+    }
+    return pd.DataFrame(columns, index=pd.RangeIndex(keep))
+
+
+def _select_first_passing(index: pd.DataFrame, params: TilingParams) -> np.ndarray:
+    """Quota mode: per slide the first tiles to pass, in the seeded order (a seeded random sample),
+    as many as balanced sampling gives the slide."""
+    chosen = np.zeros(len(index), dtype=bool)
+    passed = index[index["passed_qc"].to_numpy(dtype=bool)]
+    for _, tissue_rows in passed.groupby("tissue", sort=True):
+        by_slide = list(tissue_rows.groupby("sample_id", sort=True))
+        take = _allocate(np.array([len(rows) for _, rows in by_slide]), params.tiles_per_slide, params.tissue_target)
+        for (_, rows), count in zip(by_slide, take, strict=True):
+            chosen[index.index.get_indexer(rows.index[: int(count)])] = True
+    return chosen
+
+
+def _assemble(table: pd.DataFrame, outcomes: dict[str, SlideOutcome], caps: dict[str, int],
+              params: TilingParams) -> pd.DataFrame:
+    rows = {row.sample_id: row for row in table.itertuples(index=False)}
+    frames = [
+        _part_frame(outcome.part, rows[sample_id], params, caps.get(sample_id))
+        for sample_id, outcome in sorted(outcomes.items())
+        if outcome.error is None and outcome.part is not None and outcome.part.plan is not None
+    ]
+    frames = [frame for frame in frames if len(frame)]
+    if not frames:
+        return _empty_index()
+    index = pd.concat(frames, ignore_index=True)[list(INDEX_COLUMNS)].astype(INDEX_COLUMNS)
+
+    def grid_order(frame: pd.DataFrame) -> pd.DataFrame:
+        # Rows of a slide in grid order (scene, y, x), as the full-grid index always was.
+        return frame.sort_values(["sample_id", "scene", "y", "x"], kind="stable").reset_index(drop=True)
+
+    if params.all_tiles:
+        index = grid_order(index)
+        index["selected"] = select_balanced(index, params)
+        return index
+    index["selected"] = _select_first_passing(index, params)  # needs the QC order
+    return grid_order(index)
 
 
 def build_tile_index(
@@ -464,7 +456,12 @@ def build_tile_index(
     progress: ProgressFn | None = None,
     workers: int | None = None,
 ) -> TileIndexResult:
-    """Tile, QC and sample every slide in `samples`; saved under ws.tiles_dir/<key>/ and reused."""
+    """Tile, QC and sample every slide in `samples`; saved under ws.tiles_dir/<key>/ and reused.
+
+    Each slide's work is cached on its own (core.tile_parts), so a new slide costs one slide and a
+    cancelled run resumes; the cohort index is assembled from the parts with the samples' current
+    subject and tissue. `workers` processes share the cells of all slides (default: every core).
+    """
     params = params or TilingParams()
     ws = ws or workspace()
     table = _validated_samples(samples)
@@ -481,36 +478,37 @@ def build_tile_index(
     for row in table.itertuples(index=False):
         if row.slide_path is None:
             errors[row.sample_id] = f"{row.sample_id}: no slide file"
-        else:
-            tasks.append(row._asdict())
-    if workers is None:
-        workers = min(os.cpu_count() or 1, len(tasks))
-    outcomes = _run_slides(tasks, params, progress, max(1, int(workers)))
+            continue
+        part_id = part_key(row.slide_path, params, row.tissue)
+        part = load_part(_parts_dir(ws), part_id) if part_id is not None else None
+        tasks.append(SlideTask(row.sample_id, row.slide_path, row.tissue, part_id, None, part))
+    workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
+    outcomes, caps = _tile_parts(tasks, params, ws, workers, progress)
 
-    rows: list[dict[str, Any]] = []
-    slides: dict[str, dict[str, Any]] = {}
-    for sample_id in sorted(outcomes):
-        outcome = outcomes[sample_id]
-        if "error" in outcome:
-            errors[sample_id] = outcome["error"]
-        else:
-            rows.extend(outcome["rows"])
-            slides[sample_id] = outcome["slide"]
-    index = _as_index(rows)
-    index["selected"] = select_balanced(index, params)
-
+    index = _assemble(table, outcomes, caps, params)
     index_path = folder / "index.parquet"
     summary = tiling_summary(index, index_path)
     tissue_of = dict(zip(table["sample_id"], table["tissue"], strict=True))
     zero = {"considered": 0, "kept": 0, "selected": 0, "rejected": dict.fromkeys(QC_STAGES, 0)}
-    for sample_id, facts in slides.items():
+    transient = []
+    for sample_id, outcome in outcomes.items():
+        if outcome.error is not None:
+            errors[sample_id] = outcome.error
+            if outcome.transient:
+                transient.append(sample_id)
+            continue
         entry = summary["per_slide"].setdefault(sample_id, {"tissue": tissue_of[sample_id], **zero})
-        entry.update(facts)
+        entry.update(outcome.part.plan.facts, candidates=outcome.part.candidates)
+        if not outcome.part.candidates:
+            entry["note"] = "no tissue found: no grid cell reached the tissue fraction threshold"
     summary.update(
+        mode="all_tiles" if params.all_tiles else "quota",
+        candidates=sum(entry.get("candidates", 0) for entry in summary["per_slide"].values()),
         slides=len(table),
-        slides_tiled=len(slides),
-        errors=errors,
-        params=asdict(params),
+        slides_tiled=len(table) - len(errors),
+        errors=dict(sorted(errors.items())),
+        transient=sorted(transient),  # not cached: a rerun retries them
+        params=params_to_dict(params),
         key=key,
         cached=False,
     )
@@ -521,23 +519,23 @@ def build_tile_index(
 # ---------------------------------------------------------------------------------------------
 # Reading tiles back
 
-_OPEN_SLIDES: dict[str, Slide] = {}
+_OPEN_SLIDES: dict[tuple[str, int], Slide] = {}
 _OPEN_PID = os.getpid()
 _OPEN_LOCK = threading.Lock()
 _MAX_OPEN = 8
 
 
-def _cached_slide(path: str) -> Slide:
-    """An open handle per slide and process (a forked child reopens its own)."""
+def _cached_slide(path: str, scene: int = 0) -> Slide:
+    """An open handle per slide scene and process (a forked child reopens its own)."""
     global _OPEN_PID
     if os.getpid() != _OPEN_PID:
         _OPEN_SLIDES.clear()
         _OPEN_PID = os.getpid()
-    slide = _OPEN_SLIDES.get(path)
+    slide = _OPEN_SLIDES.get((path, scene))
     if slide is None:
         if len(_OPEN_SLIDES) >= _MAX_OPEN:
             _OPEN_SLIDES.pop(next(iter(_OPEN_SLIDES))).close()
-        slide = _OPEN_SLIDES[path] = open_slide(path)
+        slide = _OPEN_SLIDES[(path, scene)] = open_slide(path, scene)
     return slide
 
 
@@ -546,7 +544,8 @@ def read_tile(row: Mapping[str, Any] | pd.Series, out_size: int | None = None) -
     size = int(out_size or row["tile_size"])
     read_size = int(row["read_size"])
     with _OPEN_LOCK:  # slideio handles are not documented as thread-safe
-        slide = _cached_slide(str(row["slide_path"]))
+        scene = int(row["scene"]) if "scene" in row else 0  # indexes from before scenes have none
+        slide = _cached_slide(str(row["slide_path"]), scene)
         return slide.read_region(int(row["x"]), int(row["y"]), read_size, read_size, out_size=(size, size))
 
 
@@ -560,6 +559,17 @@ def find_tile_index(samples: pd.DataFrame, params: TilingParams | None = None,
     folder = ws.tiles_dir / index_key(samples, params).split(":", 1)[1]
     complete = (folder / "summary.json").is_file() and (folder / "index.parquet").is_file()
     return folder / "index.parquet" if complete else None
+
+
+def funnel_caption(index_path: str | Path) -> str:
+    """What the QC funnel of a saved index describes: the considered sample (quota) or the full grid."""
+    saved = read_json_object(Path(index_path).parent / "summary.json") or {}
+    considered, candidates = int(saved.get("considered", 0)), int(saved.get("candidates", 0))
+    if saved.get("mode") == "quota":
+        return (f"The funnel describes the {considered:,} tiles considered, not all {candidates:,} tissue cells: "
+                "per slide, cells are QC'd in a seeded random order until its quota of passing tiles is reached. "
+                "`python -m core tiles --all-tiles` QCs every cell.")
+    return f"The funnel describes every tissue cell of the slides ({considered:,}, full grid)."
 
 
 # ---------------------------------------------------------------------------------------------
