@@ -12,7 +12,7 @@ from core.dataset import cohort_info
 from core.errors import DataError, JobBusyError
 from core.genes import GeneFilterParams
 from core.settings import update_dataset_settings
-from core.tiling import TilingParams, find_tile_index
+from core.tiling import dataset_tiling_params, find_tile_index, funnel_caption
 from pages import overview_cache as cached
 from pages.common import dataset_dir, donor_banner, expression_loader, get_cohort, get_workspace, job_panel
 
@@ -41,7 +41,7 @@ if cohort.histology_columns:
 
 # A rerun costs one stat per slide here (fingerprints are memoized by stat), and the figures, example
 # tiles and thumbnails below are cached by the index's and slides' identities (pages/overview_cache.py).
-index_path = find_tile_index(cohort.samples[cohort.samples["has_slide"]], TilingParams(), ws)
+index_path = find_tile_index(cohort.samples[cohort.samples["has_slide"]], dataset_tiling_params(ws, root), ws)
 index_key = cached.index_key(index_path) if index_path else None
 tile_index = cached.tile_index(index_key) if index_key else None
 qc = cached.qc_view(index_key, tile_index) if index_key else None
@@ -89,6 +89,7 @@ with tab_tiles:
     else:
         left, right = st.columns(2)
         left.plotly_chart(qc["funnel"], width="stretch")
+        left.caption(funnel_caption(index_path))
         right.plotly_chart(qc["rejections"], width="stretch")
         tissue = st.selectbox("Example tiles of", qc["tissues"])
         for outcome, shown in cached.example_tiles(index_key, tissue, tile_index).items():

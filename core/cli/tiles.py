@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from contextlib import AbstractContextManager
@@ -15,7 +16,7 @@ from core.cli.info import add_donor_argument, print_cohort_warnings
 from core.config import Workspace, resolve_data_dir, workspace
 from core.dataset import UNKNOWN_TISSUE
 from core.errors import DataError
-from core.tiling import TilingParams, build_tile_index
+from core.tiling import TilingParams, build_tile_index, dataset_tiling_params, record_dataset_tiling_params
 
 _BAR_WIDTH = 30
 
@@ -26,30 +27,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--data", help="dataset folder (default $HISTOGENE_DATA, else the demo cohort)")
     source.add_argument("--slide", help="tile one slide (tissue 'Unknown') for a quick check")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    # Unset flags keep the dataset's recorded tiling (core.tiling.dataset_tiling_params), else the defaults.
     defaults = TilingParams()
-    parser.add_argument("--tile-size", type=int, default=defaults.tile_size, help="tile side in px at --magnification")
-    parser.add_argument("--magnification", type=float, default=defaults.magnification)
-    parser.add_argument("--tiles-per-slide", type=int, default=defaults.tiles_per_slide)
-    parser.add_argument("--tissue-target", type=int, default=defaults.tissue_target, help="tiles wanted per tissue")
-    parser.add_argument("--workers", type=int, default=None, help="slide processes (default: CPU count)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--tile-size", type=int, default=None,
+                        help=f"tile side in px at --magnification (default {defaults.tile_size}: 224 µm at 20x)")
+    parser.add_argument("--magnification", type=float, default=None, help=f"default {defaults.magnification:g}")
+    parser.add_argument("--tiles-per-slide", type=int, default=None, help=f"default {defaults.tiles_per_slide}")
+    parser.add_argument("--tissue-target", type=int, default=None,
+                        help=f"tiles wanted per tissue (default {defaults.tissue_target})")
+    parser.add_argument("--all-tiles", action=argparse.BooleanOptionalAction, default=None,
+                        help="QC every tissue cell (full grid, for maps) instead of each slide's quota")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
+    parser.add_argument("--seed", type=int, default=None, help=f"default {defaults.seed}")
     add_donor_argument(parser)
     parser.add_argument("--job-dir", help=argparse.SUPPRESS)
 
 
-def _params(args: argparse.Namespace) -> TilingParams:
-    for name in ("tile_size", "tiles_per_slide", "tissue_target"):
-        if getattr(args, name) <= 0:
-            raise DataError(None, f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.magnification <= 0:
-        raise DataError(None, f"--magnification must be positive, got {args.magnification}")
-    return TilingParams(
-        tile_size=args.tile_size,
-        magnification=args.magnification,
-        tiles_per_slide=args.tiles_per_slide,
-        tissue_target=args.tissue_target,
-        seed=args.seed,
-    )
+_FLAGS = ("tile_size", "magnification", "tiles_per_slide", "tissue_target", "all_tiles", "seed")
+
+
+def _params(args: argparse.Namespace, base: TilingParams) -> TilingParams:
+    """`base` (the dataset's recorded tiling) with the flags given on the command line."""
+    for name in ("tile_size", "tiles_per_slide", "tissue_target", "magnification"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise DataError(None, f"--{name.replace('_', '-')} must be positive, got {value}")
+    changes = {name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None}
+    return dataclasses.replace(base, **changes)
 
 
 def _one_slide(path: str) -> pd.DataFrame:
@@ -106,7 +110,8 @@ def _print_bar(done: int, total: int, message: str) -> None:
 def _human(summary: dict[str, Any]) -> str:
     rejected = ", ".join(f"{stage} {count}" for stage, count in summary["rejected"].items() if count) or "none"
     lines = [
-        f"tiles: {summary['considered']} considered, {summary['kept']} kept, {summary.get('selected', 0)} selected",
+        f"tiles: {summary['considered']} considered of {summary.get('candidates', summary['considered'])} tissue cells"
+        f" ({summary.get('mode', 'all_tiles')}), {summary['kept']} kept, {summary.get('selected', 0)} selected",
         f"rejected: {rejected}",
     ]
     for sample_id, entry in summary["per_slide"].items():
@@ -124,12 +129,16 @@ def _human(summary: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     ws = workspace(args.workspace)
-    params = _params(args)
     if args.slide:
+        params = _params(args, TilingParams())
         samples = _one_slide(args.slide)
     else:
         data = resolve_data_dir(ws, args.data)
+        params = _params(args, dataset_tiling_params(ws, data))
         samples = _cohort_samples(data, ws, args.donor_column)
+        # Recorded before tiling, so training and the pages look up this index (and a cancelled run
+        # is resumed with the same parameters from the page's button).
+        record_dataset_tiling_params(ws, data, params)
     result = None
     with _reporter(ws, args.job_dir) as job:
 

@@ -85,9 +85,9 @@ class _Progress:
 def _tile_index(
     data: Path, ws: Workspace, reporter: _Progress, donor_column: str | None = None
 ) -> tuple[pd.DataFrame, Path]:
-    """Build (or reuse) the cohort's tile index with the default TilingParams."""
+    """Build (or reuse) the cohort's tile index with the tiling the dataset uses (dataset_tiling_params)."""
     from core.dataset import load_cohort
-    from core.tiling import TilingParams, build_tile_index
+    from core.tiling import build_tile_index, dataset_tiling_params
 
     cohort = load_cohort(data, ws, donor_column=donor_column)
     print_cohort_warnings(cohort)
@@ -99,7 +99,7 @@ def _tile_index(
         reporter.progress(done, total, f"tiling {message}")
         reporter.job.check_cancel()  # raises JobCancelled: the job ends `cancelled` before training starts
 
-    result = build_tile_index(samples, TilingParams(), ws, progress=progress)
+    result = build_tile_index(samples, dataset_tiling_params(ws, data), ws, progress=progress)
     return result.index, result.path
 
 
