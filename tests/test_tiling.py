@@ -12,6 +12,7 @@ import tifffile
 from PIL import Image
 from scipy import ndimage
 
+import core.tile_run as tile_run
 import core.tiling as tiling
 from core.__main__ import main
 from core.config import Workspace
@@ -312,8 +313,9 @@ def test_real_svs_gives_kept_tiles(ws: Workspace, svs: Path) -> None:
     assert summary["selected"] == summary["kept"]  # one slide: the tissue target takes all it has
     kept = result.index[result.index.passed_qc]
     assert (kept["tissue_fraction"] >= 0.5).all()
-    # Kept tiles lie inside the slide on the 448 px grid.
-    assert ((kept.x % 448 == 0) & (kept.x + 448 <= 2220) & (kept.y + 448 <= 2967)).all()
+    # Kept tiles lie inside the slide on the grid of 224 um boxes (449 px at its 0.499 um/px).
+    assert (kept.read_size == 449).all()
+    assert ((kept.x % 449 == 0) & (kept.x + 449 <= 2220) & (kept.y + 449 <= 2967)).all()
     assert set(summary["rejected"]) == set(QC_STAGES)
 
 
@@ -326,7 +328,8 @@ def test_index_is_reused_without_reading_slides(
     def no_reading(*args: object, **kwargs: object) -> None:
         raise AssertionError("slides were read again")
 
-    monkeypatch.setattr(tiling, "tile_slide", no_reading)
+    monkeypatch.setattr(tile_run, "read_and_qc", no_reading)
+    monkeypatch.setattr(tile_run, "plan_slide", no_reading)
     calls: list[tuple[int, int, str]] = []
     again = build_tile_index(samples, TilingParams(tile_size=224), ws, workers=1, progress=lambda *a: calls.append(a))
     assert again.summary["cached"] and again.path == first.path
