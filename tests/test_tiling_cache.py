@@ -119,11 +119,18 @@ def test_a_slide_cut_off_mid_grid_resumes_from_its_saved_batches(
     samples = samples_table(("GTEX-D-1", "Lung", big))
     failed = build_tile_index(samples, params, ws, workers=1)
     assert failed.summary["transient"] == ["GTEX-D-1"] and failed.index.empty
-    monkeypatch.setattr(tile_run, "read_and_qc", original)
+    cells_read: list[int] = []
+
+    def counting(slide: object, xs: np.ndarray, *args: object) -> dict[str, np.ndarray]:
+        cells_read.append(len(xs))
+        return original(slide, xs, *args)
+
+    monkeypatch.setattr(tile_run, "read_and_qc", counting)
     reads.clear()
     result = build_tile_index(samples, params, ws, workers=1)
     assert len(result.index) == 160 and result.summary["errors"] == {}
-    assert len(reads) == 160 - 2 * 48  # the two saved batches (and the plan) are not read again
+    assert sum(cells_read) == 160 - 2 * 48  # the two saved batches are not read again
+    assert len(reads) < 160 - 2 * 48  # nor is the thumbnail: the plan was saved too
 
 
 def test_transient_failure_is_not_cached_and_retried(
@@ -169,14 +176,14 @@ def test_dead_worker_fails_only_its_own_slide(
 ) -> None:
     """A worker killed while reading slide B (as by the OOM killer): A and C still finish in this run."""
     monkeypatch.setattr(tile_run, "MP_CONTEXT", "fork")  # so the workers inherit the patch below
-    original = Slide.read_region
+    original = tile_run.read_and_qc
 
-    def killed_on_b(self: Slide, *args: object, **kwargs: object) -> np.ndarray:
-        if Path(self.path).stem == "GTEX-B-1" and kwargs.get("out_size") == (112, 112):
+    def killed_on_b(slide: Slide, *args: object) -> dict[str, np.ndarray]:
+        if Path(slide.path).stem == "GTEX-B-1":
             os._exit(137)
-        return original(self, *args, **kwargs)
+        return original(slide, *args)
 
-    monkeypatch.setattr(Slide, "read_region", killed_on_b)
+    monkeypatch.setattr(tile_run, "read_and_qc", killed_on_b)
     result = build_tile_index(table(slides, "GTEX-A-1", "GTEX-B-1", "GTEX-C-1"), PARAMS, ws, workers=2)
     assert result.summary["transient"] == ["GTEX-B-1"]
     assert "died" in result.summary["errors"]["GTEX-B-1"]
