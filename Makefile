@@ -47,6 +47,7 @@ test: $(DEV_STAMP) chromium
 bench: $(DEV_STAMP)
 	$(PY) benchmarks/bench_demo.py
 	$(PY) benchmarks/bench_tiling.py
+	$(PY) benchmarks/bench_gtex_tiling.py
 	$(PY) benchmarks/bench_qc.py
 	$(PY) benchmarks/bench_qc_agreement.py
 	$(PY) benchmarks/bench_gct_load.py
