@@ -26,6 +26,7 @@ from core.tile_mask import tissue_mask
 
 # A scene this many times coarser than the finest scene of the file is an overview, not a section.
 _OVERVIEW_RATIO = 4.0
+_SNAP = 0.02
 
 
 @dataclass
@@ -54,10 +55,16 @@ _PLAN_DTYPES = {"scene": np.int32, "x": np.int64, "y": np.int64, "read_size": np
 
 def read_size_for(info: SlideInfo, tile_size: int, magnification: float) -> tuple[int, str]:
     """Level-0 box side for a `tile_size` px tile at `magnification` (µm rule when the MPP is known)."""
+    by_magnification = max(1, round(tile_size * info.magnification / magnification))
     if not info.mpp_assumed:
         target_mpp = 10.0 / magnification  # 0.5 µm/px at 20x: the study's 448 px = 224 µm
-        return max(1, round(tile_size * target_mpp / info.mpp)), "microns"
-    return max(1, round(tile_size * info.magnification / magnification)), "magnification"
+        by_microns = max(1, round(tile_size * target_mpp / info.mpp))
+        # Within 2% (an Aperio "20x" at 0.499 or 0.494 µm/px) the magnification's box is kept: the
+        # physical size is within the scanner's own calibration, and the tile needs no resampling.
+        if abs(by_microns - by_magnification) > _SNAP * by_magnification:
+            return by_microns, "microns"
+        return by_magnification, "microns (within 2% of the magnification)"
+    return by_magnification, "magnification"
 
 
 def level_for(info: SlideInfo, downsample: float) -> int:

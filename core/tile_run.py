@@ -40,7 +40,7 @@ MIN_CHUNK, MAX_CHUNK = 8, 48
 # so its cells are read in grid order (neighbours share the scanner's JPEG tiles); a bigger slide is
 # saved after each batch.
 FULL_GRID_BATCH = 2048
-ASSUMED_PASS_RATE = 0.8  # before a slide has shown its own
+ASSUMED_PASS_RATE = 0.9  # before a slide has shown its own
 _MAX_REBUILDS = 8  # pools rebuilt in one run before the remaining slides are left for the next
 MP_CONTEXT = "spawn"  # not fork: the UI and job runners have threads; tests may switch it
 
@@ -154,7 +154,7 @@ def next_batch(part: TilePart, target: int | None, workers: int) -> int:
     if wanted <= 0:
         return 0
     rate = passed / part.considered if part.considered >= 16 else ASSUMED_PASS_RATE
-    guess = math.ceil(wanted / max(rate, 0.05) * 1.1) + 2  # a little over, so one batch usually suffices
+    guess = math.ceil(wanted / max(rate, 0.05) * 1.05) + 2  # a little over: one batch usually suffices
     return min(remaining, max(guess, MIN_CHUNK * workers))
 
 

@@ -313,9 +313,9 @@ def test_real_svs_gives_kept_tiles(ws: Workspace, svs: Path) -> None:
     assert summary["selected"] == summary["kept"]  # one slide: the tissue target takes all it has
     kept = result.index[result.index.passed_qc]
     assert (kept["tissue_fraction"] >= 0.5).all()
-    # Kept tiles lie inside the slide on the grid of 224 um boxes (449 px at its 0.499 um/px).
-    assert (kept.read_size == 449).all()
-    assert ((kept.x % 449 == 0) & (kept.x + 449 <= 2220) & (kept.y + 449 <= 2967)).all()
+    # Kept tiles lie inside the slide on the 448 px grid (its 0.499 um/px is within 2% of 20x's 0.5).
+    assert (kept.read_size == 448).all()
+    assert ((kept.x % 448 == 0) & (kept.x + 448 <= 2220) & (kept.y + 448 <= 2967)).all()
     assert set(summary["rejected"]) == set(QC_STAGES)
 
 

@@ -106,9 +106,11 @@ def _svs(path: Path, description: str, size: int = 1024) -> Path:
     ("description", "read_size", "sizing"),
     [
         ("Aperio Image Library |AppMag = 20|MPP = 0.44", 509, "microns"),  # 224 um / 0.44
-        ("Aperio Image Library |AppMag = 20|MPP = 0.5", 448, "microns"),
+        ("Aperio Image Library |AppMag = 20|MPP = 0.5", 448, "microns (within 2% of the magnification)"),
+        ("Aperio Image Library |AppMag = 20|MPP = 0.4942", 448, "microns (within 2% of the magnification)"),
+        ("Aperio Image Library |AppMag = 20|MPP = 0.48", 467, "microns"),  # 4% off: sized in microns
     ],
-    ids=["0.44um-20x", "0.5um-20x"],
+    ids=["0.44um-20x", "0.5um-20x", "0.4942um-20x", "0.48um-20x"],
 )
 def test_tiles_are_224_microns_when_the_mpp_is_known(
     ws: Workspace, tmp_path: Path, description: str, read_size: int, sizing: str
