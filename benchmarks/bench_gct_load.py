@@ -54,7 +54,7 @@ def measure(kind: str, gct: Path, cache_dir: Path) -> dict:
 
     from core.dataset import read_gct
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if kind == "baseline":
         shape: tuple[int, ...] = ()
     elif kind in ("cold", "warm", "warm+scan"):
@@ -66,7 +66,9 @@ def measure(kind: str, gct: Path, cache_dir: Path) -> dict:
         shape = pd.read_csv(gct, sep="\t", skiprows=2, index_col=0).shape
     else:
         raise ValueError(kind)
-    return {"seconds": time.perf_counter() - started, "shape": list(shape)}
+    # CPU seconds of all this process's threads: on a shared, loaded machine the steadier figure.
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu_started,
+            "shape": list(shape)}
 
 
 def run_child(kind: str, gct: Path, cache_dir: Path) -> dict:
@@ -107,12 +109,17 @@ def ensure_gct(workdir: Path, genes: int, samples: int) -> Path:
     return gct
 
 
-def measure_all(gct: Path, cache_dir: Path, kinds: list[str]) -> dict[str, dict]:
-    shutil.rmtree(cache_dir, ignore_errors=True)  # the cold run must find no cache
-    results = {}
-    for kind in kinds:
-        print(f"measuring {kind} on {gct.name} ...", flush=True)
-        results[kind] = run_child(kind, gct, cache_dir)
+def measure_all(gct: Path, cache_dir: Path, kinds: list[str], repeats: int = 1) -> dict[str, dict]:
+    """Each kind in turn, `repeats` rounds (alternating, so load on a shared machine hits both); the
+    fastest round of each kind is kept."""
+    results: dict[str, dict] = {}
+    for _ in range(repeats):
+        shutil.rmtree(cache_dir, ignore_errors=True)  # the cold run must find no cache
+        for kind in kinds:
+            print(f"measuring {kind} on {gct.name} ...", flush=True)
+            result = run_child(kind, gct, cache_dir)
+            if kind not in results or result["seconds"] < results[kind]["seconds"]:
+                results[kind] = result
     shutil.rmtree(cache_dir, ignore_errors=True)
     return results
 
@@ -120,14 +127,16 @@ def measure_all(gct: Path, cache_dir: Path, kinds: list[str]) -> dict[str, dict]
 def print_table(title: str, results: dict[str, dict]) -> None:
     reference = results.get("pandas")
     print(f"\n{title}")
-    header = f"{'measurement':<12} {'work s':>8} {'wall s':>8} {'peak RSS MB':>12}"
-    print(header + (f" {'time / pandas':>14} {'RSS / pandas':>13}" if reference else ""))
+    header = f"{'measurement':<12} {'work s':>8} {'cpu s':>8} {'wall s':>8} {'peak RSS MB':>12}"
+    print(header + (f" {'time / pandas':>14} {'cpu / pandas':>13} {'RSS / pandas':>13}" if reference else ""))
     for kind, result in results.items():
-        line = f"{kind:<12} {result['seconds']:>8.2f} {result['wall_seconds']:>8.2f} {result['peak_rss_mb']:>12.0f}"
+        line = (f"{kind:<12} {result['seconds']:>8.2f} {result['cpu_seconds']:>8.2f} {result['wall_seconds']:>8.2f} "
+                f"{result['peak_rss_mb']:>12.0f}")
         if reference:
             time_ratio = result["seconds"] / reference["seconds"]
+            cpu_ratio = result["cpu_seconds"] / max(reference["cpu_seconds"], 1e-9)
             rss_ratio = result["peak_rss_mb"] / reference["peak_rss_mb"]
-            line += f" {time_ratio:>14.3f} {rss_ratio:>13.3f}"
+            line += f" {time_ratio:>14.3f} {cpu_ratio:>13.3f} {rss_ratio:>13.3f}"
         print(line)
 
 
@@ -140,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-pandas", action="store_true", help="pandas needs ~3.7 bytes of RAM per byte of text")
     parser.add_argument("--compare-samples", type=int, help="compare with pandas on a file with this many samples "
                         "(default: the full file when pandas fits in half the available memory, else the most that do)")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of the pandas comparison (fastest kept)")
     parser.add_argument("--measure", choices=MEASUREMENTS, help=argparse.SUPPRESS)
     parser.add_argument("--gct", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
@@ -171,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"warm / cold time: {warm['seconds'] / cold['seconds']:.4f}   (baseline = interpreter + imports only)")
     if compare:
         small = ensure_gct(workdir, args.genes, compare)
-        both = measure_all(small, cache_dir, ["cold", "pandas"])
+        both = measure_all(small, cache_dir, ["cold", "pandas"], repeats=args.repeats)
         print_table(f"GCT {args.genes} genes x {compare} samples, {small.stat().st_size / 2**20:.0f} MiB text "
                     "(ours and pandas, same run)", both)
         if not args.keep:
