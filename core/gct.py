@@ -295,11 +295,11 @@ def _slow_block(block: bytes, first_line: int, layout: _Layout) -> ParsedBlock:
     return ParsedBlock(gene_ids, symbols, np.ascontiguousarray(values, dtype=np.float32), ValueIssues())
 
 
-def parse_block(block: bytes, first_line: int, layout: _Layout) -> ParsedBlock:
-    """Whole lines of text (ending in a newline) -> their genes and float32 values, fixed and checked."""
+def parse_block(block: bytes, first_line: int, n_lines: int, layout: _Layout) -> ParsedBlock:
+    """`n_lines` whole lines of text (each ending in a newline) -> their genes and float32 values, fixed
+    and checked (the caller counted the lines already: each pass over the text costs)."""
     if b"\r" in block:
         block = block.replace(b"\r\n", b"\n")
-    n_lines = block.count(b"\n")
     parsed = _fast_block(block, n_lines, layout) if layout.samples and n_lines else None
     if parsed is None:
         parsed = _slow_block(block, first_line, layout)
@@ -384,8 +384,9 @@ def parse_gct(
             in_flight: deque[Future[ParsedBlock]] = deque()
             try:
                 for block in _blocks(handle, block_bytes):
-                    in_flight.append(pool.submit(parse_block, block, line_no + 1, layout))
-                    line_no += block.count(b"\n")
+                    n_lines = block.count(b"\n")
+                    in_flight.append(pool.submit(parse_block, block, line_no + 1, n_lines, layout))
+                    line_no += n_lines
                     while len(in_flight) > workers or (in_flight and in_flight[0].done()):
                         take(in_flight.popleft().result())
                     if progress is not None:
