@@ -52,6 +52,7 @@ bench: $(DEV_STAMP)
 	$(PY) benchmarks/bench_qc_agreement.py
 	$(PY) benchmarks/bench_gct_load.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_embed.py
 	$(PY) benchmarks/bench_default_training.py --workspace workspace/bench
 	$(PY) benchmarks/bench_overview.py --workspace workspace/bench-overview
 
