@@ -6,6 +6,7 @@ import json
 import secrets
 import shutil
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +16,21 @@ from core.config import Workspace
 from core.errors import DataError
 from core.fileio import read_json_object
 from core.jobs import Job, job_state, pid_alive
+from core.split import SPLIT_COLUMNS, SPLIT_NAME, read_split
 
 RUN_COLUMNS = (
     "run_id", "status", "arch", "lr", "batch_size", "image_size", "epochs_done", "epochs_planned",
-    "best_test_acc", "duration_s", "seconds_per_epoch", "mode", "optimizer", "created", "message", "path",
+    "selected_epoch", "val_acc_selected", "test_acc_selected", "test_acc_final", "duration_s",
+    "seconds_per_epoch", "disk_bytes", "mode", "optimizer", "created", "message", "path",
 )
 # Written by core.training_jobs before the worker starts; stands in for config.json until it exists.
 REQUEST_NAME = "request.json"
 BATCH_COLUMNS = ("epoch", "batch", "batches", "loss", "acc", "tiles_per_s", "elapsed")
 EPOCH_COLUMNS = (
-    "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "tiles_per_s", "confusion",
+    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "seconds", "tiles_per_s",
+    "confusion", "val_confusion",
 )
+SELECTION_KEYS = ("selected_epoch", "selected_by", "val_acc_selected", "test_acc_selected", "test_acc_final")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -66,9 +71,126 @@ def run_config(run_dir: str | Path) -> dict[str, Any]:
         raise DataError(path, f"run config is not valid JSON ({exc})") from None
 
 
-def run_split(run_dir: str | Path) -> dict[str, Any]:
-    """split.json: train/test donors and tile ids, seeds."""
+def run_split_tiles(run_dir: str | Path) -> dict[str, Any]:
+    """split.json: donors and tile ids per split (train, validation, test), seeds."""
     return _read_json(Path(run_dir) / "split.json")
+
+
+def run_split(run_dir: str | Path) -> pd.DataFrame:
+    """The run's donor split: one row per sample, columns sample_id, subject_id, split (train / validation /
+    test), from split.csv. A run saved before split.csv existed gets its samples from split.json's tile ids
+    (subject_id then empty, no validation); DataError when neither is there."""
+    run_dir = Path(run_dir)
+    if (run_dir / SPLIT_NAME).exists():
+        return read_split(run_dir / SPLIT_NAME)
+    tiles = run_split_tiles(run_dir)
+    if not tiles.get("train_tiles"):
+        raise DataError(run_dir / SPLIT_NAME, "this run has no saved split")
+    rows = {}
+    for name, key in (("train", "train_tiles"), ("validation", "validation_tiles"), ("test", "test_tiles")):
+        for tile_id in tiles.get(key) or []:
+            rows.setdefault(str(tile_id).rsplit(":", 2)[0], name)
+    return pd.DataFrame({"sample_id": list(rows), "subject_id": "", "split": list(rows.values())},
+                        columns=list(SPLIT_COLUMNS))
+
+
+def _clean(value: Any) -> Any:
+    """NaN and numpy scalars -> JSON-able Python values."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def select_epoch(epochs: pd.DataFrame) -> dict[str, Any]:
+    """The epoch to keep, chosen on the validation donors only, and the test accuracy there and at the end.
+
+    Highest validation accuracy; ties go to the lower validation loss, then the earlier epoch. A run
+    without validation donors (or saved before they existed) selects its final epoch and says so. The
+    test columns are read only to report them, never to choose.
+    """
+    if epochs is None or epochs.empty:
+        return dict.fromkeys(SELECTION_KEYS)
+    epochs = epochs.sort_values("epoch")
+    final = epochs.iloc[-1]
+    scored = epochs[epochs["val_acc"].notna()] if "val_acc" in epochs else epochs.iloc[:0]
+    if scored.empty:
+        chosen, basis = final, "final epoch (no validation donors)"
+    else:
+        loss = scored["val_loss"].astype(float).fillna(float("inf")) if "val_loss" in scored else 0.0
+        ranked = scored.assign(_loss=loss).sort_values(["val_acc", "_loss", "epoch"], ascending=[False, True, True])
+        chosen, basis = ranked.iloc[0], "validation accuracy"
+    return {
+        "selected_epoch": int(chosen["epoch"]),
+        "selected_by": basis,
+        "val_acc_selected": _clean(chosen.get("val_acc")),
+        "test_acc_selected": _clean(chosen.get("test_acc")),
+        "test_acc_final": _clean(final.get("test_acc")),
+    }
+
+
+def format_duration(seconds: float | None) -> str:
+    """A duration for people: "45 s", "12 min 05 s", "1 h 01 min", "1 d 01 h" ("—" when unknown)."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "—"
+    total = int(round(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours:02d} h"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+def disk_usage(path: str | Path) -> int:
+    """Bytes of the files under `path` (what deleting or pruning can give back)."""
+    total = 0
+    for item in Path(path).rglob("*"):
+        try:
+            if item.is_file() and not item.is_symlink():
+                total += item.stat().st_size
+        except OSError:
+            continue  # a checkpoint replaced while we looked
+    return total
+
+
+def checkpoint_epochs(run_dir: str | Path) -> list[int]:
+    """Epochs that have a checkpoint file, ascending."""
+    epochs = []
+    for path in (Path(run_dir) / "checkpoints").glob("epoch_*.pt"):
+        try:
+            epochs.append(int(path.stem.split("_")[1]))
+        except (IndexError, ValueError):
+            continue
+    return sorted(epochs)
+
+
+def prune_checkpoints(run_dir: str | Path, keep_epochs: Collection[int]) -> dict[str, Any]:
+    """Delete every checkpoint but those of `keep_epochs` and the latest (which resume continues from);
+    refuses a running run. Returns {"deleted": [epochs], "kept": [epochs], "freed_bytes": n}."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "checkpoints").is_dir():
+        raise DataError(run_dir, "this run has no checkpoints")
+    if run_status(run_dir) == "running":
+        raise DataError(run_dir, "this run is training now; cancel it and wait for it to stop before pruning")
+    have = checkpoint_epochs(run_dir)
+    unknown = sorted(set(keep_epochs) - set(have))
+    if unknown:
+        raise DataError(run_dir, f"no checkpoint for epoch(s) {', '.join(map(str, unknown))}; "
+                                 f"the run has {', '.join(map(str, have)) or 'none'}")
+    keep = set(keep_epochs) | ({have[-1]} if have else set())
+    deleted, freed = [], 0
+    for epoch in have:
+        if epoch in keep:
+            continue
+        path = run_dir / "checkpoints" / f"epoch_{epoch:03d}.pt"
+        freed += path.stat().st_size
+        path.unlink()
+        deleted.append(epoch)
+    return {"deleted": deleted, "kept": sorted(keep), "freed_bytes": freed}
 
 
 def _job_state(run_dir: Path) -> tuple[str | None, str]:
@@ -120,10 +242,15 @@ def list_runs(ws: Workspace) -> pd.DataFrame:
             "image_size": config.get("image_size"),
             "epochs_done": int(summary.get("epochs_done") or 0),
             "epochs_planned": int(config.get("epochs") or 0),
-            "best_test_acc": summary.get("best_test_acc"),
+            "selected_epoch": summary.get("selected_epoch"),
+            "val_acc_selected": summary.get("val_acc_selected"),
+            "test_acc_selected": summary.get("test_acc_selected"),
+            # Runs saved before validation existed: their last epoch's test accuracy.
+            "test_acc_final": summary.get("test_acc_final", summary.get("last_test_acc")),
             "duration_s": float(summary.get("train_seconds") or 0.0),
             "seconds_per_epoch": (float(summary.get("train_seconds") or 0.0) / int(summary["epochs_done"])
                                   if summary.get("epochs_done") else None),
+            "disk_bytes": disk_usage(run_dir),
             "mode": config.get("mode"),
             "optimizer": config.get("optimizer"),
             "created": config.get("created"),
@@ -133,8 +260,9 @@ def list_runs(ws: Workspace) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     # Nullable ints: a run that failed before config.json has no batch size, without turning the column float.
     return frame.astype({"lr": "float64", "batch_size": "Int64", "image_size": "Int64",
-                         "best_test_acc": "float64", "duration_s": "float64",
-                         "seconds_per_epoch": "float64"})
+                         "selected_epoch": "Int64", "val_acc_selected": "float64", "test_acc_selected": "float64",
+                         "test_acc_final": "float64", "duration_s": "float64", "seconds_per_epoch": "float64",
+                         "disk_bytes": "int64"})
 
 
 def read_metrics(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -202,7 +330,7 @@ def live_progress(status: dict[str, Any], epochs_planned: int | None = None, epo
         "epoch_text": (f"{epoch} / {epochs_planned or '?'}" if state == "running" and epoch
                        else f"{epochs_done} / {epochs_planned or '?'}"),
         "batch_text": f"{batch} / {batches}" if batch and state == "running" else "—",
-        "eta_text": time.strftime("%M:%S", time.gmtime(eta)) if eta is not None and state == "running" else "—",
+        "eta_text": format_duration(eta) if eta is not None and state == "running" else "—",
     }
 
 

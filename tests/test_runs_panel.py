@@ -13,7 +13,7 @@ def test_live_progress_while_running_uses_the_worker_message():
     live = runs.live_progress(status, epochs_planned=4)
     assert live["fraction"] == 0.25
     assert live["text"] == "running: epoch 1/4 batch 5/5"
-    assert live["epoch_text"] == "1 / 4" and live["batch_text"] == "5 / 5" and live["eta_text"] == "01:15"
+    assert live["epoch_text"] == "1 / 4" and live["batch_text"] == "5 / 5" and live["eta_text"] == "1 min 15 s"
 
 
 def test_live_progress_of_an_ended_run_says_how_far_it_got():

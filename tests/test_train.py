@@ -20,7 +20,6 @@ from core.errors import DataError
 from core.tilepack import build_tilepack
 from core.train import (
     TrainConfig,
-    donor_split,
     latest_checkpoint,
     load_checkpoint,
     load_run_model,
@@ -111,45 +110,29 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Path
     return ws, run_dir
 
 
-def test_donor_split_has_no_overlap_and_covers_tissues() -> None:
-    tiles = training_tiles(make_tile_index())
-    train, test = donor_split(tiles, test_fraction=0.34, seed=3)
-    assert set(train).isdisjoint(test)
-    assert set(train) | set(test) == set(DONORS)
-    assert len(test) == 2
-    assert donor_split(tiles, 0.34, seed=3) == (train, test)
-    for donors in (train, test):
-        assert set(tiles[tiles.subject_id.isin(donors)].tissue) == set(TISSUES)
-
-
-def test_donor_split_keeps_a_training_donor_for_each_tissue() -> None:
-    # "Skin" has only one donor: it must stay in training; "Lung" gets a test donor.
-    tiles = pd.DataFrame({
-        "subject_id": ["A", "A", "B", "C", "C"],
-        "tissue": ["Skin", "Lung", "Lung", "Lung", "Liver"],
-    })
-    for seed in range(5):
-        train, test = donor_split(tiles, test_fraction=0.5, seed=seed)
-        assert "A" in train and "Skin" in set(tiles[tiles.subject_id.isin(train)].tissue)
-        assert set(tiles[tiles.subject_id.isin(train)].tissue) == {"Skin", "Lung", "Liver"}
-        assert test and set(test).isdisjoint(train)
-
-
 def test_run_writes_config_split_metrics_and_checkpoints(reference) -> None:
     ws, run_dir = reference
     config = runs.run_config(run_dir)
     assert config["classes"] == sorted(TISSUES) and config["lr"] == 1e-4
     split = json.loads((run_dir / "split.json").read_text())
-    assert set(split["train_donors"]).isdisjoint(split["test_donors"])
-    assert len(split["train_tiles"]) + len(split["test_tiles"]) == len(DONORS) * len(TISSUES) * TILES_PER_SLIDE
+    n_tiles = len(split["train_tiles"]) + len(split["validation_tiles"]) + len(split["test_tiles"])
+    assert n_tiles == len(DONORS) * len(TISSUES) * TILES_PER_SLIDE
     assert {"data_order_seed", "augment_seed"} <= set(split)
-    test_donors = {t.split("-")[0] + "-" + t.split("-")[1] for t in split["test_tiles"]}
-    assert test_donors == set(split["test_donors"])
+    # Disjoint by the donors the tile index names (not by the split's own donor lists).
+    donor_of = training_tiles(make_tile_index()).set_index("tile_id")["subject_id"]
+    donors = {name: set(donor_of[split[f"{name}_tiles"]]) for name in ("train", "validation", "test")}
+    assert donors["train"] and donors["validation"] and donors["test"]
+    assert not (donors["train"] & donors["validation"] or donors["train"] & donors["test"]
+                or donors["validation"] & donors["test"])
+    assert donors["test"] == set(split["test_donors"]) and donors["validation"] == set(split["validation_donors"])
+    saved = runs.run_split(run_dir)  # split.csv: one row per sample
+    assert list(saved.columns) == ["sample_id", "subject_id", "split"] and len(saved) == len(DONORS) * len(TISSUES)
+    assert set(saved.loc[saved.split == "validation", "subject_id"]) == donors["validation"]
 
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     batch_keys = {"type", "epoch", "batch", "batches", "loss", "acc", "tiles_per_s", "elapsed"}
-    epoch_keys = {"type", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "tiles_per_s",
-                  "confusion"}
+    epoch_keys = {"type", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                  "seconds", "tiles_per_s", "confusion", "val_confusion"}
     batches = [line for line in lines if line["type"] == "batch"]
     epochs = [line for line in lines if line["type"] == "epoch"]
     assert batches and all(set(b) == batch_keys for b in batches)
@@ -157,6 +140,9 @@ def test_run_writes_config_split_metrics_and_checkpoints(reference) -> None:
     confusion = np.array(epochs[-1]["confusion"])
     assert confusion.shape == (3, 3) and confusion.sum() == len(split["test_tiles"])
     assert epochs[-1]["test_acc"] == pytest.approx(np.trace(confusion) / confusion.sum())
+    val_confusion = np.array(epochs[-1]["val_confusion"])
+    assert val_confusion.sum() == len(split["validation_tiles"])
+    assert epochs[-1]["val_acc"] == pytest.approx(np.trace(val_confusion) / val_confusion.sum())
 
     assert [p.name for p in sorted((run_dir / "checkpoints").glob("*.pt"))] == ["epoch_001.pt", "epoch_002.pt"]
     state = torch.load(run_dir / "checkpoints" / "epoch_002.pt", weights_only=True)
@@ -167,7 +153,12 @@ def test_run_writes_config_split_metrics_and_checkpoints(reference) -> None:
     listing = runs.list_runs(ws)
     row = listing.set_index("run_id").loc["reference"]
     assert row.status == "done" and row.epochs_done == 2 and row.epochs_planned == 2
-    assert row.best_test_acc == pytest.approx(max(e["test_acc"] for e in epochs))
+    # The epoch is selected on validation; test accuracy is reported there and at the end.
+    chosen = max(epochs, key=lambda e: (e["val_acc"], -e["val_loss"], -e["epoch"]))
+    assert row.selected_epoch == chosen["epoch"] and row.val_acc_selected == pytest.approx(chosen["val_acc"])
+    assert row.test_acc_selected == pytest.approx(chosen["test_acc"])
+    assert row.test_acc_final == pytest.approx(epochs[-1]["test_acc"])
+    assert "best_test_acc" not in listing.columns and row.disk_bytes > 0
 
 
 def test_defaults_keep_the_studys_choices_and_reach_the_cli() -> None:

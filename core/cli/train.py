@@ -36,7 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="imagenet: only from torch's hub cache on disk, never downloaded")
     parser.add_argument("--mode", choices=MODES, default=defaults.mode,
                         help="at-once: all epochs in one go; restart: one epoch per rebuild from the checkpoint")
-    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction, help="share of donors held out")
+    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction,
+                        help="share of donors held out for the final test report")
+    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction,
+                        help="share of donors (taken from training) whose tiles select the epoch to keep")
     parser.add_argument("--no-augment", action="store_true", help="train without flips/rotations/colour jitter")
     parser.add_argument("--num-workers", type=int, default=defaults.num_workers, help="batch loader processes")
     parser.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule, help="learning-rate schedule")
@@ -52,7 +55,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig(
         arch=args.arch, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
         augment=not args.no_augment, optimizer=args.optimizer, weights=args.weights, seed=args.seed,
-        mode=args.mode, test_fraction=args.test_fraction, num_workers=args.num_workers,
+        mode=args.mode, test_fraction=args.test_fraction, val_fraction=args.val_fraction, num_workers=args.num_workers,
         schedule=args.schedule, weight_decay=args.weight_decay, decay=args.decay,
     )
     try:
@@ -147,9 +150,23 @@ def run(args: argparse.Namespace) -> int:
     if summary is None:
         print("train: cancelled while tiling", file=sys.stderr)
     else:
-        print(f"{summary['message']}; best test accuracy {summary['best_test_acc']}", file=sys.stderr)
+        print(f"{summary['message']}; {_accuracy_line(summary)}", file=sys.stderr)
     print(run_dir)  # last stdout line: the run folder, for scripts and the UI
     return 0 if summary is not None and summary["status"] == "done" else 1
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _accuracy_line(summary: dict[str, Any]) -> str:
+    """Test accuracy at the validation-selected epoch and at the final one (never the best on test)."""
+    if summary.get("selected_epoch") is None:
+        return "no epoch finished"
+    return (f"epoch {summary['selected_epoch']} selected by {summary.get('selected_by')} "
+            f"(validation {_percent(summary.get('val_acc_selected'))}): test accuracy "
+            f"{_percent(summary.get('test_acc_selected'))} there, {_percent(summary.get('test_acc_final'))} "
+            "at the final epoch")
 
 
 def train_argv(data_dir: str | Path, config: TrainConfig) -> list[str]:
@@ -158,6 +175,7 @@ def train_argv(data_dir: str | Path, config: TrainConfig) -> list[str]:
             "--lr", repr(config.lr), "--batch-size", str(config.batch_size), "--image-size", str(config.image_size),
             "--seed", str(config.seed), "--optimizer", config.optimizer, "--weights", config.weights,
             "--mode", config.mode, "--test-fraction", repr(config.test_fraction),
+            "--val-fraction", repr(config.val_fraction),
             "--num-workers", str(config.num_workers), "--schedule", config.schedule,
             "--weight-decay", repr(config.weight_decay), "--decay", config.decay]
     return argv if config.augment else [*argv, "--no-augment"]
