@@ -117,7 +117,7 @@ def _tile_outcomes(tiles: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def training_curves(epochs: pd.DataFrame, run_label: str | None = None) -> go.Figure:
-    """Per-epoch train and test loss and accuracy on one chart (two y axes), as in the GTEx study."""
+    """Per-epoch train, validation and test loss and accuracy on one chart (two y axes), as in the GTEx study."""
     fig = go.Figure()
     _add_epoch_traces(fig, epochs, prefix=f"{run_label} " if run_label else "")
     fig.update_layout(yaxis={"title": "loss"},
@@ -131,7 +131,9 @@ def training_curves(epochs: pd.DataFrame, run_label: str | None = None) -> go.Fi
 def _add_epoch_traces(fig: go.Figure, epochs: pd.DataFrame, prefix: str = "", colour: str | None = None) -> None:
     if epochs.empty:
         return
-    for split, dash in (("train", "solid"), ("test", "dash")):
+    for split, dash in (("train", "solid"), ("val", "dot"), ("test", "dash")):
+        if f"{split}_acc" not in epochs or epochs[f"{split}_acc"].isna().all():
+            continue  # runs saved before validation existed
         line = {"dash": dash, **({"color": colour} if colour else {})}
         fig.add_trace(go.Scatter(x=epochs["epoch"], y=epochs[f"{split}_loss"], name=f"{prefix}{split} loss",
                                  mode="lines+markers", line=line))
@@ -144,6 +146,7 @@ def _add_epoch_traces(fig: go.Figure, epochs: pd.DataFrame, prefix: str = "", co
 EPOCH_METRIC_LABELS = {
     "test_acc": "Test accuracy (held-out donors)", "train_acc": "Training accuracy",
     "test_loss": "Test loss", "train_loss": "Training loss",
+    "val_acc": "Validation accuracy (selects the epoch)", "val_loss": "Validation loss",
 }
 
 

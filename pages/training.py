@@ -13,15 +13,17 @@ from core.errors import DataError, JobBusyError
 from core.models import ARCHITECTURES, imagenet_weights_status
 from core.train import TrainConfig
 from core.training_jobs import launch_training, resume_training
-from pages.common import dataset_dir, get_workspace, job_panel
+from pages.common import dataset_dir, donor_banner, get_cohort, get_workspace, job_panel
 
 ws = get_workspace()
 root = dataset_dir()
 defaults = TrainConfig()
 
 st.title("Training")
-st.caption("A tissue classifier on the QC-passed tiles, split by donor so the test score is honest. "
+st.caption("A tissue classifier on the QC-passed tiles, split by donor into train, validation and test: the "
+           "epoch to keep is chosen on the validation donors, and the test donors only report how it does. "
            "Training runs in a background worker: reload the page or open a new tab and it is still here.")
+donor_banner(get_cohort(root))
 
 
 def draw_run(run_dir: Path) -> None:
@@ -44,9 +46,14 @@ def draw_run(run_dir: Path) -> None:
     else:
         left.plotly_chart(figures.batch_loss(batches), width="stretch", key=f"batch-{run_dir.name}")
     if epochs.empty:
-        right.info("Per-epoch loss and accuracy (train and held-out donors) appear after the first epoch.")
+        right.info("Per-epoch loss and accuracy (train, validation and test donors) appear after the first epoch.")
     else:
         right.plotly_chart(figures.training_curves(epochs), width="stretch", key=f"epochs-{run_dir.name}")
+    if not epochs.empty:
+        chosen = runs.select_epoch(epochs)
+        st.caption(f"Epoch {chosen['selected_epoch']} selected by {chosen['selected_by']}: test accuracy "
+                   f"{_percent(chosen['test_acc_selected'])} there, {_percent(chosen['test_acc_final'])} at the "
+                   "latest epoch.")
     if not epochs.empty and "confusion" in epochs:
         confusion = np.asarray(epochs["confusion"].iloc[-1])
         st.plotly_chart(figures.confusion_heatmap(confusion, config.get("classes", [])), width="stretch",
@@ -62,6 +69,10 @@ def draw_run(run_dir: Path) -> None:
     if state != "running" and st.session_state.get("watching") == str(run_dir):
         st.session_state.pop("watching")
         st.rerun(scope="app")  # the run ended: redraw the page without the live panel
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
 
 
 @st.fragment(run_every=1.5)
@@ -129,9 +140,14 @@ HISTORY_COLUMNS = {
     "image_size": st.column_config.NumberColumn("Input px"),
     "epochs_done": st.column_config.NumberColumn("Epochs done"),
     "epochs_planned": st.column_config.NumberColumn("Planned"),
-    "best_test_acc": st.column_config.NumberColumn("Best test acc", format="percent"),
-    "duration_s": st.column_config.NumberColumn("Duration (s)", format="%.0f"),
+    "selected_epoch": st.column_config.NumberColumn("Selected epoch", help="Best epoch on the validation donors"),
+    "val_acc_selected": st.column_config.NumberColumn("Val acc (selected)", format="percent"),
+    "test_acc_selected": st.column_config.NumberColumn("Test acc (selected)", format="percent",
+                                                       help="Held-out test donors, at the validation-selected epoch"),
+    "test_acc_final": st.column_config.NumberColumn("Test acc (final)", format="percent"),
+    "duration": st.column_config.TextColumn("Duration"),
     "seconds_per_epoch": st.column_config.NumberColumn("s / epoch", format="%.1f"),
+    "disk_mb": st.column_config.NumberColumn("Disk (MB)", format="%.0f"),
     "mode": st.column_config.TextColumn("Mode"),
     "optimizer": st.column_config.TextColumn("Optimizer"),
     "created": st.column_config.TextColumn("Created"),
@@ -140,12 +156,14 @@ HISTORY_COLUMNS = {
 
 
 def history_table(table: pd.DataFrame) -> None:
-    st.dataframe(table[list(HISTORY_COLUMNS)], width="stretch", hide_index=True, column_config=HISTORY_COLUMNS)
+    shown = table.assign(duration=table["duration_s"].map(runs.format_duration),
+                         disk_mb=table["disk_bytes"] / 2**20)
+    st.dataframe(shown[list(HISTORY_COLUMNS)], width="stretch", hide_index=True, column_config=HISTORY_COLUMNS)
 
 
 @st.fragment(run_every=3.0)
 def live_history_table() -> None:
-    """While a job runs, the table re-reads the runs so epochs and best accuracy follow."""
+    """While a job runs, the table re-reads the runs so epochs and accuracies follow."""
     history_table(runs.list_runs(ws))
 
 
@@ -163,7 +181,7 @@ else:
     by_run = {run_id: epochs for run_id, epochs in by_run.items() if not epochs.empty}
     if by_run:
         left, right = st.columns(2)
-        left.plotly_chart(figures.runs_overlay(by_run, "test_acc"), width="stretch")
+        left.plotly_chart(figures.runs_overlay(by_run, "val_acc"), width="stretch")
         right.plotly_chart(figures.runs_overlay(by_run, "train_loss"), width="stretch")
     timed = history.dropna(subset=["seconds_per_epoch"]) if "seconds_per_epoch" in history else pd.DataFrame()
     if not timed.empty:
@@ -182,3 +200,18 @@ else:
             st.rerun()
         except (DataError, JobBusyError, ValueError) as exc:
             st.warning(f"Not deleted: {exc}")
+    target_dir = ws.runs_dir / target
+    saved_epochs = runs.checkpoint_epochs(target_dir)
+    if len(saved_epochs) > 1:
+        with st.expander(f"Free disk space: {len(saved_epochs)} checkpoints of {target}"):
+            selected = history.set_index("run_id").loc[target, "selected_epoch"]
+            keep = st.multiselect("Keep the checkpoints of epochs", saved_epochs,
+                                  default=[int(selected)] if pd.notna(selected) and selected in saved_epochs else [],
+                                  help="The latest checkpoint is always kept: resume continues from it.")
+            if st.button("Delete the other checkpoints", key="prune"):
+                try:
+                    freed = runs.prune_checkpoints(target_dir, keep)["freed_bytes"]
+                    st.toast(f"Freed {freed / 2**20:.0f} MB.")
+                    st.rerun()
+                except DataError as exc:
+                    st.warning(f"Not pruned: {exc}")

@@ -230,3 +230,52 @@ def test_slide_browser_shows_an_svs_slides_own_metadata(app_env):
     assert facts.loc["Format (slideio driver)", "value"] == "SVS"
     assert "(assumed)" not in facts.loc["Magnification", "value"]
     assert not any("assumed" in w.value for w in at.warning)
+
+
+def test_overview_warns_when_samples_are_their_own_donors_and_saves_the_chosen_column(app_env, tmp_path,
+                                                                                       monkeypatch):
+    from core.settings import load_dataset_settings
+
+    data = tmp_path / "patients"
+    data.mkdir()
+    (data / "histology.csv").write_text("Tissue Sample ID,Tissue,Patient\nP1-a,Lung,P1\nP1-b,Liver,P1\n")
+    monkeypatch.setenv("HISTOGENE_DATA", str(data))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert any("2 of 2 sample(s) have no donor ID" in w.value for w in at.warning)
+    assert {m.label: m.value for m in at.metric}["Donors"] == "2"
+    next(s for s in at.selectbox if s.label == "Donor column").select("Patient")
+    at.run()
+    assert not at.exception
+    assert load_dataset_settings(app_env, data)["donor_column"] == "Patient"
+    assert {m.label: m.value for m in at.metric}["Donors"] == "1"
+    assert not any("have no donor ID" in w.value for w in at.warning)
+
+
+def test_run_history_shows_the_selected_epoch_and_disk_use_and_prunes_checkpoints(app_env):
+    import json
+
+    run_dir = runs.new_run_dir(app_env)
+    (run_dir / "config.json").write_text(json.dumps({**TrainConfig(epochs=3).to_dict(), "classes": ["A", "B"]}))
+    (run_dir / "summary.json").write_text(json.dumps({
+        "status": "done", "epochs_done": 3, "selected_epoch": 2, "val_acc_selected": 0.9,
+        "test_acc_selected": 0.8, "test_acc_final": 0.7, "train_seconds": 4000}))
+    (run_dir / "checkpoints").mkdir()
+    for epoch in (1, 2, 3):
+        (run_dir / "checkpoints" / f"epoch_{epoch:03d}.pt").write_bytes(b"x" * 2**20)
+    try:
+        at = _training_page()
+        history = at.dataframe[0].value.set_index("run_id").loc[run_dir.name]
+        assert (history["selected_epoch"], history["test_acc_selected"], history["test_acc_final"]) == (2, 0.8, 0.7)
+        assert history["duration"] == "1 h 06 min" and history["disk_mb"] >= 3
+        assert "best_test_acc" not in at.dataframe[0].value.columns
+        next(s for s in at.selectbox if s.label == "Run").select(run_dir.name)
+        at.run()
+        assert next(m for m in at.multiselect if m.label == "Keep the checkpoints of epochs").value == [2]
+        next(b for b in at.button if b.label == "Delete the other checkpoints").click()
+        at.run()
+        assert not at.exception
+        assert runs.checkpoint_epochs(run_dir) == [2, 3]  # the selected one and the latest
+    finally:
+        runs.delete_run(app_env, run_dir.name)
