@@ -9,6 +9,7 @@ core.dataset; nothing here runs a model.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pandas as pd
 
 from core.cache import cache_key, file_fingerprint
 from core.dataset import Cohort
-from core.errors import DataError
+from core.errors import DataError, DataWarning
 from core.genes import GeneFilterParams, filter_genes, log_tpm
 from core.reduce import array_key, pca, seeded_subset
 
@@ -187,27 +188,29 @@ def unified_level(slides: PointSet, genes: PointSet, weight: float = 0.5,
 
 
 def split_by_sample(run_dir: str | Path, samples: pd.DataFrame) -> pd.Series:
-    """train / validation / test per sample_id for a run's split (split.csv rows, or split.json donors)."""
+    """train / validation / test per sample_id, from the run's saved split (runs.run_split: split.csv, one
+    row per sample). A sample the table lacks gets its donor's side, so slides added to the cohort after the
+    run are coloured by donor; DataError naming the file when the run saved no split."""
     from core import runs
 
     split = runs.run_split(run_dir)
-    if isinstance(split, pd.DataFrame):
-        if "sample_id" in split.columns:
-            return split.drop_duplicates("sample_id").set_index("sample_id")["split"].astype(str)
-        by_donor = split.drop_duplicates("subject_id").set_index("subject_id")["split"].astype(str)
-    else:
-        by_donor = pd.Series(
-            {str(d): name for name in ("train", "validation", "test") for d in split.get(f"{name}_donors") or []},
-            dtype=str)
-    donors = samples.drop_duplicates("sample_id").set_index("sample_id")["subject_id"].astype(str)
-    return donors.map(by_donor).dropna()
+    by_sample = split.drop_duplicates("sample_id").set_index("sample_id")["split"].astype(str)
+    known = split[split["subject_id"].astype(str) != ""]
+    by_donor = known.drop_duplicates("subject_id").set_index("subject_id")["split"].astype(str)
+    table = samples.drop_duplicates("sample_id").set_index("sample_id")["subject_id"].astype(str)
+    from_donor = table.map(by_donor).dropna()
+    return by_sample.combine_first(from_donor)
 
 
 def add_split(points: PointSet, run_dir: str | Path | None, samples: pd.DataFrame) -> PointSet:
     """Sets meta["split"] (train / validation / test, or "" for a sample outside the run)."""
     if run_dir is None:
         return points
-    split = split_by_sample(run_dir, samples)
+    try:
+        split = split_by_sample(run_dir, samples)
+    except DataError as exc:  # a run without a saved split: the map still draws, without split colours
+        warnings.warn(f"{exc}; no train / validation / test colouring", DataWarning, stacklevel=2)
+        return points
     points.meta["split"] = points.meta["sample_id"].map(split).fillna("").astype(str).to_numpy()
     return points
 

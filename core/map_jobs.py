@@ -45,13 +45,19 @@ class MapRequest:
         return self
 
 
+def tile_index_path(ws: Workspace, data_dir: str | Path, cohort: Cohort) -> Path | None:
+    """Where the dataset's saved tile index is, or None before tiling (reads no slide, loads no index)."""
+    from core import tiling
+
+    params = tiling.dataset_tiling_params(ws, data_dir)
+    return tiling.find_tile_index(cohort.samples[cohort.samples["has_slide"].astype(bool)], params, ws)
+
+
 def tile_index_for(ws: Workspace, data_dir: str | Path, cohort: Cohort) -> pd.DataFrame | None:
     """The dataset's saved tile index (QC metrics, slide paths), or None before tiling."""
     from core import tiling
 
-    chosen = getattr(tiling, "dataset_tiling_params", None)
-    params = chosen(ws, data_dir) if chosen is not None else tiling.TilingParams()
-    path = tiling.find_tile_index(cohort.samples[cohort.samples["has_slide"].astype(bool)], params, ws)
+    path = tile_index_path(ws, data_dir, cohort)
     return tiling.load_tile_index(path) if path is not None else None
 
 

@@ -14,11 +14,12 @@ from core import embed_jobs, export, jobs, map_figures, runs, summary
 from core.errors import DataError, JobBusyError
 from core.features import FeatureSource, checkpoint_epochs
 from core.levels import QC_COLUMNS, PointSet, gene_expression, top_genes
-from core.map_jobs import MapRequest, launch_map, points_for, tile_index_for
+from core.map_jobs import MapRequest, launch_map, points_for, tile_index_path
 from core.models import ARCHITECTURES
 from core.reduce import MapParams, lookup_map
 from core.separation import separation
 from core.tiling import read_tile
+from pages import overview_cache
 from pages.common import dataset_dir, get_cohort, get_workspace, job_panel
 
 ws = get_workspace()
@@ -118,9 +119,11 @@ def _scores(key: str, _points: PointSet) -> dict:
     return scored.to_dict()
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
 def _tile_index() -> pd.DataFrame | None:
-    return tile_index_for(ws, root, cohort)
+    """The saved tile index, cached by its file's stat: an index built after the page first ran is seen (a
+    cache without a key would keep the None of a page opened before tiling until the server restarts)."""
+    path = tile_index_path(ws, root, cohort)
+    return overview_cache.tile_index(overview_cache.index_key(path)) if path is not None else None
 
 
 def _colour(prefix: str, column, points: PointSet) -> tuple[str, np.ndarray | None, str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +10,7 @@ from core.config import Workspace, workspace
 from core.dataset import load_cohort
 from core.demo import ensure_demo_cohort
 from core.embed import SlideEmbeddings, TileEmbeddings
-from core.errors import DataError
+from core.errors import DataError, DataWarning
 from core.genes import GeneFilterParams
 from core.levels import (
     PointSet,
@@ -146,14 +144,28 @@ def test_unified_keeps_only_samples_with_both_and_rejects_bad_weights():
         unified_level(image, _points("genes", np.array(["Y", "Z"]), _block(2, 5, 1)))
 
 
-def test_split_from_a_runs_split_json(cohort, tmp_path):
-    donors = sorted(cohort.samples["subject_id"].unique())
+def test_split_colours_train_validation_and_test_donors_from_the_runs_split_csv(cohort, tmp_path):
+    from core.split import save_split
+
     run = tmp_path / "run"
     run.mkdir()
-    (run / "split.json").write_text(json.dumps({"train_donors": donors[:-1], "test_donors": donors[-1:]}))
+    donors = sorted(cohort.samples["subject_id"].unique())
+    side = dict(zip(donors, ["train", "validation", "test"], strict=True))  # 3 donors: one on each side
+    split = cohort.samples[["sample_id", "subject_id"]].assign(split=cohort.samples["subject_id"].map(side))
+    save_split(run, split)
     level = add_split(slides_level(_slide_embeddings(cohort), cohort.samples), run, cohort.samples)
-    expected = np.where(level.meta["subject_id"] == donors[-1], "test", "train")
+    side_of = split.drop_duplicates("subject_id").set_index("subject_id")["split"]
+    expected = level.meta["subject_id"].map(side_of).to_numpy()
     np.testing.assert_array_equal(level.meta["split"].to_numpy(), expected)
+    assert "validation" in set(level.meta["split"])
+
+
+def test_a_run_without_a_saved_split_still_draws_without_split_colours(cohort, tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.warns(DataWarning, match="no saved split"):
+        level = add_split(slides_level(_slide_embeddings(cohort), cohort.samples), tmp_path / "run",
+                          cohort.samples)
+    assert "split" not in level.meta.columns
 
 
 def test_split_from_a_split_table(cohort, monkeypatch):
