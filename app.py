@@ -12,6 +12,7 @@ navigation = st.navigation(
         st.Page("pages/overview.py", title="Dataset overview", icon=":material/dataset:", default=True),
         st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
         st.Page("pages/explorer.py", title="Embeddings explorer", icon=":material/scatter_plot:"),
+        st.Page("pages/rankings.py", title="Gene rankings", icon=":material/format_list_numbered:"),
     ]
 )
 warm_up_maps()  # once per server: numba compiles UMAP in a side process, not in the user's first map

@@ -1,0 +1,340 @@
+"""Gene rankings: which genes can slide embeddings predict, beyond what tissue identity explains? Cross-validated
+rankings are computed by a background job and cached; this page picks the features, finds or launches the
+ranking, and draws its table, summary, a gene's detail and the comparison of two feature sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import jobs, map_figures, rank_figures, rank_jobs, rank_views, runs
+from core.errors import DataError, JobBusyError
+from core.features import FeatureSource, checkpoint_epochs
+from core.levels import gene_expression
+from core.models import ARCHITECTURES
+from core.ranking.cv import RankParams
+from core.ranking.store import SUMMARY_JSON, Ranking, load_ranking
+from core.ranking.table import compare_sources
+from pages.common import dataset_dir, donor_banner, expression_loader, get_cohort, get_workspace, job_panel
+
+ws = get_workspace()
+root = dataset_dir()
+cohort = get_cohort(root)
+
+st.title("Gene rankings")
+st.caption("For every filtered gene: how well the slide embeddings predict its log2(1 + TPM), cross-validated "
+           "with whole donors held out, beside what tissue identity alone explains and what random weights reach. "
+           "Rankings run in a background worker and are cached.")
+donor_banner(cohort)
+
+KINDS = ("Trained run", "Random weights", "ImageNet weights", "Feature model file (timm)")
+
+
+def _stop_on_bad_input() -> None:
+    """A clear message and a stop when there is nothing to rank (no expression, no slides)."""
+    if cohort.expression_pending:
+        expression_loader(cohort, root)
+        st.info("The expression matrix is being loaded; the ranking needs it.")
+        st.stop()
+    if cohort.files.expression_gct is None or len(cohort.expression.sample_ids) == 0:
+        st.error(f"No expression file (*.gct or *.gct.gz) in {root}: there is nothing to rank. Add the expression "
+                 "matrix of the same samples to the dataset folder.")
+        st.stop()
+    if not cohort.samples["has_slide"].astype(bool).any():
+        st.error(f"No slide of {root} was found: rankings regress expression on slide embeddings, so the dataset "
+                 "needs slides (see the Dataset overview page).")
+        st.stop()
+
+
+def _runs_with_checkpoints() -> list[Path]:
+    table = runs.list_runs(ws)
+    return [Path(p) for p in table["path"] if checkpoint_epochs(p)]
+
+
+def source_controls(prefix: str, column) -> FeatureSource | None:
+    """The feature source chosen in `column` (None while incomplete or invalid; the error is shown there)."""
+    trained = _runs_with_checkpoints()
+    kinds = [k for k in KINDS if trained or k != "Trained run"]
+    kind = column.selectbox("Features", kinds, key=f"{prefix}-kind")
+    if not trained and prefix == "A":
+        column.caption("No trained run yet: rank random or ImageNet weights now, or train on the Training page.")
+    run_dir = None
+    if trained:
+        run_dir = column.selectbox("Run", trained, format_func=lambda p: p.name, key=f"{prefix}-run")
+    try:
+        if kind == "Trained run":
+            epochs = checkpoint_epochs(run_dir)
+            epoch = column.selectbox("Epoch", epochs, index=len(epochs) - 1, key=f"{prefix}-epoch")
+            return FeatureSource.checkpoint(run_dir, epoch)
+        if kind == "Feature model file (timm)":
+            name = column.text_input("timm model name", "resnet18", key=f"{prefix}-timm")
+            weights = column.text_input("Weights file (.safetensors or state dict)", key=f"{prefix}-timm-file")
+            return FeatureSource.timm(name, weights) if weights else None
+        weights = "random" if kind == "Random weights" else "imagenet"
+        seed = column.number_input("Seed", 0, 10_000, 0, key=f"{prefix}-seed") if weights == "random" else 0
+        if run_dir is not None:
+            return FeatureSource.for_run(run_dir, weights, seed=int(seed))
+        arch = column.selectbox("Architecture", ARCHITECTURES, key=f"{prefix}-arch")
+        size = int(column.number_input("Input size (px)", 16, 512, 64, key=f"{prefix}-size"))
+        if weights == "random":
+            return FeatureSource.random(arch, int(seed), size)
+        return FeatureSource.imagenet(arch, size)
+    except DataError as exc:
+        column.error(str(exc))
+        return None
+
+
+def param_controls(column) -> RankParams:
+    donors = int(cohort.samples.loc[cohort.samples["has_slide"].astype(bool), "subject_id"].nunique())
+    defaults = RankParams()
+    top = max(2, min(10, donors))
+    cols = column.columns(3)
+    components = int(cols[0].number_input("PCA components", 1, 512, defaults.components, key="rank-components",
+                                          help="the standardized embedding is reduced to this many components "
+                                               "inside each training fold"))
+    folds = int(cols[1].number_input("Folds (by donor)", 2, top, min(defaults.folds, top), key="rank-folds"))
+    repeats = int(cols[2].number_input("Repeats", 1, 50, defaults.repeats, key="rank-repeats"))
+    return RankParams(components=components, folds=folds, repeats=repeats)
+
+
+def _job_stamp() -> tuple:
+    """Changes when a background job ends, so a cached 'not computed yet' answer is looked at again."""
+    return tuple((job.id, job.status().get("state")) for job in jobs.list_jobs(ws)[:3])
+
+
+@st.cache_resource(show_spinner="Looking for the ranking ...", max_entries=8)
+def _lookup(data_dir: str, source: FeatureSource, source_key: str, params: RankParams, cohort_id: int,
+            stamp: tuple) -> rank_jobs.Lookup:
+    return rank_jobs.cached_ranking_for(ws, data_dir, cohort, source, params)
+
+
+@st.cache_resource(show_spinner="Loading the ranking ...", max_entries=8)
+def _load(folder: str, stamp: float) -> Ranking | None:
+    return load_ranking(folder)
+
+
+@st.cache_data(show_spinner="Scoring genes within each tissue ...", max_entries=8)
+def _per_tissue(path: str, _ranking: Ranking) -> tuple[pd.DataFrame, pd.Series]:
+    return rank_views.tissue_r2(_ranking), rank_views.top_tissue(_ranking)
+
+
+def find_ranking(prefix: str, column, source: FeatureSource, params: RankParams) -> Ranking | None:
+    """The cached ranking, else the job panel or a button that starts the ranking job."""
+    try:
+        found = _lookup(str(root), source, source.key, params, id(cohort), _job_stamp())
+    except DataError as exc:
+        column.error(f"This dataset cannot be ranked: {exc}")
+        return None
+    for warning in found.warnings:
+        column.warning(warning)
+    # A miss is cached until a job ends; the folder is looked at on every run (the CLI may have filled it).
+    summary = found.folder / SUMMARY_JSON if found.folder is not None else None
+    if summary is not None and summary.exists():
+        ranking = _load(str(found.folder), summary.stat().st_mtime)
+        if ranking is not None:
+            return ranking
+    active = jobs.active_job(ws)
+    if active is not None and active.kind in (rank_jobs.KIND, "embed", "map"):
+        with column:
+            job_panel(active.dir, rerun_when_done=True)
+        return None
+    needs = {"embeddings": "the slide embeddings, then the ranking",
+             "baseline embeddings": "the random-weights baseline's embeddings, then the ranking",
+             "ranking": "the ranking"}.get(found.missing, "the ranking")
+    column.info(f"Not ranked yet for {source.label} ({params.components} components, {params.folds} folds, "
+                f"{params.repeats} repeats). The job computes {needs}.")
+    if active is not None:
+        column.warning(f"A {active.kind} job is running; the ranking can start when it ends.")
+    elif column.button("Rank all genes", type="primary", key=f"{prefix}-go"):
+        try:
+            rank_jobs.launch_ranking(ws, root, source, params)
+            st.rerun()
+        except (JobBusyError, DataError) as exc:
+            column.warning(str(exc))
+    return None
+
+
+def _fmt(value, pattern: str = "{:.3f}") -> str:
+    return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else pattern.format(value)
+
+
+def headline(ranking: Ranking) -> None:
+    summary = ranking.summary
+    genes = summary.get("genes", len(ranking.table))
+    cols = st.columns(5)
+    if "recovered" in summary:
+        cols[0].metric("Genes recovered", f"{summary['recovered']:,} of {genes:,}",
+                       help="SEQUOIA's rule: r > 0 with p < 0.05, and better than random weights on the same folds "
+                            "(lower RMSE, higher r, Steiger's test FDR < 0.05)")
+        cols[1].metric("Random weights recover", f"{summary['recovered_by_random']:,}",
+                       help="the same rule with the roles swapped: genes random-weights features predict better")
+    else:
+        cols[0].metric("Significant genes", f"{summary.get('significant', 0):,} of {genes:,}",
+                       help="r > 0 with p < 0.05 (no random-weights baseline for this source)")
+        cols[1].metric("Random weights recover", "—", help="no random-weights baseline for this source")
+    cols[2].metric("Genes with r > 0", f"{summary.get('positive_r', 0):,}")
+    cols[3].metric("Median r > 0.5", f"{summary.get('median_r_above_0_5', 0):,}", help="BrST-Net's summary")
+    cols[4].metric("Median R²", _fmt(summary.get("median_r2")),
+                   help="median over genes of the out-of-fold R² (median over folds and repeats)")
+    cols = st.columns(5)
+    cols[0].metric("Median R² tissue only", _fmt(summary.get("median_r2_tissue")),
+                   help="each sample predicted by its training folds' tissue mean")
+    cols[1].metric("Median R² beyond tissue", _fmt(summary.get("median_r2_beyond_tissue")),
+                   help="embedding + tissue model minus the tissue-only model")
+    cols[2].metric("Median R² random weights", _fmt(summary.get("median_r2_random")))
+    cols[3].metric("Median R² k-means clusters", _fmt(summary.get("median_r2_kmeans")),
+                   help="the GTEx study's second approach: a sample predicted by its embedding cluster's mean")
+    cols[4].metric("Median R² permuted", _fmt(summary.get("median_r2_null")), help="embeddings shuffled: the null")
+    st.caption(f"{genes:,} genes · {summary.get('samples', '?')} samples · {summary.get('donors', '?')} donors · "
+               f"{summary.get('folds', '?')} folds x {summary.get('repeats', '?')} repeats · "
+               f"{summary.get('components', '?')} components · computed in {_fmt(summary.get('seconds'), '{:.1f}')} s")
+    st.plotly_chart(rank_figures.r2_histograms(ranking.table), width="stretch", key="r2-hist")
+
+
+def ranking_table(ranking: Ranking) -> pd.DataFrame:
+    """Search, tissue filter and the sortable table; returns the rows listed."""
+    per_tissue, tops = _per_tissue(str(ranking.path), ranking)
+    cols = st.columns([2, 2, 1, 1])
+    query = cols[0].text_input("Search symbol or Ensembl ID", key="rank-search")
+    tissue = cols[1].selectbox("Tissue", ["All tissues", *per_tissue.columns], key="rank-tissue",
+                               help="a tissue adds each gene's R² within that tissue's samples (sorted by it): "
+                                    "a gene that only differs between tissues scores near 0 there")
+    only_top = cols[2].checkbox("Most expressed there", key="rank-only-top", disabled=tissue == "All tissues",
+                                help="only genes whose mean expression is highest in this tissue")
+    recovered = cols[3].checkbox("Recovered only", key="rank-recovered", disabled="recovered" not in ranking.table)
+    chosen = None if tissue == "All tissues" else tissue
+    view = rank_views.view_table(ranking.table, query, chosen, per_tissue, tops, only_top, recovered)
+    shown = rank_views.display_frame(view)
+    event = st.dataframe(
+        shown, hide_index=True, width="stretch", height=420, key="rank-table", on_select="rerun",
+        selection_mode="single-row",
+        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in shown.columns
+                       if c.startswith("R²") or c == "r"} | {"FDR": st.column_config.NumberColumn(format="%.2e")},
+    )
+    st.caption(f"{len(view):,} of {len(ranking.table):,} genes listed. Click a column to sort; select a row to "
+               "open the gene below.")
+    st.download_button("Download the full ranking (CSV)", ranking.csv.read_bytes(), "gene-ranking.csv", "text/csv",
+                       key="rank-csv")
+    rows = ((event or {}).get("selection") or {}).get("rows") or []
+    if rows and rows[0] < len(view):
+        picked = str(view["gene_id"].iloc[rows[0]])
+        if st.session_state.get("rank-picked") != picked:  # a new table selection opens that gene
+            st.session_state["rank-picked"] = picked
+            st.session_state["rank-gene"] = picked
+    return view
+
+
+def gene_detail(ranking: Ranking, view: pd.DataFrame, source: FeatureSource) -> None:
+    st.subheader("Gene detail")
+    table = ranking.table.set_index("gene_id")
+    options = list(view["gene_id"]) or list(ranking.table["gene_id"])
+    if st.session_state.get("rank-gene") not in options:
+        st.session_state.pop("rank-gene", None)
+        if st.session_state.get("rank-picked") in table.index:
+            options = [st.session_state["rank-picked"], *options]
+            st.session_state["rank-gene"] = st.session_state["rank-picked"]
+    gene_id = st.selectbox("Gene", options[:5000], key="rank-gene",
+                           format_func=lambda g: f"{table.at[g, 'symbol']} ({g})" if g in table.index else g)
+    if gene_id is None:
+        return
+    row = table.loc[gene_id]
+    label = f"{row['symbol']} ({gene_id})"
+    cols = st.columns(6)
+    cols[0].metric("Rank", f"{int(row['rank']):,}")
+    cols[1].metric("R²", _fmt(row.get("r2")))
+    cols[2].metric("R² beyond tissue", _fmt(row.get("r2_beyond_tissue")))
+    cols[3].metric("R² tissue only", _fmt(row.get("r2_tissue")))
+    cols[4].metric("r", _fmt(row.get("r")))
+    cols[5].metric("FDR", _fmt(row.get("fdr"), "{:.2e}"))
+    if "recovered" in row:
+        verdict = "recovered" if bool(row["recovered"]) else "not recovered"
+        st.caption(f"{label} is **{verdict}** by SEQUOIA's rule (random weights: R² {_fmt(row.get('r2_random'))}, "
+                   f"r {_fmt(row.get('r_random'))}).")
+    frame = ranking.gene_frame(gene_id)
+    left, right = st.columns(2)
+    left.plotly_chart(rank_figures.predicted_vs_observed(frame, label), width="stretch", key="gene-scatter")
+    per_tissue = rank_views.gene_tissue_table(ranking, gene_id)
+    right.plotly_chart(rank_figures.tissue_r2_bar(per_tissue), width="stretch", key="gene-tissues")
+    right.dataframe(per_tissue.rename(columns={"mean_log_tpm": "mean log2(1+TPM)", "r2": "R² embedding",
+                                               "r2_emb_tissue": "R² embedding + tissue"}).round(3),
+                    hide_index=True, width="stretch")
+    slide_map(ranking, gene_id, label, source)
+
+
+def slide_map(ranking: Ranking, gene_id: str, label: str, source: FeatureSource) -> None:
+    """The gene's observed expression on a PCA map of the slides, and a link to the explorer's slide map."""
+    st.markdown("**The gene on the slide map**")
+    slides = _slide_points(str(root), source, _job_stamp())
+    if slides is not None:
+        try:
+            _, by_sample = gene_expression(cohort, gene_id)
+            values = slides["sample_id"].map(by_sample).to_numpy(dtype=float)
+            st.plotly_chart(map_figures.map_scatter(slides[["x", "y"]].to_numpy(), slides, label, values=values,
+                                                    title=f"Slides (PCA of {source.label}) coloured by {label}",
+                                                    height=420), width="stretch", key="gene-map")
+        except DataError as exc:
+            st.warning(str(exc))
+    params = {"gene": gene_id, "level": "slides"}
+    if source.kind == "checkpoint":
+        params.update(run=Path(str(source.run_dir)).name, epoch=str(source.epoch))
+    st.page_link("pages/explorer.py", label=f"Open {label} on the Embeddings explorer's slide map (UMAP, t-SNE, "
+                                            "linked tiles)", icon=":material/scatter_plot:", query_params=params)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _slide_points(data_dir: str, source: FeatureSource, stamp: tuple) -> pd.DataFrame | None:
+    """One row per slide: id, sample_id, tissue and the first two principal components of its embedding."""
+    from core import embed
+    from core.reduce import pca
+
+    slides = embed.cached_slide_embeddings(ws, data_dir, source)
+    if slides is None or len(slides.sample_ids) < 3:
+        return None
+    scores = pca(np.asarray(slides.values, dtype=np.float32), 2).components
+    tissue = cohort.samples.set_index("sample_id")["tissue"]
+    ids = pd.Series(np.asarray(slides.sample_ids, dtype=str))
+    return pd.DataFrame({"id": ids, "sample_id": ids, "tissue": ids.map(tissue).fillna("").astype(str),
+                         "x": scores[:, 0], "y": scores[:, 1] if scores.shape[1] > 1 else 0.0})
+
+
+def comparison(ranking_a: Ranking, source_a: FeatureSource, params: RankParams) -> None:
+    st.subheader("Compare two feature sources")
+    st.caption("Rank a second source with the same parameters and compare gene by gene (e.g. random weights "
+               "against trained, epoch 5 against epoch 30, a feature model against the trained network).")
+    column = st.container()
+    source_b = source_controls("B", column)
+    if source_b is None:
+        return
+    if source_b.key == source_a.key:
+        st.info("Choose a different source for B.")
+        return
+    ranking_b = find_ranking("B", column, source_b, params)
+    if ranking_b is None:
+        return
+    result = compare_sources(ranking_a.table, ranking_b.table)
+    cols = st.columns(4)
+    cols[0].metric("Genes compared", f"{result['genes']:,}")
+    cols[1].metric("Improved by B", f"{result['improved']:,}")
+    cols[2].metric("Worse with B", f"{result['worse']:,}")
+    p = result["wilcoxon_p"]
+    cols[3].metric("Paired Wilcoxon p", "—" if p is None else f"{p:.2e}",
+                   help=f"median R² difference B - A: {_fmt(result['median_difference'])}")
+    st.plotly_chart(rank_figures.compare_scatter(result["pairs"], source_a.label, source_b.label), width="stretch",
+                    key="compare-scatter")
+
+
+_stop_on_bad_input()
+top = st.container()
+source = source_controls("A", top)
+params = param_controls(top)
+ranking = find_ranking("A", top, source, params) if source is not None else None
+if ranking is not None:
+    headline(ranking)
+    st.subheader("Ranking")
+    listed = ranking_table(ranking)
+    gene_detail(ranking, listed, source)
+    if st.toggle("Compare with a second feature source", key="rank-compare"):
+        comparison(ranking, source, params)

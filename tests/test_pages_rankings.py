@@ -1,0 +1,184 @@
+"""The Gene rankings page through AppTest: a cached ranking draws its headline, table, gene detail and the
+two-source comparison; a missing one is offered as a background job; bad input is a message, not a traceback.
+
+Embeddings are faked (no network runs here): a trained run's two checkpoints exist only as files, and
+core.embed's cache lookup returns vectors tied to a few genes' expression for them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import embed, rank_jobs
+from core.config import Workspace, workspace
+from core.dataset import load_cohort
+from core.demo import ensure_demo_cohort
+from core.embed import SlideEmbeddings
+from core.features import FeatureSource
+from core.genes import log_tpm
+from core.ranking.cv import RankParams
+from core.ranking.inputs import ranking_inputs
+from core.ranking.store import rank_inputs
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGE = "pages/rankings.py"
+TINY = {"n_donors": 6, "n_tissues": 3, "slide_size": (1024, 1024), "n_genes": 300, "workers": 1}
+RUN_ID = "20261129-0100-rank"
+LINKED_GENES = 6  # genes the fake trained embedding carries
+
+
+@pytest.fixture(scope="module")
+def rank_ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    ws = workspace(tmp_path_factory.mktemp("rankings") / "workspace")
+    ensure_demo_cohort(ws, **TINY)
+    run = ws.runs_dir / RUN_ID
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"arch": "efficientnet_b0", "image_size": 64, "epochs": 2}))
+    for epoch in (1, 2):
+        (run / "checkpoints" / f"epoch_{epoch:03d}.pt").write_bytes(f"fake checkpoint {epoch}".encode())
+    return ws
+
+
+def _fake_embeddings(ws: Workspace):
+    """cached_slide_embeddings stand-in: epoch 2 carries LINKED_GENES genes' expression, epoch 1 half as
+    much, random weights only noise."""
+    cohort = load_cohort(ws.demo_dir, ws)
+    slides = cohort.samples[cohort.samples["has_slide"] & cohort.samples["has_expression"]].sort_values("sample_id")
+    ids = slides["sample_id"].to_numpy(dtype=str)
+    expression = cohort.expression
+    columns = pd.Index(np.asarray(expression.sample_ids, dtype=str)).get_indexer(ids)
+    values = log_tpm(np.asarray(expression.values, dtype=np.float32)[:, columns])
+    spread = values.std(axis=1)
+    linked = np.argsort(-spread)[:LINKED_GENES]
+    signal = values[linked].T
+    signal = (signal - signal.mean(0)) / (signal.std(0) + 1e-6)
+
+    def fake(_ws, _data_dir, source: FeatureSource) -> SlideEmbeddings:
+        rng = np.random.default_rng(source.seed + 7 * (source.epoch or 0))
+        noise = rng.normal(size=(len(ids), 12))
+        weight = {"checkpoint": 1.0 if source.epoch == 2 else 0.5}.get(source.kind, 0.0)
+        x = np.hstack([weight * 3 * signal, noise]).astype(np.float32)
+        return SlideEmbeddings(ids, x, source.key, tile_counts=np.ones(len(ids), int))
+
+    return fake, [str(expression.gene_ids[i]) for i in linked]
+
+
+@pytest.fixture
+def app_env(rank_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.setenv("HISTOGENE_WORKSPACE", str(rank_ws.root))
+    monkeypatch.delenv("HISTOGENE_DATA", raising=False)
+    fake, _ = _fake_embeddings(rank_ws)
+    monkeypatch.setattr(embed, "cached_slide_embeddings", fake)
+    return rank_ws
+
+
+def _page_params(ws: Workspace) -> RankParams:
+    """What the page asks for by default on this cohort: folds capped by the donors."""
+    donors = load_cohort(ws.demo_dir, ws).samples.query("has_slide")["subject_id"].nunique()
+    return RankParams(folds=min(5, donors))
+
+
+def _precompute(ws: Workspace, source: FeatureSource, params: RankParams) -> None:
+    fake, _ = _fake_embeddings(ws)
+    cohort = load_cohort(ws.demo_dir, ws)
+    baseline = rank_jobs.baseline_source(source)
+    inputs = ranking_inputs(cohort, fake(ws, None, source), fake(ws, None, baseline) if baseline else None)
+    rank_inputs(ws, inputs, params)
+
+
+def _run_source(ws: Workspace, epoch: int) -> FeatureSource:
+    return FeatureSource.checkpoint(ws.runs_dir / RUN_ID, epoch)
+
+
+def _open() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_missing_ranking_is_offered_as_a_background_job(app_env, monkeypatch):
+    launched = []
+    monkeypatch.setattr(rank_jobs, "launch_ranking",
+                        lambda ws, root, source, params: launched.append((source, params)))
+    at = _open()
+    assert at.title[0].value == "Gene rankings"
+    assert at.selectbox(key="A-kind").value == "Trained run"
+    at.number_input(key="rank-repeats").set_value(2).run()  # parameters nobody ranked with yet
+    assert any("Not ranked yet" in i.value for i in at.info), [i.value for i in at.info]
+    assert not at.dataframe
+    at.button(key="A-go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(launched) == 1
+    source, params = launched[0]
+    assert source.kind == "checkpoint" and source.epoch == 2 and params.repeats == 2
+
+
+def test_cached_ranking_draws_headline_table_detail_and_comparison(app_env):
+    params = _page_params(app_env)
+    _precompute(app_env, _run_source(app_env, 2), params)
+    _, linked = _fake_embeddings(app_env)
+    at = _open()
+    labels = {m.label for m in at.metric}
+    assert {"Genes recovered", "Random weights recover", "Genes with r > 0", "Median r > 0.5",
+            "Median R² tissue only"} <= labels
+    recovered = next(m for m in at.metric if m.label == "Genes recovered").value
+    assert int(recovered.split(" of ")[0]) >= 1, recovered  # the linked genes beat random weights
+    table = at.dataframe[0].value
+    assert {"Symbol", "Ensembl ID", "R²", "R² beyond tissue", "r", "FDR", "Recovered"} <= set(table.columns)
+    assert set(table["Ensembl ID"].head(LINKED_GENES)) & set(linked), "the linked genes should rank on top"
+    assert "Download the full ranking (CSV)" in {d.proto.label for d in at.get("download_button")}
+    # gene detail of the best gene: scatter coloured by tissue, per-tissue R², slide map and explorer link
+    assert at.selectbox(key="rank-gene").value == table["Ensembl ID"].iloc[0]
+    assert any(s.value == "Gene detail" for s in at.subheader)
+    assert len(at.get("plotly_chart")) >= 4  # histogram, predicted vs observed, tissue R², slide map
+    links = at.get("page_link")
+    assert links and "explorer" in links[0].proto.page
+    # search by symbol narrows the table
+    symbol = str(table["Symbol"].iloc[3])
+    at.text_input(key="rank-search").set_value(symbol).run()
+    assert symbol in set(at.dataframe[0].value["Symbol"])
+    assert len(at.dataframe[0].value) < len(table)
+    # a tissue adds its within-tissue R² column
+    at.text_input(key="rank-search").set_value("").run()
+    tissue = at.selectbox(key="rank-tissue").options[1]
+    at.selectbox(key="rank-tissue").set_value(tissue).run()
+    assert f"R² in {tissue}" in at.dataframe[0].value.columns
+    assert not at.exception, [e.value for e in at.exception]
+    # two sources: epoch 1 against epoch 2
+    _precompute(app_env, _run_source(app_env, 1), params)
+    at.toggle(key="rank-compare").set_value(True).run()
+    at.selectbox(key="B-epoch").set_value(1).run()
+    assert not at.exception, [e.value for e in at.exception]
+    compare = {m.label: m.value for m in at.metric}
+    assert {"Genes compared", "Improved by B", "Paired Wilcoxon p"} <= set(compare)
+    assert int(compare["Genes compared"].replace(",", "")) == len(table)
+
+
+def test_selecting_a_table_row_opens_that_gene(app_env):
+    _precompute(app_env, _run_source(app_env, 2), _page_params(app_env))
+    at = _open()
+    table = at.dataframe[0].value
+    at.session_state["rank-table"] = {"selection": {"rows": [2], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="rank-gene").value == table["Ensembl ID"].iloc[2]
+
+
+def test_a_dataset_without_expression_gets_a_message(rank_ws, tmp_path, monkeypatch):
+    data = tmp_path / "data"  # the demo's slides and histology CSV, without its expression matrix
+    data.mkdir()
+    for path in rank_ws.demo_dir.iterdir():
+        if not path.name.endswith((".gct", ".gct.gz")):
+            (data / path.name).symlink_to(path)
+    monkeypatch.setenv("HISTOGENE_WORKSPACE", str(rank_ws.root))
+    monkeypatch.setenv("HISTOGENE_DATA", str(data))
+    at = _open()
+    assert any("No expression file" in e.value for e in at.error), [e.value for e in at.error]
