@@ -41,6 +41,12 @@ MIN_CHUNK, MAX_CHUNK = 8, 48
 # saved after each batch.
 FULL_GRID_BATCH = 2048
 ASSUMED_PASS_RATE = 0.9  # before a slide has shown its own
+# A run expected to QC at most this many cells runs in this process, without a pool: starting a
+# worker (spawn, import numpy/scipy/pandas/numba, load the compiled QC) costs ~1.5-2.5 s of CPU,
+# the QC of ~150 cells; below ~250 cells two workers finish later than one process does (a lone
+# GTEx slide at its quota of 100 tiles: ~110 cells, 1.5 s in process against ~5 s with a pool).
+INLINE_CELLS = 256
+PLAN_CELLS = 16  # a slide's plan (open, thumbnail, tissue mask) counted as this many cells
 _MAX_REBUILDS = 8  # pools rebuilt in one run before the remaining slides are left for the next
 MP_CONTEXT = "spawn"  # not fork: the UI and job runners have threads; tests may switch it
 
@@ -158,6 +164,25 @@ def next_batch(part: TilePart, target: int | None, workers: int) -> int:
     return min(remaining, max(guess, MIN_CHUNK * workers))
 
 
+def estimated_cells(tasks: list[SlideTask]) -> float:
+    """Cells the run is expected to QC (plans counted as PLAN_CELLS each); inf when a full-grid slide
+    is not planned yet (its size is unknown until its thumbnail is read)."""
+    total = 0.0
+    for task in tasks:
+        part = task.part
+        planned = part is not None and part.plan is not None
+        if not planned:
+            total += PLAN_CELLS
+        if task.target is None:
+            if not planned:
+                return math.inf
+            total += part.candidates - part.considered
+        else:
+            passed = int(part.passed.sum()) if planned else 0
+            total += max(0, task.target - passed) / ASSUMED_PASS_RATE
+    return total
+
+
 def _chunks(count: int, workers: int) -> list[tuple[int, int]]:
     size = min(MAX_CHUNK, max(MIN_CHUNK, math.ceil(count / max(1, workers))))
     return [(start, min(count, start + size)) for start in range(0, count, size)]
@@ -175,6 +200,8 @@ def run_slides(
     `progress(task, outcome)` is called as each slide finishes; if it raises (cancellation), queued
     work is dropped and the parts saved so far stay on disk.
     """
+    if workers > 1 and estimated_cells(tasks) <= INLINE_CELLS:
+        workers = 1  # a small run: the pool's start-up would cost more than it saves
     outcomes: dict[str, SlideOutcome] = {}
     queue: deque[_State] = deque(_State(task) for task in tasks)
     active: dict[Future, tuple[_State, int]] = {}  # future -> (slide, chunk number; -1 for the plan)

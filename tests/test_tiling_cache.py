@@ -176,6 +176,7 @@ def test_dead_worker_fails_only_its_own_slide(
 ) -> None:
     """A worker killed while reading slide B (as by the OOM killer): A and C still finish in this run."""
     monkeypatch.setattr(tile_run, "MP_CONTEXT", "fork")  # so the workers inherit the patch below
+    monkeypatch.setattr(tile_run, "INLINE_CELLS", 0)  # a pool even for this small run
     original = tile_run.read_and_qc
 
     def killed_on_b(slide: Slide, *args: object) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,37 @@ def test_quota_then_full_grid_reuses_the_quota_reads(ws: Workspace, big: Path, m
     full = build_tile_index(samples, params(all_tiles=True), ws, workers=1)
     assert len(full.index) == 256
     assert sum(read) <= 256 - considered  # the cells the quota run read are not read again
+
+
+def test_a_small_quota_run_starts_no_pool_and_a_large_one_does(tmp_path: Path, big: Path, monkeypatch) -> None:
+    import core.tile_run as tile_run
+
+    pools: list[int] = []
+    original = tile_run._pool
+    monkeypatch.setattr(tile_run, "_pool", lambda workers: pools.append(workers) or original(workers))
+    samples = samples_table(("GTEX-Q-1", "Lung", big))
+    quota = build_tile_index(samples, params(), workspace(tmp_path / "a"), workers=2)  # ~12 cells
+    assert pools == [1] and quota.summary["per_slide"]["GTEX-Q-1"]["selected"] == 10
+    pools.clear()
+    # A full grid not planned yet: its size is unknown, so the pool starts.
+    full = build_tile_index(samples, params(all_tiles=True), workspace(tmp_path / "b"), workers=2)
+    assert pools == [2] and len(full.index) == 256
+
+
+def test_estimated_cells_counts_quota_left_and_unplanned_full_grids() -> None:
+    from core.tile_run import ASSUMED_PASS_RATE, PLAN_CELLS, SlideTask, estimated_cells
+
+    quota = [SlideTask(f"S{i}", "x.svs", "Lung", None, target=100) for i in range(3)]
+    assert estimated_cells(quota) == pytest.approx(3 * (PLAN_CELLS + 100 / ASSUMED_PASS_RATE))
+    assert estimated_cells([*quota, SlideTask("F", "y.svs", "Lung", None, target=None)]) == float("inf")
+
+
+def test_cli_one_slide_takes_the_per_slide_quota_not_the_tissue_target(ws: Workspace, big: Path, capsys) -> None:
+    from core.__main__ import main
+
+    argv = ["--workspace", str(ws.root), "tiles", "--slide", str(big), "--json", "--tile-size", str(CELL),
+            "--tiles-per-slide", "10"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["params"]["tissue_target"] == 10
+    assert summary["selected"] == 10 and summary["considered"] < 40  # not the 256-cell grid

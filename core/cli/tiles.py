@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--magnification", type=float, default=None, help=f"default {defaults.magnification:g}")
     parser.add_argument("--tiles-per-slide", type=int, default=None, help=f"default {defaults.tiles_per_slide}")
     parser.add_argument("--tissue-target", type=int, default=None,
-                        help=f"tiles wanted per tissue (default {defaults.tissue_target})")
+                        help=f"tiles wanted per tissue (default {defaults.tissue_target}; "
+                        "with --slide, --tiles-per-slide)")
     parser.add_argument("--all-tiles", action=argparse.BooleanOptionalAction, default=None,
                         help="QC every tissue cell (full grid, for maps) instead of each slide's quota")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU count)")
@@ -131,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
     ws = workspace(args.workspace)
     if args.slide:
         params = _params(args, TilingParams())
+        if args.tissue_target is None:
+            # One slide is checked, not a tissue: its quota is the per-slide one (the cohort's
+            # tissue target would ask a lone slide for 5,000 tiles, i.e. its whole grid).
+            params = dataclasses.replace(params, tissue_target=params.tiles_per_slide)
         samples = _one_slide(args.slide)
     else:
         data = resolve_data_dir(ws, args.data)
