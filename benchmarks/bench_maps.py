@@ -14,6 +14,7 @@ to --baseline-max points (scikit-learn's t-SNE at 50k takes far longer than the 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -36,9 +37,15 @@ def embeddings(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 
 def timed(fn) -> tuple[float, object]:
-    started = time.perf_counter()
+    """(wall seconds, result); the CPU seconds of the call are left in CPU[0] (all threads of this process:
+    on a shared machine wall time also counts waits for a core)."""
+    started, cpu = time.perf_counter(), time.process_time()
     out = fn()
+    CPU[0] = time.process_time() - cpu
     return time.perf_counter() - started, out
+
+
+CPU = [0.0]
 
 
 def baseline(method: str, values: np.ndarray, params: MapParams) -> float:
@@ -65,23 +72,28 @@ def main() -> int:
         ws = workspace(Path(folder) / "workspace")
         compile_s = timed(lambda: warm_up(ws))[0]
         print(f"numba warm-up (once per process, untimed below): {compile_s:.1f} s", flush=True)
-        print("| points | method | cold (PCA + map + store) | warm (cache hit) | baseline | cold / baseline |")
+        print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+        print("| points | method | cold (PCA + map + store), wall / CPU | warm (cache hit) | baseline, wall / CPU "
+              "| cold / baseline (wall, CPU) |")
         print("| --- | --- | --- | --- | --- | --- |", flush=True)
         for n in args.sizes:
             values = embeddings(n, args.dim)
             for method in args.methods:
                 params = MapParams(method=method)
                 cold, result = timed(lambda p=params, v=values: cached_map(ws, v, p))
+                cold_cpu = CPU[0]
                 warm, again = timed(lambda p=params, v=values: cached_map(ws, v, p))
                 assert again.cached and np.array_equal(again.coords, result.coords)
                 name = "sklearn TSNE on 40 PCs" if method == "tsne" else "umap-learn on raw features"
                 if n <= args.baseline_max:
                     base = baseline(method, values, params)
-                    base_text, ratio = f"{name}: {base:.1f} s", f"{cold / base:.2f}"
+                    base_text = f"{name}: {base:.1f} s / {CPU[0]:.1f} s"
+                    ratio = f"{cold / base:.2f}, {cold_cpu / CPU[0]:.2f}"
                 else:
                     base_text, ratio = "not run at this size", "—"
-                print(f"| {n:,} | PCA + {method} | {cold:.1f} s | {warm:.2f} s | {base_text} | {ratio} |",
-                      flush=True)
+                print(f"| {n:,} | PCA + {method} | {cold:.1f} s / {cold_cpu:.1f} s | {warm:.2f} s | {base_text} "
+                      f"| {ratio} |", flush=True)
+        print(f"load average at end: {os.getloadavg()[0]:.1f}", flush=True)
     return 0
 
 

@@ -170,6 +170,16 @@ def cached_tile_embeddings(ws: Workspace, data_dir: str | Path, source: FeatureS
     return _load_complete(_folder(ws, source, tiles), tiles, source)
 
 
+def cached_folders(ws: Workspace, data_dir: str | Path, sources: list[FeatureSource]) -> list[Path | None]:
+    """Per source, the cache folder of its complete embeddings of the dataset's selected tiles, or None when
+    not computed (the tile index is read once; nothing is loaded from the entries)."""
+    tiles = _saved_tiles(ws, Path(data_dir))
+    if tiles is None:
+        return [None] * len(sources)
+    folders = [_folder(ws, source, tiles) for source in sources]
+    return [folder if (folder / "values.npy").is_file() else None for folder in folders]
+
+
 def cached_slide_embeddings(ws: Workspace, data_dir: str | Path, source: FeatureSource) -> SlideEmbeddings | None:
     """Slide means of the cached tile embeddings, or None (like cached_tile_embeddings)."""
     tiles = cached_tile_embeddings(ws, data_dir, source)

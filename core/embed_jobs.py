@@ -17,6 +17,9 @@ def launch_embedding(ws: Workspace, data_dir: str | Path, source: FeatureSource)
     return jobs.launch(ws, "embed", embed_argv(data_dir, source))
 
 
-def launch_separation_across_epochs(ws: Workspace, data_dir: str | Path, run_dir: str | Path) -> jobs.Job:
-    """Embed every checkpoint of a run (and random weights) and score each; result: {"epochs": [rows]}."""
-    return jobs.launch(ws, "embed", embed_argv(data_dir, FeatureSource.checkpoint(run_dir), all_epochs=True))
+def launch_separation_across_epochs(ws: Workspace, data_dir: str | Path, run_dir: str | Path,
+                                    epochs: list[int] | None = None) -> jobs.Job:
+    """Embed every checkpoint of a run (or `epochs`) and random weights, and score each (slides and tiles);
+    result: {"epochs": [rows]}. Each embedding's scores are also cached (core.separation.scored_epochs)."""
+    return jobs.launch(ws, "embed", embed_argv(data_dir, FeatureSource.checkpoint(run_dir), all_epochs=True,
+                                               epochs=epochs))

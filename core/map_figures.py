@@ -71,17 +71,49 @@ def explained_variance(ratio: np.ndarray) -> go.Figure:
     return fig
 
 
+_LEVEL_COLOURS = {"slides": "#1f77b4", "tiles": "#d62728"}
+
+
 def separation_across_epochs(scores: pd.DataFrame) -> go.Figure:
-    """Silhouette and kNN tissue accuracy per epoch (random weights at epoch 0), with test accuracy and
-    the commonest-tissue baseline when present."""
-    fig = go.Figure()
-    series = (("knn_accuracy", "kNN tissue accuracy (donors held out)"), ("silhouette", "silhouette by tissue"),
-              ("test_acc", "classifier test accuracy"), ("chance_accuracy", "baseline: commonest tissue"))
-    for column, name in series:
-        if column in scores and scores[column].notna().any():
-            dash = "dot" if column == "chance_accuracy" else None
-            fig.add_trace(go.Scatter(x=scores["epoch"], y=scores[column], name=name, mode="lines+markers",
-                                     line={"dash": dash}))
-    fig.update_layout(title="Tissue separation across epochs (epoch 0 = random weights)", height=320, **_LAYOUT)
+    """Two panels over a run's epochs: kNN tissue accuracy (donors held out) and silhouette by tissue, each
+    for slides and tiles. The trained checkpoints are solid lines; the same architecture with random
+    weights (epoch 0 of the table) is a dashed line of the same colour across all epochs, side by side with
+    them. The classifier's validation and test accuracy share the accuracy panel (grey), with the
+    commonest-tissue baseline dotted."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
+                        subplot_titles=("kNN tissue accuracy (donors held out)", "Silhouette by tissue"))
+    trained = scores[scores["source"] != "random"].sort_values("epoch") if "source" in scores else scores
+    random = scores[scores["source"] == "random"] if "source" in scores else scores.iloc[:0]
+    span = [1, max(int(trained["epoch"].max()), 1)] if len(trained) else [0, 1]
+    panels = ((1, "knn_accuracy", "tile_knn_accuracy"), (2, "silhouette", "tile_silhouette"))
+    for col, slide_column, tile_column in panels:
+        for level, column in (("slides", slide_column), ("tiles", tile_column)):
+            colour, first = _LEVEL_COLOURS[level], col == 1
+            if column in trained and trained[column].notna().any():
+                fig.add_trace(go.Scatter(x=trained["epoch"], y=trained[column], mode="lines+markers",
+                                         name=f"{level}: trained", legendgroup=f"{level}-trained",
+                                         showlegend=first, line={"color": colour}), row=1, col=col)
+            if column in random and random[column].notna().any():
+                value = float(random[column].iloc[0])
+                fig.add_trace(go.Scatter(x=span, y=[value, value], mode="lines", name=f"{level}: random weights",
+                                         legendgroup=f"{level}-random", showlegend=first,
+                                         line={"color": colour, "dash": "dash"},
+                                         hovertemplate=f"random weights: {value:.3f}<extra>{level}</extra>"),
+                              row=1, col=col)
+    for column, name, dash in (("val_acc", "classifier validation accuracy", "dashdot"),
+                               ("test_acc", "classifier test accuracy", None)):
+        if column in trained and trained[column].notna().any():
+            fig.add_trace(go.Scatter(x=trained["epoch"], y=trained[column], mode="lines+markers", name=name,
+                                     line={"color": "#7f7f7f", "dash": dash}, marker={"size": 4}), row=1, col=1)
+    if "chance_accuracy" in scores and scores["chance_accuracy"].notna().any():
+        chance = float(scores["chance_accuracy"].dropna().iloc[0])
+        fig.add_trace(go.Scatter(x=span, y=[chance, chance], mode="lines", name="baseline: commonest tissue",
+                                 line={"color": "#bcbd22", "dash": "dot"}), row=1, col=1)
+    fig.update_layout(title="Tissue separation across epochs: trained (solid) against random weights (dashed)",
+                      height=400, legend={"orientation": "h", "y": -0.22},
+                      **{**_LAYOUT, "margin": {"l": 10, "r": 10, "t": 80, "b": 10}})
     fig.update_xaxes(title="epoch")
+    fig.update_yaxes(range=[0, 1.02], row=1, col=1)
     return fig

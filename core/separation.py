@@ -94,6 +94,88 @@ def _clean(value: float | None) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
+SCORE_TILES = 5000  # tile-level scores across epochs: a seeded sample of this many tiles per embedding
+SCORES_NAME = "separation.json"  # beside an embedding's values.npy: its scores, so a page only reads them
+_SCORES_VERSION = 1
+EPOCH_TABLE_COLUMNS = (
+    "epoch", "source", "label", "silhouette", "knn_accuracy", "chance_accuracy", "tile_silhouette",
+    "tile_knn_accuracy", "tile_chance_accuracy", "tiles_scored", "val_acc", "test_acc", "source_key",
+)
+
+
+def embedding_scores(tiles, tile_points: int = SCORE_TILES, seed: int = 0) -> dict[str, Any]:
+    """Slide-level (mean of each slide's tiles) and tile-level (seeded sample of `tile_points` tiles) tissue
+    separation of one cached embedding (core.embed.TileEmbeddings), donors held out for kNN.
+
+    Saved as separation.json in the embedding's cache folder and read back by later calls, so a page can show
+    the scores of every embedding already computed without scoring anything.
+    """
+    from core.embed import slide_means
+    from core.fileio import atomic_write_json, read_json_object
+
+    folder = Path(tiles.path).parent if tiles.path is not None else None
+    stamp = {"version": _SCORES_VERSION, "tile_points": int(tile_points), "seed": int(seed)}
+    if folder is not None:
+        saved = read_json_object(folder / SCORES_NAME)
+        if saved and all(saved.get(k) == v for k, v in stamp.items()) and isinstance(saved.get("scores"), dict):
+            return saved["scores"]
+    slides = slide_means(tiles)
+    by_slide = separation(slides.values, slides.tissues, slides.subject_ids)
+    meta = tiles.tiles
+    rows = np.arange(len(meta))
+    if len(rows) > tile_points:
+        rows = np.sort(np.random.default_rng(seed).choice(len(rows), tile_points, replace=False))
+    by_tile = separation(np.asarray(tiles.values[rows], dtype=np.float32), meta["tissue"].to_numpy()[rows],
+                         meta["subject_id"].to_numpy()[rows])
+    scores = {
+        "silhouette": by_slide.silhouette, "knn_accuracy": by_slide.knn_accuracy,
+        "chance_accuracy": by_slide.chance_accuracy, "slides": by_slide.points,
+        "tile_silhouette": by_tile.silhouette, "tile_knn_accuracy": by_tile.knn_accuracy,
+        "tile_chance_accuracy": by_tile.chance_accuracy, "tiles_scored": by_tile.points,
+        "tissues": by_slide.tissues, "donors": by_slide.donors,
+    }
+    if folder is not None and folder.is_dir():
+        atomic_write_json(folder / SCORES_NAME, {**stamp, "scores": scores})
+    return scores
+
+
+def spread_epochs(epochs: list[int], n: int = 8) -> list[int]:
+    """Up to n epochs spread over `epochs` (first and last always in): what a CPU can score in minutes."""
+    epochs = sorted(set(int(e) for e in epochs))
+    if len(epochs) <= n:
+        return epochs
+    picks = np.unique(np.round(np.linspace(0, len(epochs) - 1, n)).astype(int))
+    return [epochs[i] for i in picks]
+
+
+def _epoch_sources(run_dir: Path, epochs: list[int] | None, include_random: bool) -> list[tuple[int, Any]]:
+    from core.features import FeatureSource, checkpoint_epochs
+
+    available = checkpoint_epochs(run_dir)
+    chosen = sorted(set(int(e) for e in epochs)) if epochs is not None else available
+    missing = sorted(set(chosen) - set(available))
+    if missing:
+        from core.errors import DataError
+
+        raise DataError(run_dir / "checkpoints", f"no checkpoint for epoch(s) {missing}; saved: {available}")
+    sources = [(0, FeatureSource.for_run(run_dir, "random"))] if include_random else []
+    return sources + [(e, FeatureSource.checkpoint(run_dir, e)) for e in chosen]
+
+
+def _epoch_row(run_metrics: pd.DataFrame, epoch: int, source, scores: dict[str, Any]) -> dict[str, Any]:
+    row = {"epoch": epoch, "source": source.kind, "label": source.label, "source_key": source.key}
+    row.update({k: scores.get(k) for k in EPOCH_TABLE_COLUMNS if k in scores})
+    trained = source.kind == "checkpoint"
+    at = run_metrics[run_metrics["epoch"] == epoch] if trained else run_metrics.iloc[:0]
+    for column in ("val_acc", "test_acc"):
+        row[column] = _clean(float(at[column].iloc[-1])) if len(at) and pd.notna(at[column].iloc[-1]) else None
+    return row
+
+
+def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(EPOCH_TABLE_COLUMNS))
+
+
 def separation_across_epochs(
     ws,
     data_dir: str | Path,
@@ -101,26 +183,23 @@ def separation_across_epochs(
     epochs: list[int] | None = None,
     *,
     include_random: bool = True,
+    tile_points: int = SCORE_TILES,
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     **options,
 ) -> pd.DataFrame:
-    """Slide-level separation of every checkpoint of `run` (or `epochs`), plus the same architecture with
-    random weights as epoch 0: columns epoch, source, label, silhouette, knn_accuracy, chance_accuracy,
-    test_acc (the run's tile test accuracy at that epoch), source_key.
+    """Tissue separation of every checkpoint of `run` (or of `epochs`), plus the same architecture with
+    seeded random weights as epoch 0, at the slide level and the tile level (a seeded sample of `tile_points`
+    tiles): columns EPOCH_TABLE_COLUMNS, with the run's validation and test accuracy at each epoch.
 
-    Each epoch's embeddings are cached, so a second call only recomputes the scores.
+    Embeddings and scores are cached, so a second call reads them. `options` go to core.embed.tile_embeddings.
     """
-    from core.embed import slide_embeddings
-    from core.features import FeatureSource, checkpoint_epochs
+    from core.embed import tile_embeddings
     from core.runs import read_metrics
 
     run_dir = Path(run)
-    chosen = list(epochs) if epochs is not None else checkpoint_epochs(run_dir)
-    sources = [(0, FeatureSource.for_run(run_dir, "random"))] if include_random else []
-    sources += [(e, FeatureSource.checkpoint(run_dir, e)) for e in chosen]
-    _, epoch_metrics = read_metrics(run_dir)
-    test_acc = dict(zip(epoch_metrics["epoch"], epoch_metrics["test_acc"], strict=True))
+    sources = _epoch_sources(run_dir, epochs, include_random)
+    _, run_metrics = read_metrics(run_dir)
     rows = []
     for i, (epoch, source) in enumerate(sources):
         def report(done: int, total: int, message: str, _i: int = i, _label: str = source.label) -> None:
@@ -128,14 +207,25 @@ def separation_across_epochs(
                 fraction = done / total if total else 0.0
                 progress(_i * 1000 + round(1000 * fraction), len(sources) * 1000, f"{_label}: {message}")
 
-        slides = slide_embeddings(ws, data_dir, source, report, cancel, **options)
-        scores = separation(slides.values, slides.tissues, slides.subject_ids)
-        rows.append({
-            "epoch": epoch, "source": source.kind, "label": source.label,
-            "silhouette": scores.silhouette, "knn_accuracy": scores.knn_accuracy,
-            "chance_accuracy": scores.chance_accuracy,
-            "test_acc": _clean(test_acc.get(epoch)) if source.kind == "checkpoint" else None,
-            "source_key": source.key,
-        })
-    return pd.DataFrame(rows, columns=["epoch", "source", "label", "silhouette", "knn_accuracy", "chance_accuracy",
-                                       "test_acc", "source_key"])
+        tiles = tile_embeddings(ws, data_dir, source, report, cancel, **options)
+        rows.append(_epoch_row(run_metrics, epoch, source, embedding_scores(tiles, tile_points)))
+    return _table(rows)
+
+
+def scored_epochs(ws, data_dir: str | Path, run: str | Path, tile_points: int = SCORE_TILES) -> pd.DataFrame:
+    """The rows of separation_across_epochs already computed (embedding cached and scored): reads files only,
+    never embeds or scores, so a page can call it on every rerun. Random weights first, then epochs."""
+    from core.embed import cached_folders
+    from core.fileio import read_json_object
+    from core.runs import read_metrics
+
+    run_dir = Path(run)
+    _, run_metrics = read_metrics(run_dir)
+    sources = _epoch_sources(run_dir, None, include_random=True)
+    folders = cached_folders(ws, data_dir, [source for _, source in sources])
+    rows = []
+    for (epoch, source), folder in zip(sources, folders, strict=True):
+        saved = read_json_object(folder / SCORES_NAME) if folder is not None else None
+        if saved and saved.get("version") == _SCORES_VERSION and saved.get("tile_points") == tile_points:
+            rows.append(_epoch_row(run_metrics, epoch, source, saved.get("scores") or {}))
+    return _table(rows)

@@ -17,7 +17,7 @@ from core.levels import QC_COLUMNS, PointSet, gene_expression, top_genes
 from core.map_jobs import MapRequest, launch_map, points_for, tile_index_path
 from core.models import ARCHITECTURES
 from core.reduce import MapParams, lookup_map
-from core.separation import separation
+from core.separation import scored_epochs, separation, spread_epochs
 from core.tiling import read_tile
 from pages import overview_cache
 from pages.common import dataset_dir, get_cohort, get_workspace, job_panel
@@ -290,18 +290,32 @@ def linked_panel(points: PointSet, ids: list[str]) -> None:
         sample_panel(ids)
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _scored_epochs(data_dir: str, run_dir: str, stamp: tuple) -> pd.DataFrame:
+    return scored_epochs(ws, data_dir, run_dir)
+
+
 def epochs_section(run_dir: str) -> None:
     st.subheader("Tissue separation across epochs")
-    done = [job.status() for job in jobs.list_jobs(ws, kind="embed")]
-    found = [s for s in done if s.get("state") == "done" and isinstance(s.get("result"), dict)
-             and s["result"].get("run") == str(Path(run_dir)) and s["result"].get("epochs")]
-    if found:
-        table = pd.DataFrame(found[0]["result"]["epochs"])
+    st.caption("Does training keep separating tissues after the classifier's test accuracy plateaus? Each "
+               "checkpoint's embeddings are scored at the slide and the tile level (kNN with whole donors held "
+               "out; silhouette), beside the same architecture with random weights.")
+    table = _scored_epochs(str(root), run_dir, _job_stamp())
+    if table["source"].eq("checkpoint").any():
         st.plotly_chart(map_figures.separation_across_epochs(table), width="stretch", key="epochs-chart")
-        st.caption("Epoch 0 is the same architecture with random weights: what training added is the gap.")
-    elif jobs.active_job(ws) is None and st.button("Score every epoch and random weights (background job)"):
+        with st.expander("Scores per epoch"):
+            st.dataframe(table.drop(columns=["source_key", "source"]), hide_index=True, width="stretch")
+    available = checkpoint_epochs(run_dir)
+    scored = set(table.loc[table["source"] == "checkpoint", "epoch"].astype(int))
+    if set(available) <= scored:
+        return
+    chosen = st.multiselect("Epochs to score (each is one embedding of every selected tile)", available,
+                            default=[e for e in spread_epochs(available) if e not in scored] or available[-1:],
+                            key="epochs-chosen")
+    if jobs.active_job(ws) is None and chosen and st.button("Score these epochs and random weights "
+                                                            "(background job)", key="epochs-go"):
         try:
-            embed_jobs.launch_separation_across_epochs(ws, root, run_dir)
+            embed_jobs.launch_separation_across_epochs(ws, root, run_dir, sorted(chosen))
             st.rerun()
         except (JobBusyError, DataError) as exc:
             st.warning(str(exc))

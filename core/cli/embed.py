@@ -36,8 +36,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--all-epochs", action="store_true",
                         help="separation of every checkpoint of --run and of random weights (for the plot)")
+    parser.add_argument("--epochs", type=_epoch_list, metavar="E,E,...",
+                        help="with --all-epochs: only these checkpoints (random weights are always scored)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     parser.add_argument("--job-dir", help=argparse.SUPPRESS)
+
+
+def _epoch_list(text: str) -> list[int]:
+    try:
+        epochs = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"epochs must be comma-separated integers, not {text!r}") from None
+    if not epochs or epochs[0] < 1:
+        raise argparse.ArgumentTypeError(f"epochs must be 1 or more, not {text!r}")
+    return epochs
 
 
 def source_from_args(ws: Workspace, args: argparse.Namespace) -> FeatureSource:
@@ -70,7 +82,8 @@ def _fields(source: FeatureSource) -> dict[str, Any]:
     return data
 
 
-def embed_argv(data_dir: str | Path, source: FeatureSource, *, all_epochs: bool = False) -> list[str]:
+def embed_argv(data_dir: str | Path, source: FeatureSource, *, all_epochs: bool = False,
+               epochs: list[int] | None = None) -> list[str]:
     """The `embed` command line for `source` (what pages hand to core.jobs.launch)."""
     argv = ["embed", "--data", str(data_dir), "--json"]
     if source.kind == "checkpoint":
@@ -81,7 +94,9 @@ def embed_argv(data_dir: str | Path, source: FeatureSource, *, all_epochs: bool 
         argv += ["--weights", source.kind, "--arch", str(source.arch), "--seed", str(source.seed)]
     if source.kind != "checkpoint":
         argv += ["--image-size", str(source.image_size)]
-    return [*argv, "--all-epochs"] if all_epochs else argv
+    if not all_epochs:
+        return argv
+    return [*argv, "--all-epochs"] + (["--epochs", ",".join(str(e) for e in epochs)] if epochs else [])
 
 
 class _Progress:
@@ -123,7 +138,7 @@ def _all_epochs(ws: Workspace, data: Path, args: argparse.Namespace, job: JobRep
     if not args.run:
         raise DataError(None, "--all-epochs needs --run")
     started = time.perf_counter()
-    table = separation_across_epochs(ws, data, runs.run_path(ws, args.run), progress=_Progress(job),
+    table = separation_across_epochs(ws, data, runs.run_path(ws, args.run), args.epochs, progress=_Progress(job),
                                      cancel=job.cancel_requested, batch_size=args.batch_size)
     return {"run": str(runs.run_path(ws, args.run)), "epochs": json.loads(table.to_json(orient="records")),
             "seconds": round(time.perf_counter() - started, 3)}
@@ -150,5 +165,10 @@ def run(args: argparse.Namespace) -> int:
               f"(baseline {result['knn_chance']})")
         print(result["path"])
     else:
-        print(json.dumps(result["epochs"], indent=2))
+        import pandas as pd
+
+        table = pd.DataFrame(result["epochs"])
+        shown = ["epoch", "silhouette", "knn_accuracy", "tile_silhouette", "tile_knn_accuracy", "val_acc", "test_acc"]
+        print("epoch 0 = random weights; slide level, then tiles (seeded sample); kNN: donors held out")
+        print(table[[c for c in shown if c in table]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
