@@ -321,6 +321,35 @@ def epochs_section(run_dir: str) -> None:
             st.warning(str(exc))
 
 
+def apply_link() -> None:
+    """Map A as a link asked for, once per link (the Gene rankings page's "open on the slide map"):
+    ?gene=ID&level=slides&kind=Trained run&run=RUN_ID&epoch=E (or kind=Random weights&seed=S[&arch=A&size=N])."""
+    query = {k: st.query_params.get(k) for k in ("gene", "level", "kind", "run", "epoch", "seed", "arch", "size")}
+    if not query["gene"] or st.session_state.get("_applied-link") == query:
+        return
+    st.session_state["_applied-link"] = query
+    state = st.session_state
+    state["A-colour"], state["A-gene"] = "gene", query["gene"]
+    if query["level"] in LEVEL_HELP:
+        state["A-level"] = query["level"]
+    trained = {p.name: p for p in _runs_with_checkpoints()}
+    run_dir = trained.get(query["run"] or "")
+    if run_dir is not None:
+        state["A-run"] = run_dir
+        if query["epoch"] and query["epoch"].isdigit() and int(query["epoch"]) in checkpoint_epochs(run_dir):
+            state["A-epoch"] = int(query["epoch"])
+    if query["kind"] in ("Trained run", "Random weights", "ImageNet weights") and (query["kind"] != "Trained run"
+                                                                                     or trained):
+        state["A-kind"] = query["kind"]
+    if query["seed"] and query["seed"].isdigit():
+        state["A-seed"] = int(query["seed"])
+    if query["arch"] in ARCHITECTURES:
+        state["A-arch"] = query["arch"]
+    if query["size"] and query["size"].isdigit():
+        state["A-size"] = int(query["size"])
+
+
+apply_link()
 compare = st.toggle("Compare two maps side by side", key="compare")
 columns = st.columns(2) if compare else [st.container()]
 drawn = []

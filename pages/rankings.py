@@ -277,11 +277,20 @@ def slide_map(ranking: Ranking, gene_id: str, label: str, source: FeatureSource)
                                                     height=420), width="stretch", key="gene-map")
         except DataError as exc:
             st.warning(str(exc))
-    params = {"gene": gene_id, "level": "slides"}
-    if source.kind == "checkpoint":
-        params.update(run=Path(str(source.run_dir)).name, epoch=str(source.epoch))
     st.page_link("pages/explorer.py", label=f"Open {label} on the Embeddings explorer's slide map (UMAP, t-SNE, "
-                                            "linked tiles)", icon=":material/scatter_plot:", query_params=params)
+                                            "linked tiles)", icon=":material/scatter_plot:",
+                 query_params=explorer_link(gene_id, source))
+
+
+def explorer_link(gene_id: str, source: FeatureSource) -> dict[str, str]:
+    """The query the explorer reads (pages/explorer.py apply_link): its slide map of this source by this gene."""
+    query = {"gene": gene_id, "level": "slides"}
+    if source.kind == "checkpoint":
+        query.update(kind="Trained run", run=Path(str(source.run_dir)).name, epoch=str(source.epoch))
+    elif source.kind in ("random", "imagenet"):
+        query.update(kind="Random weights" if source.kind == "random" else "ImageNet weights", seed=str(source.seed),
+                     arch=str(source.arch), size=str(source.image_size))
+    return query
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -304,7 +313,7 @@ def comparison(ranking_a: Ranking, source_a: FeatureSource, params: RankParams) 
     st.subheader("Compare two feature sources")
     st.caption("Rank a second source with the same parameters and compare gene by gene (e.g. random weights "
                "against trained, epoch 5 against epoch 30, a feature model against the trained network).")
-    column = st.container()
+    column = st.columns(2)[0]
     source_b = source_controls("B", column)
     if source_b is None:
         return
@@ -327,10 +336,10 @@ def comparison(ranking_a: Ranking, source_a: FeatureSource, params: RankParams) 
 
 
 _stop_on_bad_input()
-top = st.container()
-source = source_controls("A", top)
-params = param_controls(top)
-ranking = find_ranking("A", top, source, params) if source is not None else None
+left, right = st.columns(2)
+source = source_controls("A", left)
+params = param_controls(right)
+ranking = find_ranking("A", st.container(), source, params) if source is not None else None
 if ranking is not None:
     headline(ranking)
     st.subheader("Ranking")

@@ -182,3 +182,31 @@ def test_a_dataset_without_expression_gets_a_message(rank_ws, tmp_path, monkeypa
     monkeypatch.setenv("HISTOGENE_DATA", str(data))
     at = _open()
     assert any("No expression file" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_the_explorer_link_colours_the_slide_map_by_the_gene(app_env):
+    """The gene detail's link carries gene, level and source; the explorer opens map A with them."""
+    from core.map_jobs import MapRequest, points_for
+    from core.reduce import MapParams, cached_map
+
+    _precompute(app_env, _run_source(app_env, 2), _page_params(app_env))
+    at = _open()
+    link = at.get("page_link")[0].proto
+    assert "explorer" in link.page
+    gene = at.selectbox(key="rank-gene").value
+    cohort = load_cohort(app_env.demo_dir, app_env)
+    request = MapRequest(level="slides", params=MapParams(method="pca"), source=_run_source(app_env, 2),
+                         run_dir=str(app_env.runs_dir / RUN_ID))
+    points = points_for(app_env, app_env.demo_dir, cohort, request)
+    cached_map(app_env, points.values, request.params, input_key=points.key)
+    explorer = AppTest.from_file(APP, default_timeout=120)
+    explorer.run()
+    explorer.switch_page("pages/explorer.py")
+    explorer.query_params.update({"gene": gene, "level": "slides", "kind": "Trained run", "run": RUN_ID, "epoch": "2"})
+    explorer.run()
+    assert not explorer.exception, [e.value for e in explorer.exception]
+    assert explorer.radio(key="A-level").value == "slides"
+    assert explorer.selectbox(key="A-epoch").value == 2
+    assert explorer.selectbox(key="A-colour").value == "gene"
+    assert explorer.text_input(key="A-gene").value == gene
+    assert explorer.get("plotly_chart"), "the slide map coloured by the gene is drawn"
