@@ -157,3 +157,17 @@ def test_seeded_subset():
 def test_warm_up_can_be_switched_off(ws, monkeypatch):
     monkeypatch.setenv(reduce.WARMUP_ENV, "0")
     assert reduce.start_warm_up(ws) is None
+
+
+def test_warm_up_reaches_the_approximate_neighbour_search_real_maps_use(ws, monkeypatch):
+    import umap.umap_
+
+    class Reached(Exception):
+        pass
+
+    def nndescent(*args, **kwargs):
+        raise Reached
+
+    monkeypatch.setattr(umap.umap_, "NNDescent", nndescent)  # what maps of 4,096+ points build
+    with pytest.raises(Reached):
+        reduce.warm_up(ws)
