@@ -87,10 +87,57 @@ def source_controls(prefix: str, column) -> FeatureSource | None:
         return None
 
 
-def param_controls(column) -> RankParams:
+def _max_folds() -> int:
     donors = int(cohort.samples.loc[cohort.samples["has_slide"].astype(bool), "subject_id"].nunique())
+    return max(2, min(10, donors))
+
+
+# Widget key -> URL query name, and the integer widgets' (least, most) values.
+URL_NAMES = {"A-kind": "kind", "A-run": "run", "A-epoch": "epoch", "A-seed": "seed", "A-arch": "arch", "A-size": "size",
+             "rank-components": "components", "rank-folds": "folds", "rank-repeats": "repeats"}
+INT_RANGES = {"A-epoch": (0, 10**6), "A-seed": (0, 10_000), "A-size": (16, 512), "rank-components": (1, 512),
+              "rank-folds": (2, 10), "rank-repeats": (1, 50)}
+
+
+def restore_from_url() -> None:
+    """A fresh session (a reload, a shared link) takes source A and the parameters from the URL, so it finds
+    the same ranking again; values that no longer fit (a deleted run, an epoch pruned) are left out."""
+    if st.session_state.get("_rank-restored"):
+        return
+    st.session_state["_rank-restored"] = True
+    query = {key: st.query_params.get(name) for key, name in URL_NAMES.items()}
+    trained = {p.name: p for p in _runs_with_checkpoints()}
+    chosen: dict = {}
+    if query["A-kind"] in KINDS and (query["A-kind"] != "Trained run" or trained):
+        chosen["A-kind"] = query["A-kind"]
+    if query["A-run"] in trained:
+        chosen["A-run"] = trained[query["A-run"]]
+    if query["A-arch"] in ARCHITECTURES:
+        chosen["A-arch"] = query["A-arch"]
+    for key, (least, most) in INT_RANGES.items():
+        raw = query[key]
+        if raw and raw.isdigit() and least <= int(raw) <= (most if key != "rank-folds" else _max_folds()):
+            chosen[key] = int(raw)
+    run_dir = chosen.get("A-run", next(iter(trained.values()), None))
+    if "A-epoch" in chosen and (run_dir is None or chosen["A-epoch"] not in checkpoint_epochs(run_dir)):
+        chosen.pop("A-epoch")
+    for key, value in chosen.items():
+        st.session_state[key] = value
+
+
+def remember_in_url() -> None:
+    """The current choices into the URL (what restore_from_url reads after a reload)."""
+    for key, name in URL_NAMES.items():
+        value = st.session_state.get(key)
+        if value is None:
+            st.query_params.pop(name, None)
+        else:
+            st.query_params[name] = value.name if isinstance(value, Path) else str(value)
+
+
+def param_controls(column) -> RankParams:
     defaults = RankParams()
-    top = max(2, min(10, donors))
+    top = _max_folds()
     cols = column.columns(3)
     components = int(cols[0].number_input("PCA components", 1, 512, defaults.components, key="rank-components",
                                           help="the standardized embedding is reduced to this many components "
@@ -164,6 +211,7 @@ def _fmt(value, pattern: str = "{:.3f}") -> str:
 def headline(ranking: Ranking) -> None:
     summary = ranking.summary
     genes = summary.get("genes", len(ranking.table))
+    baseline = summary.get("baseline")
     cols = st.columns(5)
     if "recovered" in summary:
         cols[0].metric("Genes recovered", f"{summary['recovered']:,} of {genes:,}",
@@ -190,7 +238,9 @@ def headline(ranking: Ranking) -> None:
     cols[4].metric("Median R² permuted", _fmt(summary.get("median_r2_null")), help="embeddings shuffled: the null")
     st.caption(f"{genes:,} genes · {summary.get('samples', '?')} samples · {summary.get('donors', '?')} donors · "
                f"{summary.get('folds', '?')} folds x {summary.get('repeats', '?')} repeats · "
-               f"{summary.get('components', '?')} components · computed in {_fmt(summary.get('seconds'), '{:.1f}')} s")
+               f"{summary.get('components', '?')} components · computed in {_fmt(summary.get('seconds'), '{:.1f}')} s"
+               + (f" · random-weights baseline: {baseline['label']}" if isinstance(baseline, dict) and
+                  baseline.get("label") else ""))
     st.plotly_chart(rank_figures.r2_histograms(ranking.table), width="stretch", key="r2-hist")
 
 
@@ -336,9 +386,11 @@ def comparison(ranking_a: Ranking, source_a: FeatureSource, params: RankParams) 
 
 
 _stop_on_bad_input()
+restore_from_url()
 left, right = st.columns(2)
 source = source_controls("A", left)
 params = param_controls(right)
+remember_in_url()
 ranking = find_ranking("A", st.container(), source, params) if source is not None else None
 if ranking is not None:
     headline(ranking)

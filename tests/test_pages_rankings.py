@@ -172,6 +172,21 @@ def test_selecting_a_table_row_opens_that_gene(app_env):
     assert at.selectbox(key="rank-gene").value == table["Ensembl ID"].iloc[2]
 
 
+def test_a_reload_takes_the_source_and_parameters_from_the_url(app_env):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(PAGE)
+    at.query_params.update({"kind": "Trained run", "run": RUN_ID, "epoch": "1", "folds": "3", "repeats": "2",
+                            "components": "no"})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="A-epoch").value == 1
+    assert at.number_input(key="rank-folds").value == 3 and at.number_input(key="rank-repeats").value == 2
+    assert at.number_input(key="rank-components").value == RankParams().components  # a bad value is left out
+    at.number_input(key="rank-repeats").set_value(4).run()
+    assert at.query_params["repeats"] == "4" and at.query_params["epoch"] == "1"
+
+
 def test_a_dataset_without_expression_gets_a_message(rank_ws, tmp_path, monkeypatch):
     data = tmp_path / "data"  # the demo's slides and histology CSV, without its expression matrix
     data.mkdir()
