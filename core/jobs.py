@@ -137,22 +137,35 @@ def _holder_state(ws: Workspace, holder: dict[str, Any] | None) -> JobState | No
 
 
 def _acquire_lock(ws: Workspace) -> int:
-    """The worker lock, or JobBusyError naming its holder. A holder whose job is only exiting is
-    waited for (up to EXITING_WORKER_GRACE_S), so "resume" right after a run ends is not refused."""
+    """The worker lock, or JobBusyError naming its holder.
+
+    Refused at once only while the holder file names a job that is starting or running. Otherwise the
+    lock is on its way to being free and is waited for (up to EXITING_WORKER_GRACE_S): a job that has
+    written its end state while its process exits, a worker that ended between our probe and reading
+    its state (it looks `failed`/`done`, yet the probe saw the lock held), or a launcher that has just
+    taken the lock and not yet named itself. So "resume" right after a run ends is not refused.
+    """
     deadline = time.monotonic() + EXITING_WORKER_GRACE_S
     while True:
         fd = _try_lock(ws)
         if fd is not None:
             return fd
         holder = _read_holder(ws)
-        exiting = _holder_state(ws, holder) == JobState.EXITING
-        if not exiting:
+        state = _holder_state(ws, holder)
+        if state is not None and state.active:
             raise JobBusyError(_describe_holder(holder))
         if time.monotonic() >= deadline:
+            holder = holder or {}
+            if state == JobState.EXITING:
+                raise JobBusyError(
+                    f"the {holder.get('kind', '?')} job {holder.get('id', '?')} has ended, but its process "
+                    f"(pid {holder.get('pid', '?')}) still holds the worker lock after "
+                    f"{EXITING_WORKER_GRACE_S:.0f} s; wait for it to exit, or stop that process"
+                )
             raise JobBusyError(
-                f"the {holder.get('kind', '?')} job {holder.get('id', '?')} has ended, but its process "
-                f"(pid {holder.get('pid', '?')}) still holds the worker lock after {EXITING_WORKER_GRACE_S:.0f} s; "
-                "wait for it to exit, or stop that process"
+                f"the worker lock {_lock_path(ws)} is still held after {EXITING_WORKER_GRACE_S:.0f} s, but "
+                f"not by a running job (the holder file names job {holder.get('id', '?')}, pid "
+                f"{holder.get('pid', '?')}, {state or 'unreadable'}); wait, or stop the process holding it"
             )
         time.sleep(0.05)
 

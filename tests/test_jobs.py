@@ -309,6 +309,41 @@ def test_a_launch_waits_for_a_worker_that_ended_but_is_still_exiting(ws: Workspa
         holder.wait()
 
 
+def test_a_launch_waits_for_a_worker_that_exits_between_the_lock_probe_and_its_state(ws: Workspace) -> None:
+    # The race behind resume failing right after a failed run: the probe sees the lock held, then the
+    # worker's pid is gone when its state is read (it looks plain `failed`, not exiting). Refused at once
+    # before; the lock is about to be free, so the launch must wait for it.
+    holder = _hold_lock_as(ws, "just-ended", "failed", seconds=1.0)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    named = json.loads((ws.root / HOLDER_NAME).read_text())
+    (ws.root / HOLDER_NAME).write_text(json.dumps({**named, "pid": gone.pid}))
+    try:
+        assert job_state(Job(ws.jobs_dir / "just-ended", ws)) == JobState.FAILED
+        job = launch_demo(ws, steps=1)
+        assert wait(job, timeout=60)["state"] == "done"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_launch_refused_after_the_grace_period_names_the_lock_when_no_running_job_holds_it(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(jobs_module, "EXITING_WORKER_GRACE_S", 0.3)
+    holder = _hold_lock_as(ws, "orphan-lock", "done", 30.0)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    named = json.loads((ws.root / HOLDER_NAME).read_text())
+    (ws.root / HOLDER_NAME).write_text(json.dumps({**named, "pid": gone.pid}))
+    try:
+        with pytest.raises(JobBusyError, match="worker lock .* still held .* not by a running job .*orphan-lock"):
+            launch_demo(ws, steps=1)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_launch_is_still_refused_by_a_worker_that_is_running(ws: Workspace) -> None:
     holder = _hold_lock_as(ws, "busy-job", "running", seconds=30.0)
     try:
