@@ -26,6 +26,8 @@ TABLE_CSV = "ranking.csv"
 SUMMARY_JSON = "summary.json"
 SAMPLES_CSV = "samples.csv"
 ARRAYS = ("observed", "predicted", "predicted_tissue")  # y, embedding model, embedding + tissue model
+# Bumped whenever the ranking's numbers change for the same inputs (a cached ranking is then recomputed).
+RANKING_VERSION = 2
 
 
 @dataclass
@@ -58,7 +60,7 @@ def rankings_dir(ws: Workspace) -> Path:
 
 
 def ranking_key(inputs: RankInputs, params: RankParams) -> str:
-    return cache_key("ranking", inputs.fingerprint(), asdict(params)).replace(":", "-")
+    return cache_key("ranking", RANKING_VERSION, inputs.fingerprint(), asdict(params)).replace(":", "-")
 
 
 def load_ranking(path: str | Path) -> Ranking | None:
