@@ -60,8 +60,12 @@ def tissue_r2_bar(per_tissue: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Bar(x=per_tissue["tissue"], y=per_tissue["r2"], name="embedding"))
     fig.add_trace(go.Bar(x=per_tissue["tissue"], y=per_tissue["r2_emb_tissue"], name="embedding + tissue"))
-    fig.update_layout(title="R² within each tissue", barmode="group", height=320, **_LAYOUT)
-    fig.update_yaxes(title="R² (within tissue)")
+    low = np.nanmin(per_tissue[["r2", "r2_emb_tissue"]].to_numpy(dtype=float), initial=0.0)
+    clipped = low < -1
+    fig.update_layout(title="R² within each tissue" + (" (axis cut at -1)" if clipped else ""), barmode="group",
+                      height=320, **_LAYOUT)
+    # A tissue of a few samples can score -100 and flatten the rest: the axis stops at -1.
+    fig.update_yaxes(title="R² (within tissue)", range=[-1.05 if clipped else min(low, 0.0) - 0.05, 1.0])
     return fig
 
 
