@@ -31,7 +31,7 @@ class Lookup:
     """What the page found for one (source, params): the ranking, or which part is still missing."""
 
     ranking: Ranking | None
-    missing: str = ""  # "embeddings", "baseline embeddings" or "ranking" while ranking is None
+    missing: str = ""  # "tiles", "embeddings", "baseline embeddings" or "ranking" while ranking is None
     warnings: tuple[str, ...] = ()
     folder: Path | None = None  # where the ranking is (or will be) saved, once the embeddings are known
 
@@ -44,6 +44,8 @@ def cached_ranking_for(ws: Workspace, data_dir: str | Path, cohort: Cohort, sour
     from core.ranking.inputs import ranking_inputs
     from core.ranking.store import load_ranking, ranking_key, rankings_dir
 
+    if not is_tiled(ws, data_dir, cohort):
+        return Lookup(None, "tiles")
     slides = embed.cached_slide_embeddings(ws, data_dir, source)
     if slides is None:
         return Lookup(None, "embeddings")
@@ -57,6 +59,14 @@ def cached_ranking_for(ws: Workspace, data_dir: str | Path, cohort: Cohort, sour
     check_params(params, int(inputs.samples["subject_id"].nunique()))
     folder = rankings_dir(ws) / ranking_key(inputs, params)
     return Lookup(load_ranking(folder), "ranking", tuple(inputs.warnings), folder)
+
+
+def is_tiled(ws: Workspace, data_dir: str | Path, cohort: Cohort) -> bool:
+    """Whether the dataset's slides have a saved tile index (with the parameters the dataset uses)."""
+    from core import tiling
+
+    slides = cohort.samples[cohort.samples["has_slide"].astype(bool)]
+    return tiling.find_tile_index(slides, tiling.dataset_tiling_params(ws, data_dir), ws) is not None
 
 
 def check_params(params: RankParams, donors: int) -> None:

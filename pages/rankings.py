@@ -188,7 +188,11 @@ def find_ranking(prefix: str, column, source: FeatureSource, params: RankParams)
         with column:
             job_panel(active.dir, rerun_when_done=True)
         return None
-    needs = {"embeddings": "the slide embeddings, then the ranking",
+    if found.missing == "tiles":
+        column.info("The slides are not tiled yet: the ranking job tiles them first (minutes on a big cohort; "
+                    "the Dataset overview page shows the tiles and their quality control).")
+    needs = {"tiles": "the tiles, the slide embeddings, then the ranking",
+             "embeddings": "the slide embeddings, then the ranking",
              "baseline embeddings": "the random-weights baseline's embeddings, then the ranking",
              "ranking": "the ranking"}.get(found.missing, "the ranking")
     column.info(f"Not ranked yet for {source.label} ({params.components} components, {params.folds} folds, "

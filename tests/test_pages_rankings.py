@@ -68,12 +68,22 @@ def _fake_embeddings(ws: Workspace):
     return fake, [str(expression.gene_ids[i]) for i in linked]
 
 
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    """Streamlit's caches live in the process: one test's faked lookups must not answer the next test's."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
 @pytest.fixture
 def app_env(rank_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     monkeypatch.setenv("HISTOGENE_WORKSPACE", str(rank_ws.root))
     monkeypatch.delenv("HISTOGENE_DATA", raising=False)
     fake, _ = _fake_embeddings(rank_ws)
     monkeypatch.setattr(embed, "cached_slide_embeddings", fake)
+    monkeypatch.setattr(rank_jobs, "is_tiled", lambda ws, data_dir, cohort: True)  # the fake embeddings need none
     return rank_ws
 
 
@@ -185,6 +195,14 @@ def test_a_reload_takes_the_source_and_parameters_from_the_url(app_env):
     assert at.number_input(key="rank-components").value == RankParams().components  # a bad value is left out
     at.number_input(key="rank-repeats").set_value(4).run()
     assert at.query_params["repeats"] == "4" and at.query_params["epoch"] == "1"
+
+
+def test_untiled_slides_are_said_so_and_the_job_offered(rank_ws, monkeypatch):
+    monkeypatch.setenv("HISTOGENE_WORKSPACE", str(rank_ws.root))
+    monkeypatch.delenv("HISTOGENE_DATA", raising=False)
+    at = _open()
+    assert any("not tiled yet" in i.value for i in at.info), [i.value for i in at.info]
+    assert at.button(key="A-go")
 
 
 def test_a_dataset_without_expression_gets_a_message(rank_ws, tmp_path, monkeypatch):
