@@ -26,7 +26,7 @@ def map_scatter(coords: np.ndarray, meta: pd.DataFrame, colour: str | None = Non
                 marker_size: float | None = None) -> go.Figure:
     """Points at `coords` coloured by meta[colour] (or by `values`, e.g. a gene's expression): one
     Scattergl trace per category for text colours, one trace with a colour bar for numbers."""
-    coords = np.asarray(coords)
+    coords = np.asarray(coords, dtype=np.float32)
     size = marker_size or (7 if len(coords) < 2_000 else 4 if len(coords) < 50_000 else 2)
     shown = values if values is not None else (meta[colour].to_numpy() if colour in meta else None)
     custom, hover = _hover(meta)
@@ -43,14 +43,27 @@ def map_scatter(coords: np.ndarray, meta: pd.DataFrame, colour: str | None = Non
                                    customdata=custom, hovertemplate=hover, name="points", showlegend=False))
     else:
         labels = pd.Series(shown).fillna("").astype(str).replace("", "(none)").to_numpy()
-        categories = sorted(pd.unique(labels))
-        for i, category in enumerate(categories):
-            rows = labels == category
+        codes, categories = pd.factorize(labels, sort=True)
+        colours = [_PALETTE[i % len(_PALETTE)] for i in range(len(categories))]
+        if len(categories) > MAX_LEGEND:
+            # Hundreds of donors: one trace, each point's category code through a stepped colour scale (a
+            # numeric array ships as compact binary; hundreds of traces cost seconds to build and draw).
+            k = len(categories) - 1
+            scale = [[i / k, colour] for i, colour in enumerate(colours)]
             fig.add_trace(go.Scattergl(
-                x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=category,
-                marker={"size": size, "color": _PALETTE[i % len(_PALETTE)]},
-                customdata=custom[rows], hovertemplate=hover,
+                x=coords[:, 0], y=coords[:, 1], mode="markers", name=colour or "points", showlegend=False,
+                marker={"size": size, "color": codes.astype(np.int32), "colorscale": scale, "cmin": 0, "cmax": k},
+                customdata=custom, hovertemplate=hover,
             ))
+        else:
+            order = np.argsort(codes, kind="stable")  # rows of each category, found in one pass
+            bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(categories)))])
+            for i, category in enumerate(categories):
+                rows = order[bounds[i]:bounds[i + 1]]
+                fig.add_trace(go.Scattergl(
+                    x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=str(category),
+                    marker={"size": size, "color": colours[i]}, customdata=custom[rows], hovertemplate=hover,
+                ))
         fig.update_layout(showlegend=len(categories) <= MAX_LEGEND)
     fig.update_layout(title=title, height=height, dragmode="lasso", legend={"itemsizing": "constant"}, **_LAYOUT)
     fig.update_xaxes(showticklabels=False, title=None)

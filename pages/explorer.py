@@ -16,7 +16,7 @@ from core.features import FeatureSource, checkpoint_epochs
 from core.levels import QC_COLUMNS, PointSet, gene_expression, top_genes
 from core.map_jobs import MapRequest, launch_map, points_for, tile_index_path
 from core.models import ARCHITECTURES
-from core.reduce import MapParams, lookup_map
+from core.reduce import MapParams, lookup_map, seeded_subset
 from core.separation import scored_epochs, separation, spread_epochs
 from core.tiling import read_tile
 from pages import overview_cache
@@ -90,7 +90,11 @@ def map_controls(prefix: str, column) -> MapRequest | None:
         min_dist = st.slider("UMAP min distance", 0.0, 1.0, defaults.min_dist, 0.05, key=f"{prefix}-md")
         perplexity = st.slider("t-SNE perplexity", 2.0, 100.0, defaults.perplexity, key=f"{prefix}-perp")
         seed = int(st.number_input("Layout seed", 0, 10_000, defaults.seed, key=f"{prefix}-mseed"))
-        limit = int(st.number_input("Tiles: random subset (0 = all)", 0, 10_000_000, 0, 1000, key=f"{prefix}-sub"))
+        limit = int(st.number_input("Tiles: map a random subset (0 = all)", 0, 10_000_000, 0, 1000,
+                                    key=f"{prefix}-sub", help="a seeded subset is embedded in the map; faster maps"))
+        st.number_input("Points drawn: seeded subset of the map (0 = all)", 0, 10_000_000, DRAW_LIMIT, 10_000,
+                        key=f"{prefix}-draw", help="the map is computed on every point; drawing fewer keeps a "
+                                                   "200,000-tile map's reruns (colour, level) quick in the browser")
         weight = st.slider("Unified: image weight", 0.0, 1.0, 0.5, 0.05, key=f"{prefix}-w")
     params = MapParams(method=method, pca_components=pcs, n_neighbors=neighbours, min_dist=min_dist,
                        perplexity=perplexity, seed=seed)
@@ -109,6 +113,7 @@ def _points(data_dir: str, request: MapRequest, stamp: tuple) -> PointSet | None
     return points_for(ws, data_dir, cohort, request)
 
 
+DRAW_LIMIT = 50_000  # ~4 MB of figure per rerun; 200,000 points would be ~16 MB and seconds of CPU each time
 SCORE_POINTS = 20_000  # kNN over 200,000 tiles would hold the page for minutes: score a seeded sample
 
 
@@ -172,17 +177,33 @@ def draw_map(prefix: str, column, request: MapRequest) -> tuple[PointSet | None,
         return None, []
     colour, values, colour_label = _colour(prefix, column, points)
     title = f"{request.level} · {request.params.method.upper()} · {points.label or 'expression'}"
-    fig = map_figures.map_scatter(mapped.coords, points.meta, colour if values is None else colour_label,
-                                  values=values, title=title)
+    limit = int(st.session_state.get(f"{prefix}-draw", DRAW_LIMIT))
+    fig = _figure(points.key, mapped.key, str(request.run_dir), colour if values is None else colour_label, limit,
+                  title, mapped.coords, points.meta, values)
     event = column.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
                                 key=f"{prefix}-map", width="stretch")
-    column.caption(f"{len(points):,} points. Box or lasso select (toolbar) to open the linked panel below.")
+    shown = sum(len(trace.x) for trace in fig.data)
+    drawn = f"{len(points):,} points" if shown == len(points) else \
+        f"{len(points):,} points mapped, a seeded random {shown:,} drawn ('Points drawn' in Map parameters)"
+    column.caption(f"{drawn}. Box or lasso select (toolbar) to open the linked panel below.")
     _score_line(column, points)
     with column.expander("PCA explained variance"):
         st.plotly_chart(map_figures.explained_variance(mapped.pca.explained_variance_ratio), width="stretch",
                         key=f"{prefix}-pca")
     _exports(prefix, column, request, points, mapped.coords, fig)
     return points, selected_ids(event)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _figure(points_key: str, map_key: str, run_dir: str, colour: str, limit: int, title: str, _coords: np.ndarray,
+            _meta: pd.DataFrame, _values: np.ndarray | None):
+    """The map figure of one (points, map, run whose split colours them, colour, drawn subset): switching back
+    to a colour reuses it. `_values` (a gene's expression) is keyed by the colour label, which names the gene."""
+    rows = seeded_subset(len(_meta), limit or None, seed=0)
+    if len(rows) == len(_meta):
+        return map_figures.map_scatter(_coords, _meta, colour, values=_values, title=title)
+    return map_figures.map_scatter(np.asarray(_coords)[rows], _meta.iloc[rows].reset_index(drop=True), colour,
+                                   values=None if _values is None else np.asarray(_values)[rows], title=title)
 
 
 def _score_line(column, points: PointSet) -> None:

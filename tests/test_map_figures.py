@@ -30,8 +30,16 @@ def test_numbers_get_one_trace_with_a_colour_scale_and_many_categories_no_legend
     gene = map_scatter(coords, _meta(), "ALB", values=np.linspace(0, 8, 9))
     assert len(gene.data) == 1 and gene.data[0].marker.showscale
     np.testing.assert_allclose(gene.data[0].marker.color, np.linspace(0, 8, 9))
-    many = map_scatter(np.zeros((MAX_LEGEND + 2, 2)), _meta(MAX_LEGEND + 2), "donor")  # 42 donors
-    assert len(many.data) == MAX_LEGEND + 2 and many.layout.showlegend is False
+    meta = _meta(MAX_LEGEND + 2)
+    many = map_scatter(np.zeros((MAX_LEGEND + 2, 2)), meta, "donor")  # 42 donors: one trace, no legend
+    assert len(many.data) == 1 and many.layout.showlegend is False
+    trace = many.data[0]
+    codes = np.asarray(trace.marker.color)
+    assert len(set(codes.tolist())) == MAX_LEGEND + 2 and trace.marker.cmin == 0 and trace.marker.cmax == MAX_LEGEND + 1
+    # Each donor's code lands on its own stop of the stepped colour scale; the ids still travel per point.
+    stops = {round(stop, 9) for stop, _ in trace.marker.colorscale}
+    assert {round(code / (MAX_LEGEND + 1), 9) for code in codes.tolist()} <= stops
+    assert [row[0] for row in trace.customdata] == meta["id"].tolist()
 
 
 def test_explained_variance_curve_is_cumulative():

@@ -75,6 +75,21 @@ def test_explorer_draws_a_cached_genes_map_with_scores_and_exports(app_env):
     assert {"Silhouette by tissue", "kNN tissue accuracy", "Baseline (commonest tissue)"} <= labels
     downloads = {d.proto.label for d in at.get("download_button")}
     assert {"CSV", "HTML figure"} <= downloads and "AnnData .h5ad" not in downloads  # h5ad: slide level only
+    mapped = _drawn_ids(at)
+    assert len(mapped) > 3 and any(f"{len(mapped):,} points." in c.value for c in at.caption)
+    at.number_input(key="A-draw").set_value(3).run()  # draw a seeded subset of the map, computed on all
+    assert not at.exception
+    drawn = _drawn_ids(at)
+    assert len(drawn) == 3 and set(drawn) <= set(mapped)
+    assert any(f"{len(mapped):,} points mapped, a seeded random 3 drawn" in c.value for c in at.caption)
+    assert at.number_input(key="A-draw").set_value(0).run().get("plotly_chart") and len(_drawn_ids(at)) == len(mapped)
+
+
+def _drawn_ids(at: AppTest) -> list[str]:
+    import json
+
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    return [row[0] for trace in spec["data"] for row in trace["customdata"]]
 
 
 def test_explorer_offers_a_background_job_for_a_missing_map(app_env, monkeypatch):
