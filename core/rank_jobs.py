@@ -95,6 +95,22 @@ def rank_argv(data_dir: str | Path, source: FeatureSource, params: RankParams) -
     return argv
 
 
+def last_attempt(ws: Workspace, data_dir: str | Path, source: FeatureSource, params: RankParams) -> dict | None:
+    """The status of the latest `rank` job for exactly this request when it failed or was cancelled (so the
+    page can say why there is no ranking), else None."""
+    argv = rank_argv(data_dir, source, params)
+    for job in jobs.list_jobs(ws, kind=KIND)[:20]:
+        try:
+            status = job.status()
+        except DataError:
+            continue
+        if status.get("argv") == argv:
+            if status.get("state") not in (jobs.FAILED, jobs.CANCELLED):
+                return None
+            return {**status, "log_tail": status.get("log_tail") or job.log_tail(20)}
+    return None
+
+
 def launch_ranking(ws: Workspace, data_dir: str | Path, source: FeatureSource, params: RankParams) -> jobs.Job:
     """Start the ranking (and the embeddings it needs) as the one background job; JobBusyError names the
     running job."""

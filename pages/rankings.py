@@ -188,6 +188,15 @@ def find_ranking(prefix: str, column, source: FeatureSource, params: RankParams)
         with column:
             job_panel(active.dir, rerun_when_done=True)
         return None
+    last = rank_jobs.last_attempt(ws, root, source, params)
+    if last is not None and last.get("state") == jobs.FAILED:
+        column.error(f"The last ranking of this source with these parameters failed: {last.get('error') or 'unknown'}")
+        tail = last.get("log_tail") or []
+        if tail:
+            with column.expander("Its log"):
+                st.code("\n".join(tail) if isinstance(tail, list) else str(tail))
+    elif last is not None:
+        column.info("The last ranking of this source was cancelled; ranking again reuses the embeddings it finished.")
     if found.missing == "tiles":
         column.info("The slides are not tiled yet: the ranking job tiles them first (minutes on a big cohort; "
                     "the Dataset overview page shows the tiles and their quality control).")

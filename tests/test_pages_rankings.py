@@ -131,6 +131,28 @@ def test_missing_ranking_is_offered_as_a_background_job(app_env, monkeypatch):
     assert source.kind == "checkpoint" and source.epoch == 2 and params.repeats == 2
 
 
+def test_a_failed_ranking_job_says_why(app_env):
+    """A rank job that failed for exactly this request: its error and log on the page, the button again."""
+    from core import jobs
+
+    source, params = _run_source(app_env, 2), RankParams(folds=_page_params(app_env).folds, repeats=7)
+    job_dir = app_env.jobs_dir / "rank-20261129-010000-failed"
+    job_dir.mkdir(parents=True)
+    (job_dir / "status.json").write_text(json.dumps({
+        "kind": "rank", "id": job_dir.name, "state": jobs.FAILED, "started": "2026-11-29T01:00:00+00:00",
+        "argv": rank_jobs.rank_argv(app_env.demo_dir, source, params), "error": "DataError: planted failure"}))
+    (job_dir / "log.txt").write_text("Traceback ...\nDataError: planted failure\n")
+    try:
+        at = _open()
+        at.number_input(key="rank-repeats").set_value(7).run()
+        assert any("planted failure" in e.value for e in at.error), [e.value for e in at.error]
+        assert at.button(key="A-go")
+    finally:
+        import shutil
+
+        shutil.rmtree(job_dir)
+
+
 def test_cached_ranking_draws_headline_table_detail_and_comparison(app_env):
     params = _page_params(app_env)
     _precompute(app_env, _run_source(app_env, 2), params)
