@@ -277,6 +277,13 @@ def _compute(folder: Path, tiles: pd.DataFrame, source: FeatureSource, ws: Works
     with atomic_path(folder / "tiles.parquet") as tmp:
         meta.to_parquet(tmp, index=False)
     (folder / "values.partial.npy").replace(folder / "values.npy")  # completes the entry
+    if source.kind == "checkpoint":  # its head beside it: predicted tissue later without torch
+        from core.predictions import checkpoint_head
+
+        try:
+            checkpoint_head(source, folder)
+        except DataError as exc:
+            log.warning("no predicted tissue for %s: %s", source.label, exc)
     (folder / "done.json").unlink(missing_ok=True)
     return _result(meta, np.load(folder / "values.npy", mmap_mode="r"), source, folder, cached=False)
 

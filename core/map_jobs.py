@@ -7,6 +7,7 @@ on every rerun), with compute=True it embeds / tiles as needed (what the `map` w
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import pandas as pd
 from core import jobs
 from core.config import Workspace
 from core.dataset import Cohort
-from core.errors import DataError
+from core.errors import DataError, DataWarning
 from core.features import FeatureSource
 from core.genes import GeneFilterParams
 from core.levels import LEVELS, PointSet, add_split, genes_level, slides_level, tiles_level, unified_level
@@ -78,15 +79,30 @@ def points_for(ws: Workspace, data_dir: str | Path, cohort: Cohort, request: Map
             return None
         points = tiles_level(tiles, samples, tile_index_for(ws, data_dir, cohort), request.limit, request.subset_seed,
                              label=request.source.label)
+        points = _with_predictions(points, request, Path(tiles.path).parent)
     else:
         slides = (embed.slide_embeddings(ws, data_dir, request.source, progress, cancel) if compute
                   else embed.cached_slide_embeddings(ws, data_dir, request.source))
         if slides is None:
             return None
         points = slides_level(slides, samples, label=request.source.label)
+        if request.level == "slides" and request.source.kind == "checkpoint":
+            points = _with_predictions(points, request, embed.cached_folders(ws, data_dir, [request.source])[0])
         if request.level == "unified":
             points = unified_level(points, genes_level(cohort, request.genes), request.weight)
     return add_split(points, request.run_dir, samples)
+
+
+def _with_predictions(points: PointSet, request: MapRequest, folder: Path | None) -> PointSet:
+    """Predicted tissue and correct / wrong from a checkpoint's head (core.predictions); a checkpoint whose head
+    cannot be read leaves the map without them, warned."""
+    from core.predictions import add_predictions
+
+    try:
+        return add_predictions(points, request.source, folder)
+    except DataError as exc:
+        warnings.warn(f"{exc}; no predicted tissue colouring", DataWarning, stacklevel=2)
+        return points
 
 
 def map_argv(data_dir: str | Path, request: MapRequest) -> list[str]:

@@ -33,7 +33,8 @@ st.caption("What a network learned: tiles and slides as points, coloured by tiss
 LEVEL_HELP = {"tiles": "one point per selected tile", "slides": "one point per slide (mean of its tiles)",
               "genes": "one point per sample, by filtered expression", "unified": "slide image + expression"}
 COLOURS = {"tissue": "Tissue", "subject_id": "Donor", "sex": "Sex", "age_bracket": "Age bracket",
-           "hardy_scale": "Hardy scale", "split": "Train / validation / test", "gene": "A gene's expression"}
+           "hardy_scale": "Hardy scale", "split": "Train / validation / test", "predicted_tissue": "Predicted tissue",
+           "prediction": "Correct or wrong", "gene": "A gene's expression"}
 
 
 def _runs_with_checkpoints() -> list[Path]:
