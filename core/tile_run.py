@@ -51,6 +51,8 @@ _MAX_REBUILDS = 8  # pools rebuilt in one run before the remaining slides are le
 MP_CONTEXT = "spawn"  # not fork: the UI and job runners have threads; tests may switch it
 
 ProgressFn = Callable[[int, int, str], None]
+# (slide, cells QC'd so far, of which passed): called as each chunk of a slide's cells comes back.
+CellProgressFn = Callable[["SlideTask", int, int], None]
 
 
 @dataclass
@@ -194,11 +196,13 @@ def run_slides(
     parts_dir: Path,
     workers: int,
     progress: Callable[[SlideTask, SlideOutcome], None] | None = None,
+    cells: CellProgressFn | None = None,
 ) -> dict[str, SlideOutcome]:
     """Bring every task's part to its target; returns an outcome per sample_id.
 
-    `progress(task, outcome)` is called as each slide finishes; if it raises (cancellation), queued
-    work is dropped and the parts saved so far stay on disk.
+    `progress(task, outcome)` is called as each slide finishes, `cells(task, considered, passed)` as
+    each chunk of its cells comes back (progress within a big slide); if either raises (cancellation),
+    queued work is dropped and the parts saved so far stay on disk.
     """
     if workers > 1 and estimated_cells(tasks) <= INLINE_CELLS:
         workers = 1  # a small run: the pool's start-up would cost more than it saves
@@ -276,6 +280,11 @@ def run_slides(
             finish(state, SlideOutcome(part=TilePart(plan=None, error=result), error=result))
             return
         state.results[number] = result
+        if cells is not None and len(state.results) < len(state.batch):
+            part = state.task.part
+            arrived = list(state.results.values())
+            cells(state.task, part.considered + sum(r["reason"].size for r in arrived),
+                  int(part.passed.sum()) + sum(int((r["reason"] == "").sum()) for r in arrived))
         if len(state.results) == len(state.batch):
             part = state.task.part
             merged = {}
@@ -285,8 +294,11 @@ def run_slides(
                 merged[name][state.grid_order] = values  # back to the plan's seeded order
             part.extend(merged)
             state.batch = []
-            if state.task.key is not None and next_batch(part, state.task.target, workers):
-                save_part(parts_dir, state.task.key, part)  # progress within a slide survives a crash
+            if next_batch(part, state.task.target, workers):  # more batches to come (else it finishes)
+                if state.task.key is not None:
+                    save_part(parts_dir, state.task.key, part)  # progress within a slide survives a crash
+                if cells is not None:
+                    cells(state.task, part.considered, int(part.passed.sum()))  # after the save: may cancel
             advance(state)
 
     # Enough slides in flight to keep every worker busy while each waits for its next batch.

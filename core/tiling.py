@@ -26,6 +26,7 @@ import dataclasses
 import math
 import os
 import threading
+import time
 import warnings
 import zlib
 from collections.abc import Callable, Mapping
@@ -76,6 +77,7 @@ INDEX_COLUMNS = {
 REQUIRED_SAMPLE_COLUMNS = ("sample_id", "tissue", "subject_id", "slide_path")
 # Stands for "not read yet, more may pass" in the quota allocation.
 _UNKNOWN_AVAILABLE = 10**9
+CELL_PROGRESS_INTERVAL_S = 1.0  # progress within a slide is reported at most this often
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ class TileIndexResult:
     summary: dict[str, Any]
 
 
-ProgressFn = Callable[[int, int, str], None]
+ProgressFn = Callable[[float, int, str], None]  # (slides done, incl. shares of those under way; slides; message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,6 +339,8 @@ def _tile_parts(
         else:
             pending.append(task)
     total, finished = len(tasks), 0
+    last_cells_report = -math.inf
+    under_way: dict[str, float] = {}  # share of each slide in progress
     caps: dict[str, int] = {}
     for round_number in range(1_000):
         caps = {} if params.all_tiles else _quota_caps(pending, params)
@@ -351,6 +355,7 @@ def _tile_parts(
 
         def slide_done(task: SlideTask, outcome: SlideOutcome, first: bool = round_number == 0) -> None:
             nonlocal finished
+            under_way.pop(task.sample_id, None)
             if progress is None:
                 return
             if outcome.error is not None:
@@ -364,7 +369,28 @@ def _tile_parts(
             else:
                 progress(total, total, f"topping up the tissue target: {message}")
 
-        results = run_slides(work, params, _parts_dir(ws), workers, progress=slide_done)
+        def cells_done(task: SlideTask, considered: int, passed: int, first: bool = round_number == 0) -> None:
+            """Progress within a slide (a GTEx full grid is thousands of cells), at most once a second."""
+            nonlocal last_cells_report
+            share = considered / max(task.part.candidates, 1) if task.target is None else passed / max(task.target, 1)
+            under_way[task.sample_id] = min(0.99, share)  # a slide counts as done once finished and saved
+            now = time.monotonic()
+            if progress is None or now - last_cells_report < CELL_PROGRESS_INTERVAL_S:
+                return
+            last_cells_report = now
+            part = task.part
+            if task.target is None:
+                message = f"{task.sample_id}: {considered:,} of {part.candidates:,} cells QC'd"
+            else:
+                message = (f"{task.sample_id}: {passed:,} of {task.target:,} tiles passed "
+                           f"({considered:,} of {part.candidates:,} cells QC'd)")
+            if first:  # slides done plus the shares of those under way: never goes back
+                done = round(min(finished + sum(under_way.values()), total), 2)  # noqa: B023 (nonlocal)
+                progress(done, total, message)
+            else:
+                progress(total, total, f"topping up the tissue target: {message}")
+
+        results = run_slides(work, params, _parts_dir(ws), workers, progress=slide_done, cells=cells_done)
         for task in work:
             outcome = results[task.sample_id]
             if outcome.error is not None:

@@ -359,7 +359,8 @@ def test_bad_slide_is_recorded_and_others_finish_in_a_process_pool(
     )
     calls: list[tuple[int, int, str]] = []
     result = build_tile_index(samples, TilingParams(), ws, workers=2, progress=lambda *a: calls.append(a))
-    assert sorted(done for done, _, _ in calls) == [1, 2, 3] and all(total == 3 for _, total, _ in calls)
+    finished = [done for done, _, message in calls if "cells QC'd" not in message]  # not progress within a slide
+    assert sorted(finished) == [1, 2, 3] and all(total == 3 for _, total, _ in calls)
     errors = result.summary["errors"]
     assert list(errors) == ["GTEX-EEEE-0001"] and "not a slide" in errors["GTEX-EEEE-0001"]
     assert result.summary["per_slide"]["GTEX-DDDD-0001"]["kept"] > 0

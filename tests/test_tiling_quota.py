@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +150,18 @@ def test_cli_one_slide_takes_the_per_slide_quota_not_the_tissue_target(ws: Works
     summary = json.loads(capsys.readouterr().out)
     assert summary["params"]["tissue_target"] == 10
     assert summary["selected"] == 10 and summary["considered"] < 40  # not the 256-cell grid
+
+
+def test_progress_within_a_slide_as_its_chunks_come_back(ws: Workspace, big: Path, monkeypatch) -> None:
+    import core.tiling as tiling
+
+    monkeypatch.setattr(tiling, "CELL_PROGRESS_INTERVAL_S", 0.0)  # every chunk (default: at most once a second)
+    calls: list[tuple[float, int, str]] = []
+    samples = samples_table(("GTEX-Q-1", "Lung", big))
+    build_tile_index(samples, params(all_tiles=True), ws, workers=1, progress=lambda *a: calls.append(a))
+    within = [call for call in calls if "cells QC'd" in call[2]]
+    assert len(within) >= 4  # 256 cells in chunks of at most 48
+    counts = [int(re.match(r"GTEX-Q-1: (\d+) of 256 cells QC'd", message).group(1)) for _, _, message in within]
+    assert 0 < counts[0] <= 48 and counts == sorted(counts) and 0 < within[0][0] < 1  # one chunk, then more
+    done = [call[0] for call in calls]
+    assert done == sorted(done) and calls[-1][:2] == (1, 1)  # never goes back; ends at the slide done

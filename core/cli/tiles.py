@@ -98,9 +98,10 @@ class _NoJob(AbstractContextManager):
         return None
 
 
-def _print_bar(done: int, total: int, message: str) -> None:
-    filled = round(_BAR_WIDTH * done / total) if total else _BAR_WIDTH
-    line = f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {done}/{total} {message}"
+def _print_bar(done: float, total: int, message: str) -> None:
+    """`done` slides of `total`; a fraction is the share of the slides under way (progress within a slide)."""
+    filled = min(_BAR_WIDTH, round(_BAR_WIDTH * done / total)) if total else _BAR_WIDTH
+    line = f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {int(done)}/{total} {message}"
     if sys.stderr.isatty():
         end = "\n" if done >= total else ""
         print(f"\r{line[:120]:<120}", end=end, file=sys.stderr, flush=True)
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     result = None
     with _reporter(ws, args.job_dir) as job:
 
-        def progress(done: int, total: int, message: str) -> None:
+        def progress(done: float, total: int, message: str) -> None:
             _print_bar(done, total, message)
             job.progress(done, total, message)
             job.check_cancel()  # stops the remaining slides; the job ends `cancelled`
