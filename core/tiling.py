@@ -582,7 +582,12 @@ def find_tile_index(samples: pd.DataFrame, params: TilingParams | None = None,
     ws = ws or workspace()
     if samples.empty:
         return None
-    folder = ws.tiles_dir / index_key(samples, params).split(":", 1)[1]
+    return saved_index(index_key(samples, params), ws)
+
+
+def saved_index(key: str, ws: Workspace) -> Path | None:
+    """The saved index of an `index_key`, or None when it is not (completely) saved."""
+    folder = ws.tiles_dir / key.split(":", 1)[1]
     complete = (folder / "summary.json").is_file() and (folder / "index.parquet").is_file()
     return folder / "index.parquet" if complete else None
 

@@ -8,18 +8,17 @@ import pandas as pd
 import streamlit as st
 
 from core import jobs, summary
-from core.dataset import cohort_info
 from core.errors import DataError, JobBusyError
 from core.genes import GeneFilterParams
 from core.settings import update_dataset_settings
-from core.tiling import dataset_tiling_params, find_tile_index, funnel_caption
+from core.tiling import dataset_tiling_params, funnel_caption
 from pages import overview_cache as cached
 from pages.common import dataset_dir, donor_banner, expression_loader, get_cohort, get_workspace, job_panel
 
 ws = get_workspace()
 root = dataset_dir()
 cohort = get_cohort(root)
-info = cohort_info(cohort)
+info = cached.cohort_info(cohort)
 
 st.title("Dataset overview")
 st.caption(f"Dataset: `{root}`" + (" (synthetic GTEx-like demo cohort)" if root == ws.demo_dir else ""))
@@ -41,7 +40,7 @@ if cohort.histology_columns:
 
 # A rerun costs one stat per slide here (fingerprints are memoized by stat), and the figures, example
 # tiles and thumbnails below are cached by the index's and slides' identities (pages/overview_cache.py).
-index_path = find_tile_index(cohort.samples[cohort.samples["has_slide"]], dataset_tiling_params(ws, root), ws)
+index_path = cached.find_tile_index(cohort, dataset_tiling_params(ws, root), ws)
 index_key = cached.index_key(index_path) if index_path else None
 tile_index = cached.tile_index(index_key) if index_key else None
 qc = cached.qc_view(index_key, tile_index) if index_key else None
@@ -80,7 +79,7 @@ tab_cohort, tab_tiles, tab_slides, tab_genes = st.tabs(["Cohort", "Tiles and QC"
 with tab_cohort:
     st.plotly_chart(cached.per_tissue_figure(info, index_key, tile_index), width="stretch")
     demo_cols = st.columns(3)
-    for col, fig in zip(demo_cols, cached.demographic_figures(summary.demographics(cohort.samples)), strict=False):
+    for col, fig in zip(demo_cols, cached.demographic_figures_of(cohort), strict=False):
         col.plotly_chart(fig, width="stretch")
 
 with tab_tiles:

@@ -93,16 +93,32 @@ def test_overview_rerun_rebuilds_no_figure_and_reads_no_slide(app_env, monkeypat
                  "thumbnail_with_tiles", "gene_filter_funnel", "log_tpm_histogram"):
         monkeypatch.setattr(figures, name, counted(name, getattr(figures, name)))
     monkeypatch.setattr(tiling, "read_tile", counted("read_tile", tiling.read_tile))
+    monkeypatch.setattr(tiling, "index_key", counted("index_key", tiling.index_key))
+    import core.dataset
+
+    monkeypatch.setattr(core.dataset, "cohort_info", counted("cohort_info", core.dataset.cohort_info))
     monkeypatch.setattr(core.cache, "_content_fingerprint",
                         counted("hash", core.cache._content_fingerprint))
     at = _run()
     first = set(calls)
-    assert {"per_tissue_counts_bar", "qc_funnel", "thumbnail_with_tiles", "log_tpm_histogram"} <= first
+    assert {"per_tissue_counts_bar", "qc_funnel", "thumbnail_with_tiles", "log_tpm_histogram", "index_key",
+            "cohort_info"} <= first
     calls.clear()
     at.run()
     assert not at.exception
     assert calls == [], f"a rerun rebuilt or re-read: {sorted(set(calls))}"
     assert len(at.get("plotly_chart")) >= 8 and len(at.get("image")) >= 1  # still all drawn
+
+
+def test_a_frozen_figure_serializes_like_the_figure_and_only_once():
+    import plotly.graph_objects as go
+
+    from pages.overview_cache import frozen
+
+    figure = go.Figure(go.Bar(x=["a", "b"], y=[3, 4]))
+    shown = frozen(figure)
+    assert shown.to_dict() == figure.to_dict()
+    assert shown.to_dict() is shown.to_dict()  # built once: what st.plotly_chart asks for on every run
 
 
 def test_overview_shows_a_clear_error_for_a_bad_dataset(app_env, tmp_path, monkeypatch):
