@@ -11,7 +11,15 @@ from core.ranking import cv as cv_module
 from core.ranking.baselines import group_mean_predict, kmeans_predict
 from core.ranking.cv import RankParams, cross_validate, within_group_r2
 from core.ranking.folds import donor_folds
-from core.ranking.metrics import bh_fdr, pearson_columns, pearson_p, r2_columns, spearman_columns, steiger_test
+from core.ranking.metrics import (
+    bh_fdr,
+    column_ranks,
+    pearson_columns,
+    pearson_p,
+    r2_columns,
+    spearman_columns,
+    steiger_test,
+)
 from core.ranking.reduce import fit_reducer
 from core.ranking.ridge import fit_ridge_cv
 from core.ranking.table import build_table, compare_sources, summarize
@@ -124,10 +132,11 @@ def test_pca_scaling_and_ridge_see_training_rows_only(monkeypatch):
     cross_validate(x, y, subjects, tissues, params)
     folds = donor_folds(subjects, 4, 1, 0)
     train_x = [x[f.train] for f in folds]
-    train_y = [y[f.train] for f in folds]
+    train_y = [y[f.train].astype(np.float32) for f in folds]  # the pipeline's logTPM is float32
     reducers = [rows for kind, rows in seen if kind == "reducer"]
     ridges = [rows for kind, rows in seen if kind == "ridge"]
-    assert len(reducers) == 2 * len(folds) and len(ridges) == 2 * len(folds)
+    # One reducer per fold (shared by the embedding and embedding + tissue models), two ridge fits.
+    assert len(reducers) == len(folds) and len(ridges) == 2 * len(folds)
     for rows in reducers:
         assert any(rows.shape == t.shape and np.array_equal(rows, t) for t in train_x)
     for rows in ridges:
@@ -142,6 +151,11 @@ def test_metrics_match_scipy_and_fdr_matches_a_direct_bh():
         assert pearson_columns(a, b)[j] == pytest.approx(stats.pearsonr(a[:, j], b[:, j])[0])
         assert spearman_columns(a, b)[j] == pytest.approx(stats.spearmanr(a[:, j], b[:, j])[0])
         assert pearson_p(pearson_columns(a, b), 30)[j] == pytest.approx(stats.pearsonr(a[:, j], b[:, j])[1])
+    tied = np.round(a * 2) / 2  # many ties, incl. -0.0 against 0.0
+    tied[:5, 1] = -0.0
+    np.testing.assert_array_equal(column_ranks(tied), stats.rankdata(tied, axis=0))
+    for j in range(4):
+        assert spearman_columns(tied, b)[j] == pytest.approx(stats.spearmanr(tied[:, j], b[:, j])[0])
     assert r2_columns(a, a)[0] == 1.0 and r2_columns(a, np.zeros_like(a) + a.mean(0))[0] == pytest.approx(0.0)
     p = np.array([0.01, 0.04, 0.03, 0.2, np.nan, 0.001])
     q = bh_fdr(p)
@@ -169,6 +183,13 @@ def test_baselines_tissue_mean_and_kmeans():
     np.testing.assert_allclose(kmeans_predict(z, y, np.array([[9.0], [0.2]]), clusters=2)[:, 0], [11.0, 2.0])
     groups = np.array(["a", "a", "b", "b"])
     assert within_group_r2(y, group_mean_predict(y, groups, groups), groups)[0] == pytest.approx(0.0)
+    rng = np.random.default_rng(4)
+    values, labels = rng.normal(5, 2, (30, 3)).astype(np.float32), rng.integers(0, 4, 30)
+    total, within = cv_module._sums_of_squares(values, labels)
+    wide = values.astype(np.float64)
+    np.testing.assert_allclose(total, ((wide - wide.mean(axis=0)) ** 2).sum(axis=0), rtol=1e-12)
+    direct = sum(((wide[labels == g] - wide[labels == g].mean(axis=0)) ** 2).sum(axis=0) for g in range(4))
+    np.testing.assert_allclose(within, direct, rtol=1e-12)
 
 
 def test_ranking_finds_image_genes_beyond_tissue_and_the_null_is_near_zero():
@@ -203,3 +224,14 @@ def test_compare_sources_counts_improved_genes_and_tests_them():
     assert out["genes"] == 8 and out["improved"] == 7 and out["worse"] == 1
     assert out["wilcoxon_p"] < 0.05
     assert compare_sources(a, a)["wilcoxon_p"] is None
+
+
+def test_ridge_predicts_an_unseen_group_from_the_overall_means():
+    rng = np.random.default_rng(5)
+    z, y = rng.standard_normal((40, 4)), rng.standard_normal((40, 3))
+    groups = np.repeat(["a", "b"], 20)
+    fit = fit_ridge_cv(z, y, groups=groups)
+    z_new = rng.standard_normal((3, 4))
+    pred = fit.predict(z_new, np.array(["a", "zz", "b"]))
+    np.testing.assert_allclose(pred[1], fit.overall_y + (z_new[1] - fit.overall_z) @ fit.coef)
+    np.testing.assert_allclose(pred[[0, 2]], fit.predict(z_new[[0, 2]], np.array(["a", "b"])))

@@ -10,19 +10,18 @@ from threadpoolctl import threadpool_limits
 
 
 def group_mean_predict(y_train: np.ndarray, groups_train: np.ndarray, groups_test: np.ndarray) -> np.ndarray:
-    """Each test sample gets its group's training mean (the overall training mean for an unseen group)."""
-    y_train = np.asarray(y_train, dtype=np.float64)
+    """Each test sample gets its group's training mean (the overall training mean for an unseen group);
+    float32 like the logTPM it predicts."""
     labels, inverse, counts = np.unique(np.asarray(groups_train), return_inverse=True, return_counts=True)
-    sums = np.zeros((len(labels), y_train.shape[1]))
-    np.add.at(sums, inverse, y_train)
-    means = sums / counts[:, None]
+    onehot = np.zeros((len(labels), len(inverse)), dtype=np.float32)
+    onehot[inverse, np.arange(len(inverse))] = 1.0
+    means = np.vstack([
+        (onehot @ np.asarray(y_train, dtype=np.float32)) / counts[:, None].astype(np.float32),
+        np.asarray(y_train).mean(axis=0, dtype=np.float64)[None, :],  # last row: unseen groups
+    ]).astype(np.float32)
     lookup = {label: i for i, label in enumerate(labels.tolist())}
-    out = np.empty((len(groups_test), y_train.shape[1]))
-    overall = y_train.mean(axis=0)
-    for row, g in enumerate(np.asarray(groups_test).tolist()):
-        i = lookup.get(g)
-        out[row] = overall if i is None else means[i]
-    return out
+    rows = np.array([lookup.get(g, len(labels)) for g in np.asarray(groups_test).tolist()], dtype=np.intp)
+    return means[rows]
 
 
 def kmeans_predict(

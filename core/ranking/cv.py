@@ -3,14 +3,18 @@ tissue-mean and k-means baselines, random-weights features and a permutation nul
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from core.ranking.baselines import group_mean_predict, kmeans_predict
 from core.ranking.folds import Fold, donor_folds
-from core.ranking.metrics import pearson_columns, r2_columns, spearman_columns
+from core.ranking.metrics import pearson_columns, spearman_columns
 from core.ranking.reduce import fit_reducer
 from core.ranking.ridge import fit_ridge_cv
 
@@ -40,23 +44,97 @@ class CVResult:
 
 def within_group_r2(y: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """1 - sum of SSE / sum of SST, both taken within each group around the group's observed mean."""
-    y = np.asarray(y, dtype=np.float64)
-    sse = ((y - pred) ** 2).sum(axis=0)
-    sst = np.zeros(y.shape[1])
+    return _r2(_sse(y, pred), within_group_sst(y, groups))
+
+
+def within_group_sst(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per column: the sum of squares of y around each group's own mean, summed over groups."""
+    return _sums_of_squares(y, groups)[1]
+
+
+def _sums_of_squares(y: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column (total SST around the overall mean, SST within groups) from one pass over y:
+    total = within + sum over groups of n_g (mean_g - mean)^2."""
+    groups = np.asarray(groups)
+    within = np.zeros(y.shape[1])
+    means, sizes = [], []
     for g in np.unique(groups):
-        rows = y[groups == g]
-        sst += ((rows - rows.mean(axis=0)) ** 2).sum(axis=0)
+        rows = np.asarray(y[groups == g], dtype=np.float64)
+        mean = rows.mean(axis=0)
+        rows -= mean
+        np.square(rows, out=rows)
+        within += rows.sum(axis=0)
+        means.append(mean)
+        sizes.append(len(rows))
+    means_arr, sizes_arr = np.vstack(means), np.asarray(sizes, dtype=np.float64)
+    overall = sizes_arr @ means_arr / sizes_arr.sum()
+    return within + sizes_arr @ (means_arr - overall) ** 2, within
+
+
+def _sse(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Per column sum of squared errors, in float64."""
+    residual = np.asarray(y, dtype=np.float64) - pred
+    np.square(residual, out=residual)
+    return residual.sum(axis=0)
+
+
+def _r2(sse: np.ndarray, sst: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.nan)
 
 
-def _ridge(x: np.ndarray, y: np.ndarray, fold: Fold, params: RankParams, groups: np.ndarray | None = None):
-    """Reducer and ridge fitted on the training rows only; predictions for the test rows."""
+@dataclass
+class _FoldFeatures:
+    """One feature matrix reduced on one fold's training rows (shared by every model that uses it)."""
+
+    z_train: np.ndarray
+    z_test: np.ndarray
+
+
+def _reduce(x: np.ndarray, fold: Fold, params: RankParams) -> _FoldFeatures:
+    """Standardization + PCA fitted on the training rows only, applied to both sides."""
     reducer = fit_reducer(x[fold.train], params.components, seed=params.seed)
-    z_train, z_test = reducer.transform(x[fold.train]), reducer.transform(x[fold.test])
+    return _FoldFeatures(reducer.transform(x[fold.train]), reducer.transform(x[fold.test]))
+
+
+def _ridge(features: _FoldFeatures, y_train: np.ndarray, fold: Fold, params: RankParams,
+           groups: np.ndarray | None = None) -> np.ndarray:
+    """Ridge (per-gene penalty) fitted on the training rows; float64 predictions for the test rows
+    (float32 would tie the nearly constant predictions of heavily shrunk genes, spoiling their ranks)."""
     g_train = None if groups is None else groups[fold.train]
-    fit = fit_ridge_cv(z_train, y[fold.train], groups=g_train, criterion=params.criterion)
-    return fit.predict(z_test, None if groups is None else groups[fold.test]), z_train, z_test
+    fit = fit_ridge_cv(features.z_train, y_train, groups=g_train, criterion=params.criterion)
+    return fit.predict(features.z_test, None if groups is None else groups[fold.test])
+
+
+def _check_cancel(cancel: Cancel | None) -> None:
+    if cancel is not None and cancel():
+        from core.jobs import JobCancelled
+
+        raise JobCancelled()
+
+
+def _median(values: list[np.ndarray], n_genes: int) -> np.ndarray:
+    """Per gene median over the rows that are not NaN (NaN where all are)."""
+    if not values:
+        return np.full(n_genes, np.nan)
+    stacked = np.vstack(values)
+    out = np.full(n_genes, np.nan)
+    nan = np.isnan(stacked)
+    if not nan.any():
+        return np.median(stacked, axis=0)
+    ok = ~nan.all(axis=0)
+    with np.errstate(all="ignore"):
+        out[ok] = np.nanmedian(stacked[:, ok], axis=0)
+    return out
+
+
+def _workers() -> int:
+    """Folds computed at once: one per core this process may use (at most 4: ~300 MB each at GTEx scale)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
 
 
 def cross_validate(
@@ -68,83 +146,100 @@ def cross_validate(
     x_random: np.ndarray | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    workers: int | None = None,
 ) -> CVResult:
-    """Run every model on the same donor-grouped folds; see RankParams. `y` is (samples, genes) logTPM."""
-    y = np.asarray(y, dtype=np.float64)
+    """Run every model on the same donor-grouped folds; see RankParams. `y` is (samples, genes) logTPM
+    (float32; float64 input is cast). Per fold: one reducer per feature matrix (shared by the embedding
+    and embedding + tissue models and k-means), the training targets copied once for all fits.
+    R² is pooled over each repeat's out-of-fold predictions (sums of squared errors added fold by fold),
+    then the median over repeats; r and rho are medians over folds and repeats.
+
+    Folds run `workers` at a time in threads (numpy and BLAS release the GIL), each on one BLAS thread:
+    on a shared 2-core machine a multi-threaded BLAS spins several times the CPU it computes with.
+    Results are gathered in fold order, so they do not depend on `workers`."""
+    y = np.ascontiguousarray(y, dtype=np.float32)
     n, n_genes = y.shape
     tissues = np.asarray(tissues).astype(str)
     folds = donor_folds(subject_ids, params.folds, params.repeats, params.seed)
     models = ["emb", "full", "tissue", "kmeans"] + (["random"] if x_random is not None else [])
-    per_repeat: dict[str, list[np.ndarray]] = {m: [] for m in [*models, "beyond", "within"]}
     fold_r: dict[str, list[np.ndarray]] = {"emb": [], "rho": [], "kmeans": [], "tissue": [], "random": []}
-    mean_pred = {m: np.zeros((n, n_genes)) for m in ("emb", "full", "random") if m in models}
-    null_pred = np.empty((n, n_genes)) if params.permutation_null else None
     x_null = x[np.random.default_rng([params.seed, 99]).permutation(n)] if params.permutation_null else None
-    total = len(folds) + (params.folds if params.permutation_null else 0)
-    done = 0
-    for repeat in range(params.repeats):
-        oof = {m: np.empty((n, n_genes)) for m in models}
-        for fold in (f for f in folds if f.repeat == repeat):
-            if cancel is not None and cancel():
-                from core.jobs import JobCancelled
+    tasks = [(fold, False) for fold in folds]
+    if x_null is not None:
+        tasks += [(fold, True) for fold in folds if fold.repeat == 0]
 
-                raise JobCancelled()
-            test = fold.test
-            oof["emb"][test], z_train, z_test = _ridge(x, y, fold, params)
-            oof["full"][test], _, _ = _ridge(x, y, fold, params, groups=tissues)
-            oof["tissue"][test] = group_mean_predict(y[fold.train], tissues[fold.train], tissues[test])
-            oof["kmeans"][test] = kmeans_predict(z_train, y[fold.train], z_test, params.clusters, params.seed)
-            if x_random is not None:
-                oof["random"][test], _, _ = _ridge(x_random, y, fold, params)
-            if len(test) >= 3:  # a correlation over fewer test samples says nothing
-                fold_r["emb"].append(pearson_columns(y[test], oof["emb"][test]))
-                fold_r["rho"].append(spearman_columns(y[test], oof["emb"][test]))
-                fold_r["kmeans"].append(pearson_columns(y[test], oof["kmeans"][test]))
-                fold_r["tissue"].append(pearson_columns(y[test], oof["tissue"][test]))
-                if x_random is not None:
-                    fold_r["random"].append(pearson_columns(y[test], oof["random"][test]))
-            done += 1
+    def run(task: tuple[Fold, bool]) -> dict[str, Any]:
+        """One fold's fits and its per-gene statistics (computed here, in the worker thread)."""
+        fold, is_null = task
+        _check_cancel(cancel)
+        y_train, y_test = y[fold.train], y[fold.test]
+        if is_null:
+            return {"sse": {"null": _sse(y_test, _ridge(_reduce(x_null, fold, params), y_train, fold, params))}}
+        features = _reduce(x, fold, params)
+        test = fold.test
+        pred = {
+            "emb": _ridge(features, y_train, fold, params),
+            "full": _ridge(features, y_train, fold, params, groups=tissues),
+            "tissue": group_mean_predict(y_train, tissues[fold.train], tissues[test]),
+            "kmeans": kmeans_predict(features.z_train, y_train, features.z_test, params.clusters, params.seed),
+        }
+        if x_random is not None:
+            pred["random"] = _ridge(_reduce(x_random, fold, params), y_train, fold, params)
+        out: dict[str, Any] = {"sse": {m: _sse(y_test, p) for m, p in pred.items()}, "r": {}}
+        if len(test) >= 3:  # a correlation over fewer test samples says nothing
+            out["r"] = {m: pearson_columns(y_test, pred[m]) for m in fold_r if m in pred}
+            out["r"]["rho"] = spearman_columns(y_test, pred["emb"])
+        out["pred"] = {m: pred[m].astype(np.float32) for m in ("emb", "full", "random") if m in pred}
+        return out
+
+    sse = {(m, r): np.zeros(n_genes) for m in models for r in range(params.repeats)}
+    null_sse = np.zeros(n_genes)
+    mean_pred = {m: np.zeros((n, n_genes), np.float32) for m in ("emb", "full", "random") if m in models}
+    workers = _workers() if workers is None else max(1, workers)
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        if workers == 1:  # in this thread (profilers see it)
+            results = map(run, tasks)
+            sst, sst_within = _sums_of_squares(y, tissues)
+        else:
+            totals = pool.submit(_sums_of_squares, y, tissues)
+            results = pool.map(run, tasks)
+        for done, ((fold, is_null), out) in enumerate(zip(tasks, results, strict=True), start=1):
+            if is_null:
+                null_sse += out["sse"]["null"]
+            else:
+                for m in models:
+                    sse[m, fold.repeat] += out["sse"][m]
+                for m, values in out["pred"].items():
+                    mean_pred[m][fold.test] += values / np.float32(params.repeats)
+                for m, values in out["r"].items():
+                    fold_r[m].append(values)
+            del out
             if progress is not None:
-                progress(done, total, f"repeat {repeat + 1}/{params.repeats}, fold {fold.fold + 1}/{params.folds}")
-        for m in models:
-            per_repeat[m].append(r2_columns(y, oof[m]))
-        per_repeat["beyond"].append(per_repeat["full"][-1] - per_repeat["tissue"][-1])
-        per_repeat["within"].append(within_group_r2(y, oof["full"], tissues))
-        for m in mean_pred:
-            mean_pred[m] += oof[m] / params.repeats
-    if null_pred is not None and x_null is not None:
-        for fold in (f for f in folds if f.repeat == 0):
-            null_pred[fold.test], _, _ = _ridge(x_null, y, fold, params)
-            done += 1
-            if progress is not None:
-                progress(done, total, f"permutation null, fold {fold.fold + 1}/{params.folds}")
+                what = (f"permutation null, fold {fold.fold + 1}/{params.folds}" if is_null else
+                        f"repeat {fold.repeat + 1}/{params.repeats}, fold {fold.fold + 1}/{params.folds}")
+                progress(done, len(tasks), what)
+        if workers > 1:
+            sst, sst_within = totals.result()
 
-    def median(values: list[np.ndarray]) -> np.ndarray:
-        if not values:
-            return np.full(n_genes, np.nan)
-        with np.errstate(all="ignore"):
-            stacked = np.vstack(values)
-            out = np.full(n_genes, np.nan)
-            ok = ~np.all(np.isnan(stacked), axis=0)
-            out[ok] = np.nanmedian(stacked[:, ok], axis=0)
-            return out
-
+    per_repeat: dict[str, list[np.ndarray]] = {m: [_r2(sse[m, r], sst) for r in range(params.repeats)]
+                                               for m in models}
+    per_repeat["beyond"] = [f - t for f, t in zip(per_repeat["full"], per_repeat["tissue"], strict=True)]
+    per_repeat["within"] = [_r2(sse["full", r], sst_within) for r in range(params.repeats)]
     stats = {
-        "r2": median(per_repeat["emb"]),
-        "r2_emb_tissue": median(per_repeat["full"]),
-        "r2_tissue": median(per_repeat["tissue"]),
-        "r2_beyond_tissue": median(per_repeat["beyond"]),
-        "r2_within_tissue": median(per_repeat["within"]),
-        "r2_kmeans": median(per_repeat["kmeans"]),
-        "r": median(fold_r["emb"]),
-        "rho": median(fold_r["rho"]),
-        "r_kmeans": median(fold_r["kmeans"]),
-        "r_tissue": median(fold_r["tissue"]),
+        "r2": _median(per_repeat["emb"], n_genes),
+        "r2_emb_tissue": _median(per_repeat["full"], n_genes),
+        "r2_tissue": _median(per_repeat["tissue"], n_genes),
+        "r2_beyond_tissue": _median(per_repeat["beyond"], n_genes),
+        "r2_within_tissue": _median(per_repeat["within"], n_genes),
+        "r2_kmeans": _median(per_repeat["kmeans"], n_genes),
+        "r": _median(fold_r["emb"], n_genes),
+        "rho": _median(fold_r["rho"], n_genes),
+        "r_kmeans": _median(fold_r["kmeans"], n_genes),
+        "r_tissue": _median(fold_r["tissue"], n_genes),
     }
-    if null_pred is not None:
-        stats["r2_null"] = r2_columns(y, null_pred)
+    if x_null is not None:
+        stats["r2_null"] = _r2(null_sse, sst)
     if x_random is not None:
-        stats["r2_random"] = median(per_repeat["random"])
-        stats["r_random"] = median(fold_r["random"])
-    pred = {m: v.astype(np.float32) for m, v in mean_pred.items()}
-    return CVResult(stats, pred, folds)
+        stats["r2_random"] = _median(per_repeat["random"], n_genes)
+        stats["r_random"] = _median(fold_r["random"], n_genes)
+    return CVResult(stats, mean_pred, folds)

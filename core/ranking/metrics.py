@@ -5,29 +5,76 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+_BLOCK = 4096  # columns per pass: bounds the float64 temporaries of the column statistics
+
 
 def r2_columns(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """1 - SSE / SST per column (SST around the column's observed mean); NaN for a constant column."""
-    y = np.asarray(y, dtype=np.float64)
-    sse = ((y - pred) ** 2).sum(axis=0)
-    sst = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.nan)
+    out = np.empty(np.shape(y)[1])
+    for start in range(0, len(out), _BLOCK):
+        block = slice(start, start + _BLOCK)
+        yb = np.asarray(y[:, block], dtype=np.float64)
+        sse = ((yb - pred[:, block]) ** 2).sum(axis=0)
+        sst = ((yb - yb.mean(axis=0)) ** 2).sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[block] = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.nan)
+    return out
 
 
 def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson r per column; NaN where either side is constant."""
-    a = np.asarray(a, dtype=np.float64) - np.mean(a, axis=0)
-    b = np.asarray(b, dtype=np.float64) - np.mean(b, axis=0)
-    num = (a * b).sum(axis=0)
-    den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 1e-12 * np.maximum(1.0, num), np.clip(num / np.where(den > 0, den, 1.0), -1, 1), np.nan)
+    out = np.empty(np.shape(a)[1])
+    for start in range(0, len(out), _BLOCK):
+        block = slice(start, start + _BLOCK)
+        ab, bb = a[:, block], b[:, block]
+        ab = ab - ab.mean(axis=0, dtype=np.float64)  # float64 from here (float32 inputs are not copied first)
+        bb = bb - bb.mean(axis=0, dtype=np.float64)
+        num = np.einsum("ij,ij->j", ab, bb)
+        den = np.sqrt(np.einsum("ij,ij->j", ab, ab) * np.einsum("ij,ij->j", bb, bb))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[block] = np.where(den > 1e-12 * np.maximum(1.0, num),
+                                  np.clip(num / np.where(den > 0, den, 1.0), -1, 1), np.nan)
+    return out
+
+
+def column_ranks(a: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based; ties share their mean rank) within each column, as scipy's rankdata(axis=0).
+
+    One argsort of a contiguous transposed copy (scipy sorts the strided columns: ~2x slower); the tie
+    pass runs only on the columns that have ties."""
+    a = np.asarray(a)
+    at = np.ascontiguousarray((a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)).T)
+    g, n = at.shape
+    order = np.argsort(at, axis=1)
+    order += (np.arange(g) * n)[:, None]  # flat positions: one scatter (~5x put_along_axis)
+    ranks = np.empty(g * n, dtype=np.float32)
+    ranks[order] = np.arange(1, n + 1, dtype=np.float32)  # broadcast over rows, no copy
+    ordered = np.sort(at, axis=1)  # the same values as at[order], by a SIMD sort (~5x a gather here)
+    same = ordered[:, 1:] == ordered[:, :-1]  # position i+1 ties with position i
+    tied = np.flatnonzero(same.any(axis=1))
+    if len(tied):  # average ranks over each run of equal values, on the tied columns only
+        pos = np.arange(n)
+        starts = np.ones((len(tied), n), dtype=bool)
+        starts[:, 1:] = ~same[tied]
+        first = np.maximum.accumulate(np.where(starts, pos, 0), axis=1)  # where each run starts
+        ends = np.ones((len(tied), n), dtype=bool)
+        ends[:, :-1] = ~same[tied]
+        last = np.minimum.accumulate(np.where(ends, pos, n)[:, ::-1], axis=1)[:, ::-1]  # and ends
+        ranks[order[tied]] = (first + last) / 2.0 + 1.0
+    return ranks.reshape(g, n).T
 
 
 def spearman_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman rho per column (Pearson of average ranks)."""
-    return pearson_columns(stats.rankdata(a, axis=0), stats.rankdata(b, axis=0))
+    """Spearman rho per column (Pearson of average ranks). Columns are centred in float64 and ranked in
+    float32 (a ~1.5x faster sort): a column's order survives unless its values differ by < 1e-7 of its
+    own spread, where float32 ties them as they nearly are."""
+    def centred32(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values)
+        if values.dtype == np.float32:
+            return values
+        return (values - values.mean(axis=0)).astype(np.float32)
+
+    return pearson_columns(column_ranks(centred32(a)), column_ranks(centred32(b)))
 
 
 def pearson_p(r: np.ndarray, n: int) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.utils.extmath import randomized_svd
 from threadpoolctl import threadpool_limits
 
 # Below this many rows/columns an exact SVD is cheap; above, a seeded randomized SVD (top-k only).
@@ -19,6 +18,22 @@ def thin_svd(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.linalg.svd(a, full_matrices=False)
 
 
+def top_axes(xs: np.ndarray, k: int, seed: int = 0, n_iter: int = 6, oversample: int = 20) -> np.ndarray:
+    """The top-k right singular vectors (k, d) of `xs` by a seeded randomized range finder (Halko et al.):
+    float32 products, QR re-orthonormalisation each power iteration, a float64 SVD of the small projection.
+    All on one BLAS thread (see thin_svd): ~2 GFLOP at 1,440 x 1,280, tens of ms."""
+    n, dim = xs.shape
+    width = min(k + oversample, n, dim)
+    rng = np.random.default_rng([seed, 7])
+    with threadpool_limits(1, user_api="blas"):
+        a = np.asarray(xs, dtype=np.float32)
+        q, _ = np.linalg.qr(a @ rng.standard_normal((dim, width)).astype(np.float32))
+        for _ in range(n_iter):
+            q, _ = np.linalg.qr(a @ (a.T @ q))
+        _, _, vt = np.linalg.svd((q.T @ a).astype(np.float64), full_matrices=False)
+    return vt[:k]
+
+
 @dataclass
 class Reducer:
     """Training-fold mean, scale and top-k principal axes."""
@@ -28,21 +43,22 @@ class Reducer:
     components: np.ndarray  # (k, d)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        return ((np.asarray(x, dtype=np.float64) - self.mean) / self.scale) @ self.components.T
+        """(n, k) float64 scores; the (n, d) standardization runs in float32 (embeddings are float32)."""
+        xs = (np.asarray(x, dtype=np.float32) - self.mean.astype(np.float32)) / self.scale.astype(np.float32)
+        return (xs @ self.components.T.astype(np.float32)).astype(np.float64)
 
 
 def fit_reducer(x_train: np.ndarray, k: int, seed: int = 0) -> Reducer:
     """Standardize each feature and keep the top `k` principal axes, from training rows only."""
-    x = np.asarray(x_train, dtype=np.float64)
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
+    x = np.asarray(x_train)
+    mean = x.mean(axis=0, dtype=np.float64)
+    scale = x.std(axis=0, dtype=np.float64)
     scale[scale < 1e-12] = 1.0  # constant features stay zero instead of dividing by zero
-    xs = (x - mean) / scale
-    k = int(max(1, min(k, xs.shape[0] - 1, xs.shape[1])))
-    if min(xs.shape) <= _EXACT_SVD_LIMIT:
-        _, _, vt = thin_svd(xs)
+    k = int(max(1, min(k, x.shape[0] - 1, x.shape[1])))
+    if min(x.shape) <= _EXACT_SVD_LIMIT:
+        _, _, vt = thin_svd((np.asarray(x, dtype=np.float64) - mean) / scale)
         components = vt[:k]
     else:
-        _, _, vt = randomized_svd(xs, k, n_oversamples=20, n_iter=6, random_state=seed)
-        components = vt
+        components = top_axes((np.asarray(x, dtype=np.float32) - mean.astype(np.float32)) / scale.astype(np.float32),
+                              k, seed)
     return Reducer(mean, scale, components)

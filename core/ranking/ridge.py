@@ -43,16 +43,22 @@ class RidgeFit:
             groups = np.full(len(z), self.group_labels[0])
         lookup = {label: i for i, label in enumerate(self.group_labels.tolist())}
         index = np.array([lookup.get(g, -1) for g in np.asarray(groups).tolist()], dtype=np.int64)
-        seen = index >= 0
-        mz = np.where(seen[:, None], self.mean_z[np.maximum(index, 0)], self.overall_z)
-        my = np.where(seen[:, None], self.mean_y[np.maximum(index, 0)], self.overall_y)
-        return my + (z - mz) @ self.coef
+        if np.all(index >= 0):
+            out = (z - self.mean_z[index]) @ self.coef
+            out += self.mean_y[index]
+            return out
+        # A group unseen in training: the overall means (appended as one more row).
+        mean_z = np.vstack([self.mean_z, self.overall_z])
+        mean_y = np.vstack([self.mean_y, self.overall_y])
+        index[index < 0] = len(self.mean_z)
+        return mean_y[index] + (z - mean_z[index]) @ self.coef
 
 
 def _group_means(values: np.ndarray, inverse: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    sums = np.zeros((len(counts), values.shape[1]))
-    np.add.at(sums, inverse, values)
-    return sums / counts[:, None]
+    """Per-group column means as one (groups x n) @ (n x columns) product (np.add.at is ~50x slower)."""
+    onehot = np.zeros((len(counts), len(inverse)))
+    onehot[inverse, np.arange(len(inverse))] = 1.0
+    return (onehot @ np.asarray(values, dtype=np.float64)) / counts[:, None]
 
 
 def fit_ridge_cv(
@@ -67,11 +73,21 @@ def fit_ridge_cv(
 
     `criterion`: "loo" (exact leave-one-out, as sklearn's RidgeCV) or "gcv" (generalized CV: the
     mean hat value for every sample; cheaper). `alphas` overrides the relative grid with absolute values.
+    `y` may be float32 (the pipeline's logTPM) or float64; coefficients are float64 either way.
+
+    Precision: with per-sample LOO weights w = 1 / (1 - h)^2 = 1 + eps, the criterion splits into
+    sum(y_perp^2) + |e|^2 (exact, float64) and the eps-weighted corrections (eps ~ h, a few percent).
+    Only the corrections run in float32 (their large product, (eps * U)^T y_perp over the whole penalty
+    grid, is most of the work): rounding ~1e-7 of a term that is itself a few percent of the criterion,
+    so the chosen penalties are those of float64 arithmetic (checked against scikit-learn in tests and in
+    benchmarks/bench_ranking.py); coefficients and predictions are float64.
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}")
     z = np.asarray(z, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    y = np.asarray(y)
+    if y.dtype not in (np.float32, np.float64):
+        y = y.astype(np.float64)
     n, n_genes = y.shape
     labels, inverse, counts = np.unique(
         np.zeros(n, dtype=np.int64) if groups is None else np.asarray(groups), return_inverse=True, return_counts=True
@@ -90,25 +106,40 @@ def fit_ridge_cv(
     free = 1.0 - h
     # A sample alone in its group has h = 1 (its own intercept fits it): no LOO residual, so no weight.
     a2 = np.where(free > 1e-9, 1.0 / np.maximum(free, 1e-9) ** 2, 0.0)  # (n, A)
+    eps = a2 - 1.0  # LOO weight minus the plain residual's weight
     n_alpha, r = d.shape
-    m = (u.T[None, :, :] * a2.T[:, None, :]) @ u  # (A, r, r) = U^T diag(a2) U per penalty
-    stacked = (a2[:, :, None] * u[:, None, :]).reshape(n, n_alpha * r)
+    shrunk = 1.0 - d  # e_a = diag(1 - d_a) c: the shrunk-away part of the fit at penalty a
+    m_eps = (u.T[None, :, :] * eps.T[:, None, :]) @ u  # (A, r, r) = U^T diag(eps_a) U
+    # D_a M_a D_a stacked (an eps term, so float32 like the others)
+    quad = (shrunk[:, :, None] * m_eps * shrunk[:, None, :]).reshape(n_alpha * r, r).astype(np.float32)
+    # (n, A*r) float32: eps_a * U * (1 - d_a) for every penalty, one GEMM against the residuals (LOO only:
+    # constant weights, as in GCV, meet residuals orthogonal to U, so that term is zero).
+    stacked = (eps[:, :, None] * u[:, None, :] * shrunk[None, :, :]).reshape(n, n_alpha * r).astype(np.float32)
+    eps32, u32, shrunk2 = eps.astype(np.float32), u.astype(np.float32), shrunk**2
     f = s[None, :] / (s2[None, :] + grid[:, None])  # (A, r) coefficient filter
+    onehot = np.zeros((len(labels), n))
+    onehot[inverse, np.arange(n)] = 1.0
     mean_y = np.empty((len(labels), n_genes))
     coef = np.empty((vt.shape[1], n_genes))
     chosen = np.empty(n_genes, dtype=np.int64)
     for start in range(0, n_genes, _GENE_BLOCK):
         block = slice(start, min(n_genes, start + _GENE_BLOCK))
-        my = _group_means(y[:, block], inverse, counts)
-        yc = y[:, block] - my[inverse]
+        yc = np.array(y[:, block], dtype=np.float64)  # a copy: centred in place below
+        my = (onehot @ yc) / counts[:, None]
+        yc -= my[inverse]
         c = u.T @ yc  # (r, b)
-        y_perp = yc - u @ c
-        e = (1.0 - d)[:, :, None] * c[None]  # (A, r, b): the shrunk-away part of each fit
-        loo = a2.T @ (y_perp**2)  # (A, b)
-        if criterion == "loo":  # with a constant weight the cross term vanishes (y_perp is orthogonal to U)
+        # LOO sum of squares = sum(y_perp^2) + |e|^2 (exact, float64; y_perp is orthogonal to U) + eps terms.
+        loo = (np.einsum("ij,ij->j", yc, yc) - np.einsum("ij,ij->j", c, c))[None, :] + shrunk2 @ (c * c)
+        c32 = c.astype(np.float32)
+        y_perp = yc.astype(np.float32)
+        del yc
+        y_perp -= u32 @ c32
+        if criterion == "loo":  # 2 sum_r e_ar (eps_a U_r)^T y_perp
             cross = (stacked.T @ y_perp).reshape(n_alpha, r, -1)
-            loo += 2.0 * (e * cross).sum(axis=1)
-        loo += (e * (m @ e)).sum(axis=1)
+            loo += 2.0 * np.einsum("arb,rb->ab", cross, c32)
+        np.square(y_perp, out=y_perp)
+        loo += eps32.T @ y_perp  # sum_i eps_ia y_perp_i^2
+        loo += np.einsum("arb,rb->ab", (quad @ c32).reshape(n_alpha, r, -1), c32)  # e_a^T U^T diag(eps_a) U e_a
         best = np.argmin(loo, axis=0)
         mean_y[:, block] = my
         chosen[block] = best
@@ -121,5 +152,5 @@ def fit_ridge_cv(
         mean_z=mean_z,
         mean_y=mean_y,
         overall_z=z.mean(axis=0),
-        overall_y=y.mean(axis=0),
+        overall_y=y.mean(axis=0, dtype=np.float64),
     )
