@@ -19,6 +19,12 @@ $(RUNTIME_STAMP): requirements.txt | $(PY)
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
+# The QC's numba code compiled once (cached in core/__pycache__), not in the first tiling run.
+QC_STAMP := $(VENV)/.qc-compiled
+$(QC_STAMP): core/qc.py $(RUNTIME_STAMP)
+	$(PY) -c "from core.qc import warm_up; warm_up()"
+	touch $@
+
 $(DEV_STAMP): requirements.txt requirements-dev.txt $(RUNTIME_STAMP)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
@@ -28,7 +34,7 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
 
-run: $(RUNTIME_STAMP)
+run: $(RUNTIME_STAMP) $(QC_STAMP)
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --server.headless true
 
 lint: $(DEV_STAMP)
@@ -44,7 +50,7 @@ test: $(DEV_STAMP) chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -ra
 
-bench: $(DEV_STAMP)
+bench: $(DEV_STAMP) $(QC_STAMP)
 	$(PY) benchmarks/bench_demo.py
 	$(PY) benchmarks/bench_tiling.py
 	$(PY) benchmarks/bench_gtex_tiling.py

@@ -94,3 +94,10 @@ def test_stages_decide_on_their_own_metric_and_threshold():
         metrics = {**clean, metric: bad[metric]}
         assert qc_failures(metrics, params) == {s: s == stage for s in QC_STAGES}
     assert qc_reason(bad, params) == "pen"  # the first failed stage names the tile
+
+
+def test_warm_up_compiles_the_pixel_pass_for_the_tiles_tiling_reads() -> None:
+    from core import qc
+
+    qc.warm_up()
+    assert qc._pixel_pass.signatures and qc._half.signatures  # both compiled (or loaded from the cache)
