@@ -54,6 +54,14 @@ def _runs_with_checkpoints() -> list[Path]:
     return [Path(p) for p in table["path"] if checkpoint_epochs(p)]
 
 
+def _selected_epoch(run_dir: Path) -> int | None:
+    """The epoch the run selected on its validation donors (None when it has not said)."""
+    table = runs.list_runs(ws)
+    row = table[table["run_id"] == run_dir.name]
+    value = row["selected_epoch"].iloc[0] if len(row) else None
+    return None if value is None or pd.isna(value) else int(value)
+
+
 def source_controls(prefix: str, column) -> FeatureSource | None:
     """The feature source chosen in `column` (None while incomplete or invalid; the error is shown there)."""
     trained = _runs_with_checkpoints()
@@ -67,7 +75,11 @@ def source_controls(prefix: str, column) -> FeatureSource | None:
     try:
         if kind == "Trained run":
             epochs = checkpoint_epochs(run_dir)
-            epoch = column.selectbox("Epoch", epochs, index=len(epochs) - 1, key=f"{prefix}-epoch")
+            chosen = _selected_epoch(run_dir)
+            index = epochs.index(chosen) if chosen in epochs else len(epochs) - 1
+            epoch = column.selectbox("Epoch", epochs, index=index, key=f"{prefix}-epoch",
+                                     format_func=lambda e: f"{e} (selected on validation)" if e == chosen else str(e),
+                                     help="defaults to the epoch the run selected on its validation donors")
             return FeatureSource.checkpoint(run_dir, epoch)
         if kind == "Feature model file (timm)":
             name = column.text_input("timm model name", "resnet18", key=f"{prefix}-timm")

@@ -204,6 +204,16 @@ def test_selecting_a_table_row_opens_that_gene(app_env):
     assert at.selectbox(key="rank-gene").value == table["Ensembl ID"].iloc[2]
 
 
+def test_the_epoch_defaults_to_the_one_selected_on_validation(app_env):
+    summary = app_env.runs_dir / RUN_ID / "summary.json"
+    summary.write_text(json.dumps({"status": "done", "epochs_done": 2, "selected_epoch": 1}))
+    try:
+        at = _open()
+        assert at.selectbox(key="A-epoch").value == 1
+    finally:
+        summary.unlink()
+
+
 def test_a_reload_takes_the_source_and_parameters_from_the_url(app_env):
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
