@@ -61,6 +61,8 @@ bench: $(DEV_STAMP) $(QC_STAMP)
 	$(PY) benchmarks/bench_embed.py
 	$(PY) benchmarks/bench_default_training.py --workspace workspace/bench
 	$(PY) benchmarks/bench_overview.py --workspace workspace/bench-overview
+	$(PY) benchmarks/bench_ranking.py
+	$(PY) benchmarks/bench_rank_demo.py --workspace workspace/bench
 
 clean:
 	rm -rf workspace .pytest_cache
