@@ -49,7 +49,8 @@ def predicted_vs_observed(frame: pd.DataFrame, label: str, column: str = "predic
     low, high = (float(both.min()), float(both.max())) if len(both) else (0.0, 1.0)
     fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x",
                              line={"dash": "dot", "color": "grey"}))
-    fig.update_layout(title=f"{label}: out-of-fold prediction against observed", height=420, **_LAYOUT)
+    fig.update_layout(title=f"{label}: out-of-fold prediction against observed", height=460,
+                      legend={"orientation": "h", "y": -0.2}, **_LAYOUT)
     fig.update_xaxes(title="observed log2(1 + TPM)")
     fig.update_yaxes(title="predicted log2(1 + TPM)")
     return fig
@@ -63,7 +64,7 @@ def tissue_r2_bar(per_tissue: pd.DataFrame) -> go.Figure:
     low = np.nanmin(per_tissue[["r2", "r2_emb_tissue"]].to_numpy(dtype=float), initial=0.0)
     clipped = low < -1
     fig.update_layout(title="R² within each tissue" + (" (axis cut at -1)" if clipped else ""), barmode="group",
-                      height=320, **_LAYOUT)
+                      height=380, legend={"orientation": "h", "y": 1.1}, **_LAYOUT)
     # A tissue of a few samples can score -100 and flatten the rest: the axis stops at -1.
     fig.update_yaxes(title="R² (within tissue)", range=[-1.05 if clipped else min(low, 0.0) - 0.05, 1.0])
     return fig

@@ -96,10 +96,14 @@ def view_table(
     tops: pd.Series | None = None,
     only_top_tissue: bool = False,
     recovered_only: bool = False,
+    order: str = "r2",
 ) -> pd.DataFrame:
-    """The rows the page lists: searched, optionally recovered only; with a tissue, a column with each
-    gene's R² within that tissue (sorted by it), optionally only the genes most expressed there."""
+    """The rows the page lists: searched, optionally recovered only, best `order` first (a table column,
+    e.g. r2_beyond_tissue); with a tissue, a column with each gene's R² within that tissue (sorted by it),
+    optionally only the genes most expressed there."""
     out = table.copy()
+    if order in out and order != "r2":
+        out = out.sort_values(order, ascending=False, na_position="last", kind="stable")
     if tops is not None:
         out["top_tissue"] = out["gene_id"].map(tops)
     if tissue and per_tissue is not None and tissue in per_tissue.columns:

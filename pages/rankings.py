@@ -239,13 +239,13 @@ def headline(ranking: Ranking) -> None:
     baseline = summary.get("baseline")
     cols = st.columns(5)
     if "recovered" in summary:
-        cols[0].metric("Genes recovered", f"{summary['recovered']:,} of {genes:,}",
+        cols[0].metric(f"Genes recovered (of {genes:,})", f"{summary['recovered']:,}",
                        help="SEQUOIA's rule: r > 0 with p < 0.05, and better than random weights on the same folds "
                             "(lower RMSE, higher r, Steiger's test FDR < 0.05)")
         cols[1].metric("Random weights recover", f"{summary['recovered_by_random']:,}",
                        help="the same rule with the roles swapped: genes random-weights features predict better")
     else:
-        cols[0].metric("Significant genes", f"{summary.get('significant', 0):,} of {genes:,}",
+        cols[0].metric(f"Significant genes (of {genes:,})", f"{summary.get('significant', 0):,}",
                        help="r > 0 with p < 0.05 (no random-weights baseline for this source)")
         cols[1].metric("Random weights recover", "—", help="no random-weights baseline for this source")
     cols[2].metric("Genes with r > 0", f"{summary.get('positive_r', 0):,}")
@@ -258,7 +258,7 @@ def headline(ranking: Ranking) -> None:
     cols[1].metric("Median R² beyond tissue", _fmt(summary.get("median_r2_beyond_tissue")),
                    help="embedding + tissue model minus the tissue-only model")
     cols[2].metric("Median R² random weights", _fmt(summary.get("median_r2_random")))
-    cols[3].metric("Median R² k-means clusters", _fmt(summary.get("median_r2_kmeans")),
+    cols[3].metric("Median R² k-means", _fmt(summary.get("median_r2_kmeans")),
                    help="the GTEx study's second approach: a sample predicted by its embedding cluster's mean")
     cols[4].metric("Median R² permuted", _fmt(summary.get("median_r2_null")), help="embeddings shuffled: the null")
     st.caption(f"{genes:,} genes · {summary.get('samples', '?')} samples · {summary.get('donors', '?')} donors · "
@@ -280,8 +280,12 @@ def ranking_table(ranking: Ranking) -> pd.DataFrame:
     only_top = cols[2].checkbox("Most expressed there", key="rank-only-top", disabled=tissue == "All tissues",
                                 help="only genes whose mean expression is highest in this tissue")
     recovered = cols[3].checkbox("Recovered only", key="rank-recovered", disabled="recovered" not in ranking.table)
+    orders = {"r2": "R²", "r2_beyond_tissue": "R² beyond tissue", "r2_within_tissue": "R² within tissue"}
+    order = st.radio("Order by", list(orders), format_func=orders.get, horizontal=True, key="rank-order",
+                     help="R²: what the embedding predicts; beyond tissue: what it adds to the tissue means; within "
+                          "tissue: how well it tracks a gene inside each tissue (the Rank column stays by R²)")
     chosen = None if tissue == "All tissues" else tissue
-    view = rank_views.view_table(ranking.table, query, chosen, per_tissue, tops, only_top, recovered)
+    view = rank_views.view_table(ranking.table, query, chosen, per_tissue, tops, only_top, recovered, order)
     shown = rank_views.display_frame(view)
     event = st.dataframe(
         shown, hide_index=True, width="stretch", height=420, key="rank-table", on_select="rerun",
