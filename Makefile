@@ -48,7 +48,7 @@ e2e: $(DEV_STAMP) chromium
 
 test: $(DEV_STAMP) chromium
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q -ra
+	$(VENV)/bin/pytest -q -ra --durations=15
 
 bench: $(DEV_STAMP) $(QC_STAMP)
 	$(PY) benchmarks/bench_demo.py
