@@ -79,7 +79,8 @@ def points_for(ws: Workspace, data_dir: str | Path, cohort: Cohort, request: Map
             return None
         points = tiles_level(tiles, samples, tile_index_for(ws, data_dir, cohort), request.limit, request.subset_seed,
                              label=request.source.label)
-        points = _with_predictions(points, request, Path(tiles.path).parent)
+        if request.source.kind == "checkpoint":  # embeddings held in memory only (no path) have no head beside them
+            points = _with_predictions(points, request, Path(tiles.path).parent if tiles.path else None)
     else:
         slides = (embed.slide_embeddings(ws, data_dir, request.source, progress, cancel) if compute
                   else embed.cached_slide_embeddings(ws, data_dir, request.source))
