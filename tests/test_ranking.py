@@ -94,6 +94,22 @@ def test_closed_form_ridge_equals_sklearn_and_brute_force(with_groups):
         np.testing.assert_allclose(fit.predict(z[:5], groups[:5])[:, gene], design[:5] @ beta, atol=1e-8)
 
 
+@pytest.mark.parametrize("with_groups", [False, True])
+def test_low_rank_loo_term_is_exact_through_its_bound(monkeypatch, with_groups):
+    """The cross term through a rank-q basis of the LOO weights picks the same penalties as the full term
+    for any q: genes the truncation bound cannot settle are recomputed (q = 1 forces many of them)."""
+    from core.ranking import ridge as ridge_module
+
+    x, y, _, tissues = _cohort(seed=6, genes=120)
+    z = fit_reducer(x, 15).transform(x)
+    groups = tissues if with_groups else None
+    monkeypatch.setattr(ridge_module, "_EPS_RANK", 13)
+    full = fit_ridge_cv(z, y, groups=groups)
+    for rank in (1, 2, 6):
+        monkeypatch.setattr(ridge_module, "_EPS_RANK", rank)
+        np.testing.assert_array_equal(fit_ridge_cv(z, y, groups=groups).alpha, full.alpha)
+
+
 def test_gcv_criterion_picks_penalties_close_to_loo():
     x, y, _, _ = _cohort()
     loo = fit_ridge_cv(x[:, :10], y, criterion="loo")

@@ -22,6 +22,7 @@ from core.ranking.reduce import thin_svd
 RELATIVE_ALPHAS = np.logspace(-4, 2, 13)
 CRITERIA = ("loo", "gcv")
 _GENE_BLOCK = 2048  # genes per pass: bounds the (penalties x components x genes) work arrays
+_EPS_RANK = 6  # rank of the LOO weights' basis for the cross term (exact via the bound; see fit_ridge_cv)
 
 
 @dataclass
@@ -115,6 +116,15 @@ def fit_ridge_cv(
     # (n, A*r) float32: eps_a * U * (1 - d_a) for every penalty, one GEMM against the residuals (LOO only:
     # constant weights, as in GCV, meet residuals orthogonal to U, so that term is zero).
     stacked = (eps[:, :, None] * u[:, None, :] * shrunk[None, :, :]).reshape(n, n_alpha * r).astype(np.float32)
+    # The same term through a rank-q basis of eps (its columns vary smoothly with the penalty): eps ~ B C.
+    # q*r instead of A*r columns; the truncation's effect on each gene's criterion is bounded (see below)
+    # and a gene whose choice the bound cannot settle is recomputed with `stacked`: the result is exact.
+    basis, sigma, mix = np.linalg.svd(eps, full_matrices=False)
+    q = min(_EPS_RANK, n_alpha)
+    low = (basis[:, :q] * sigma[:q]).astype(np.float64)  # (n, q)
+    truncation = np.abs(eps - low @ mix[:q]).max(axis=0)  # (A,) max over samples of the residual weight
+    stacked_low = (low[:, :, None] * u[:, None, :]).reshape(n, q * r).astype(np.float32)
+    mix_low = (mix[:q].T[:, :, None] * shrunk[:, None, :]).reshape(n_alpha, q * r).astype(np.float32)  # C_qa (1-d_ar)
     eps32, u32, shrunk2 = eps.astype(np.float32), u.astype(np.float32), shrunk**2
     f = s[None, :] / (s2[None, :] + grid[:, None])  # (A, r) coefficient filter
     onehot = np.zeros((len(labels), n))
@@ -129,17 +139,30 @@ def fit_ridge_cv(
         yc -= my[inverse]
         c = u.T @ yc  # (r, b)
         # LOO sum of squares = sum(y_perp^2) + |e|^2 (exact, float64; y_perp is orthogonal to U) + eps terms.
-        loo = (np.einsum("ij,ij->j", yc, yc) - np.einsum("ij,ij->j", c, c))[None, :] + shrunk2 @ (c * c)
+        sum_perp = np.einsum("ij,ij->j", yc, yc) - np.einsum("ij,ij->j", c, c)
+        loo = sum_perp[None, :] + shrunk2 @ (c * c)
         c32 = c.astype(np.float32)
         y_perp = yc.astype(np.float32)
         del yc
         y_perp -= u32 @ c32
-        if criterion == "loo":  # 2 sum_r e_ar (eps_a U_r)^T y_perp
-            cross = (stacked.T @ y_perp).reshape(n_alpha, r, -1)
-            loo += 2.0 * np.einsum("arb,rb->ab", cross, c32)
-        np.square(y_perp, out=y_perp)
-        loo += eps32.T @ y_perp  # sum_i eps_ia y_perp_i^2
+        loo += eps32.T @ np.square(y_perp)  # sum_i eps_ia y_perp_i^2
         loo += np.einsum("arb,rb->ab", (quad @ c32).reshape(n_alpha, r, -1), c32)  # e_a^T U^T diag(eps_a) U e_a
+        if criterion == "loo":  # cross term: 2 sum_r e_ar (eps_a U_r)^T y_perp, first through the rank-q basis
+            low_cross = (stacked_low.T @ y_perp).reshape(q, r, -1) * c32[None]
+            loo += 2.0 * (mix_low @ low_cross.reshape(q * r, -1))
+            # |error| <= 2 max_i|eps_ia - (BC)_ia| |y_perp| |U e_a| (Cauchy-Schwarz; U orthonormal), padded.
+            ee = shrunk2 @ (c * c)
+            bound = 2.0 * truncation[:, None] * np.sqrt(np.maximum(sum_perp, 0.0))[None, :] * np.sqrt(ee)
+            bound = bound * 1.01 + 1e-12 * np.abs(loo)
+            pick = np.argmin(loo, axis=0)
+            cols = np.arange(loo.shape[1])
+            rivals = loo - bound
+            rivals[pick, cols] = np.inf
+            unsettled = np.flatnonzero(rivals.min(axis=0) <= loo[pick, cols] + bound[pick, cols])
+            if len(unsettled):  # exact cross term for these genes
+                exact = (stacked.T @ y_perp[:, unsettled]).reshape(n_alpha, r, -1)
+                approx = 2.0 * (mix_low @ low_cross[:, :, unsettled].reshape(q * r, -1))
+                loo[:, unsettled] += 2.0 * np.einsum("arb,rb->ab", exact, c32[:, unsettled]) - approx
         best = np.argmin(loo, axis=0)
         mean_y[:, block] = my
         chosen[block] = best
