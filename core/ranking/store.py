@@ -17,7 +17,7 @@ import pandas as pd
 
 from core.cache import cache_key
 from core.config import Workspace
-from core.fileio import atomic_write_json
+from core.fileio import atomic_write_json, temp_path_for
 from core.ranking.cv import Cancel, Progress, RankParams, cross_validate
 from core.ranking.inputs import RankInputs
 from core.ranking.table import build_table, summarize
@@ -109,8 +109,7 @@ def save_ranking(
 ) -> Ranking:
     """Write into a temporary sibling and rename: a reader never sees half a ranking."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_path_for(folder)  # unique per process and call: two writers never share it
     tmp.mkdir()
     table.to_csv(tmp / TABLE_CSV, index=False)
     inputs.samples.to_csv(tmp / SAMPLES_CSV, index=False)
