@@ -116,6 +116,12 @@ def _tile_outcomes(tiles: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {name: group for name, group in groups.items() if len(group)}
 
 
+def _epoch_dtick(*frames: pd.DataFrame) -> int:
+    """Whole-epoch ticks, at most about 15 of them (30 labelled epochs overlapped into a smear)."""
+    last = max((int(f["epoch"].max()) for f in frames if not f.empty), default=1)
+    return max(1, -(-last // 15))
+
+
 def training_curves(epochs: pd.DataFrame, run_label: str | None = None) -> go.Figure:
     """Per-epoch train, validation and test loss and accuracy on one chart (two y axes), as in the GTEx study."""
     fig = go.Figure()
@@ -124,7 +130,7 @@ def training_curves(epochs: pd.DataFrame, run_label: str | None = None) -> go.Fi
                       yaxis2={"title": "accuracy", "overlaying": "y", "side": "right", "range": [0, 1],
                               "autorange": False, "tickmode": "linear", "tick0": 0, "dtick": 0.2,
                               "tickformat": ".0%", "showgrid": False},
-                      xaxis={"title": "epoch", "dtick": 1}, legend={"orientation": "h", "y": -0.25})
+                      xaxis={"title": "epoch", "dtick": _epoch_dtick(epochs)}, legend={"orientation": "h", "y": -0.25})
     return _style(fig, "Loss and accuracy per epoch")
 
 
@@ -157,7 +163,7 @@ def runs_overlay(epochs_by_run: dict[str, pd.DataFrame], metric: str = "test_acc
         if not epochs.empty:
             fig.add_trace(go.Scatter(x=epochs["epoch"], y=epochs[metric], name=run_id, mode="lines+markers"))
     label = EPOCH_METRIC_LABELS.get(metric, metric)
-    fig.update_xaxes(title="epoch", dtick=1)
+    fig.update_xaxes(title="epoch", dtick=_epoch_dtick(*epochs_by_run.values()))
     if metric.endswith("_acc"):
         fig.update_yaxes(title=label, tickformat=".0%", range=[0, 1.02])
     else:
