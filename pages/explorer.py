@@ -168,7 +168,7 @@ def draw_map(prefix: str, column, request: MapRequest) -> tuple[PointSet | None,
     except DataError as exc:
         column.error(str(exc))
         return None, []
-    mapped = lookup_map(ws, points.key, request.params) if points is not None else None
+    mapped = _map(points.key, request.params) if points is not None else None
     if mapped is None:
         what = "embeddings and map" if points is None else "map"
         column.info(f"The {request.level} {request.params.method.upper()} {what} for "
@@ -193,6 +193,27 @@ def draw_map(prefix: str, column, request: MapRequest) -> tuple[PointSet | None,
                         key=f"{prefix}-pca")
     _exports(prefix, column, request, points, mapped.coords, fig)
     return points, selected_ids(event)
+
+
+class _NotComputed(Exception):
+    """No cached map yet (an exception, so st.cache_resource keeps only the hits)."""
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _cached_map(points_key: str, params: MapParams):
+    mapped = lookup_map(ws, points_key, params)
+    if mapped is None:
+        raise _NotComputed
+    return mapped
+
+
+def _map(points_key: str, params: MapParams):
+    """The cached map, read from disk once per server (a 200,000-point map with its 40 PCA components is
+    ~35 MB to unpickle on every rerun otherwise), or None while it is not computed."""
+    try:
+        return _cached_map(points_key, params)
+    except _NotComputed:
+        return None
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -221,15 +242,17 @@ def _score_line(column, points: PointSet) -> None:
 
 
 def _exports(prefix: str, column, request: MapRequest, points: PointSet, coords: np.ndarray, fig) -> None:
+    """Download buttons whose files are made only when clicked (a 200,000-tile CSV or the figure's HTML
+    rebuilt on every rerun cost seconds per click elsewhere on the page)."""
     name = f"{request.level}-{request.params.method}"
     cols = column.columns(3)
-    cols[0].download_button("CSV", export.coordinates_csv(points, coords), f"{name}.csv", "text/csv",
-                            key=f"{prefix}-csv")
-    cols[1].download_button("HTML figure", export.figure_html(fig), f"{name}.html", "text/html",
-                            key=f"{prefix}-html")
+    cols[0].download_button("CSV", lambda: export.coordinates_csv(points, coords), f"{name}.csv", "text/csv",
+                            key=f"{prefix}-csv", on_click="ignore")
+    cols[1].download_button("HTML figure", lambda: export.figure_html(fig), f"{name}.html", "text/html",
+                            key=f"{prefix}-html", on_click="ignore")
     if request.level in ("slides", "unified"):
-        cols[2].download_button("AnnData .h5ad", _h5ad(points, coords, request.params.method), f"{name}.h5ad",
-                                "application/x-hdf5", key=f"{prefix}-h5ad")
+        cols[2].download_button("AnnData .h5ad", lambda: _h5ad(points, coords, request.params.method),
+                                f"{name}.h5ad", "application/x-hdf5", key=f"{prefix}-h5ad", on_click="ignore")
 
 
 def _h5ad(points: PointSet, coords: np.ndarray, method: str) -> bytes:

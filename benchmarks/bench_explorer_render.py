@@ -1,0 +1,182 @@
+"""Explorer re-render time in a real browser at tile-study scale (200,000 tiles by default): once the maps are
+cached, how long switching the colour or the level takes, from the click until the new map is drawn.
+
+Set-up (untimed): a small demo cohort is tiled, its tile index is grown to --tiles rows (the real tiles
+repeated at shifted positions, so every tile belongs to a real slide, donor and tissue), and synthetic
+embeddings (tissue clusters, --dim wide) are stored in the embedding cache as the random-weights source the
+page offers by default; `python -m core map` then computes the tiles and slides PCA maps (any method draws
+the same number of points). The page is opened in headless Chromium (Playwright) and each switch is timed
+until Streamlit has finished the run and Plotly has drawn: goal < 2 s per switch.
+
+    .venv/bin/python benchmarks/bench_explorer_render.py [--tiles 200000 --draw 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from core.config import workspace  # noqa: E402
+from core.demo import ensure_demo_cohort  # noqa: E402
+
+SMALL = {"n_donors": 6, "n_tissues": 4, "slide_size": (1536, 1536), "n_genes": 300, "workers": 1}
+CHROMIUM = "/usr/bin/chromium"
+PAGE_INPUT_SIZE = 64  # the page's default input size for random weights
+
+
+def core(ws_root: Path, *argv: str) -> None:
+    subprocess.run([sys.executable, "-m", "core", "--workspace", str(ws_root), *argv], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL, timeout=3600)
+
+
+def grow_index_and_embed(ws, n_tiles: int, dim: int) -> int:
+    """Replace the saved tile index by n_tiles rows and store matching synthetic embeddings in the cache."""
+    import pandas as pd
+
+    from core.embed import TILE_COLUMNS, cached_tile_embeddings, embeddings_key, selected_tiles
+    from core.features import FeatureSource
+
+    path = next(ws.tiles_dir.glob("*/index.parquet"))
+    index = pd.read_parquet(path)
+    base = index[index["passed_qc"].astype(bool) & index["selected"].astype(bool)].reset_index(drop=True)
+    copies = -(-n_tiles // len(base))
+    grown = pd.concat([base.assign(x=base["x"] + 100_000 * k) for k in range(copies)], ignore_index=True)
+    grown = grown.iloc[:n_tiles].reset_index(drop=True)
+    grown.to_parquet(path, index=False)
+    tiles = selected_tiles(grown)
+    source = FeatureSource.random("efficientnet_b0", 0, PAGE_INPUT_SIZE)  # what the page offers first
+    folder = ws.cache_dir / "embeddings" / embeddings_key(source, tiles)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    codes = tiles["tissue"].astype("category").cat.codes.to_numpy()
+    centres = rng.normal(scale=3.0, size=(codes.max() + 1, dim)).astype(np.float32)
+    values = centres[codes] + rng.normal(size=(len(tiles), dim)).astype(np.float32)
+    np.save(folder / "values.npy", values)
+    meta = tiles[[c for c in TILE_COLUMNS if c in tiles.columns]].copy()
+    meta.to_parquet(folder / "tiles.parquet", index=False)
+    if cached_tile_embeddings(ws, ws.demo_dir, source) is None:  # else `map` would embed 200,000 real tiles
+        raise SystemExit("the synthetic embeddings are not where the page looks for them")
+    return len(tiles)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiles", type=int, default=200_000)
+    parser.add_argument("--dim", type=int, default=64, help="embedding width (only the PCA's input)")
+    parser.add_argument("--draw", type=int, default=50_000, help="'Points drawn' (0 = all)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="bench-render-") as folder:
+        ws = workspace(Path(folder) / "workspace")
+        started = time.perf_counter()
+        ensure_demo_cohort(ws, **SMALL)
+        core(ws.root, "tiles", "--data", str(ws.demo_dir))
+        n = grow_index_and_embed(ws, args.tiles, args.dim)
+        for level in ("tiles", "slides"):
+            core(ws.root, "map", "--data", str(ws.demo_dir), "--level", level, "--method", "pca", "--weights",
+                 "random", "--arch", "efficientnet_b0", "--seed", "0", "--image-size", str(PAGE_INPUT_SIZE))
+        print(f"set-up (untimed): {n:,} tiles, maps cached, {time.perf_counter() - started:.0f} s", flush=True)
+        port = free_port()
+        env = {**os.environ, "HISTOGENE_WORKSPACE": str(ws.root), "HISTOGENE_WARMUP": "0"}
+        env.pop("HISTOGENE_DATA", None)
+        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                                   "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=REPO, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            for _ in range(240):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])
+                page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                run(page, port, args)
+                browser.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return 0
+
+
+def done(page) -> None:
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=600_000)
+
+
+_ARM = """() => { window.__benchDrawn = false;
+  const g = document.querySelector('.js-plotly-plot');
+  if (g) { g.dataset.benchOld = '1'; if (g.on) g.on('plotly_afterplot', () => { window.__benchDrawn = true; }); } }"""
+_DRAWN = """() => { const g = document.querySelector('.js-plotly-plot');
+  return window.__benchDrawn || (g && g.dataset.benchOld !== '1' && g.querySelector('.gl-container canvas')); }"""
+
+
+def timed_switch(page, action) -> float:
+    """Seconds from the click until Streamlit's run is over and Plotly has drawn the new figure (its
+    plotly_afterplot event, or a new plot element with its WebGL canvas)."""
+    page.evaluate(_ARM)
+    started = time.perf_counter()
+    action()
+    page.wait_for_function(_DRAWN, timeout=600_000, polling=20)
+    done(page)
+    return time.perf_counter() - started
+
+
+def run(page, port: int, args) -> None:
+    page.goto(f"http://127.0.0.1:{port}/explorer")
+    done(page)
+
+    def radio(label: str, option: str):
+        return lambda: page.locator("[data-testid='stRadio']").filter(has_text=label).get_by_text(
+            option, exact=True).click()
+
+    def colour(name: str):
+        def pick() -> None:
+            page.locator("[data-testid='stSelectbox']").filter(has_text="Colour by").first.click()
+            page.get_by_role("option", name=name, exact=True).click()
+        return pick
+
+    first = timed_switch(page, radio("Level", "tiles"))
+    if args.draw != 50_000:
+        page.get_by_text("Map parameters").first.click()
+        box = page.get_by_label("Points drawn: seeded subset of the map (0 = all)").first
+        box.fill(str(args.draw))
+        box.press("Enter")
+        done(page)
+    print(f"first tiles map (cold page caches): {first:.2f} s", flush=True)
+    print(f"| switch ({args.tiles:,} tiles, {args.draw or args.tiles:,} drawn) | seconds, each repeat |")
+    print("| --- | --- |", flush=True)
+    rows = {"colour: tissue -> donor": [], "colour: donor -> tissue": [], "level: tiles -> slides": [],
+            "level: slides -> tiles": []}
+    for _ in range(args.repeats):
+        rows["colour: tissue -> donor"].append(timed_switch(page, colour("Donor")))
+        rows["colour: donor -> tissue"].append(timed_switch(page, colour("Tissue")))
+        rows["level: tiles -> slides"].append(timed_switch(page, radio("Level", "slides")))
+        rows["level: slides -> tiles"].append(timed_switch(page, radio("Level", "tiles")))
+    for name, seconds in rows.items():
+        print(f"| {name} | {', '.join(f'{s:.2f}' for s in seconds)} |", flush=True)
+    print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
