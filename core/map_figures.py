@@ -23,9 +23,10 @@ def _hover(meta: pd.DataFrame) -> tuple[np.ndarray, str]:
 
 def map_scatter(coords: np.ndarray, meta: pd.DataFrame, colour: str | None = None,
                 values: np.ndarray | None = None, title: str = "", height: int = 560,
-                marker_size: float | None = None) -> go.Figure:
+                marker_size: float | None = None, legend_below: bool = False) -> go.Figure:
     """Points at `coords` coloured by meta[colour] (or by `values`, e.g. a gene's expression): one
-    Scattergl trace per category for text colours, one trace with a colour bar for numbers."""
+    Scattergl trace per category for text colours, one trace with a colour bar for numbers. `legend_below`
+    (two maps side by side): the legend under the map, which keeps the map's width."""
     coords = np.asarray(coords, dtype=np.float32)
     size = marker_size or (7 if len(coords) < 2_000 else 4 if len(coords) < 50_000 else 2)
     shown = values if values is not None else (meta[colour].to_numpy() if colour in meta else None)
@@ -65,7 +66,11 @@ def map_scatter(coords: np.ndarray, meta: pd.DataFrame, colour: str | None = Non
                     marker={"size": size, "color": colours[i]}, customdata=custom[rows], hovertemplate=hover,
                 ))
         fig.update_layout(showlegend=len(categories) <= MAX_LEGEND)
-    fig.update_layout(title=title, height=height, dragmode="lasso", legend={"itemsizing": "constant"}, **_LAYOUT)
+    legend = {"itemsizing": "constant"}
+    if legend_below:
+        legend.update(orientation="h", yanchor="top", y=-0.02, xanchor="left", x=0)
+    fig.update_layout(title=title, height=height + (120 if legend_below else 0), dragmode="lasso", legend=legend,
+                      **_LAYOUT)
     fig.update_xaxes(showticklabels=False, title=None)
     fig.update_yaxes(showticklabels=False, title=None, scaleanchor="x")
     return fig

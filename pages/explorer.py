@@ -180,7 +180,7 @@ def draw_map(prefix: str, column, request: MapRequest) -> tuple[PointSet | None,
     title = f"{request.level} · {request.params.method.upper()} · {points.label or 'expression'}"
     limit = int(st.session_state.get(f"{prefix}-draw", DRAW_LIMIT))
     fig = _figure(points.key, mapped.key, str(request.run_dir), colour if values is None else colour_label, limit,
-                  title, mapped.coords, points.meta, values)
+                  title, bool(st.session_state.get("compare")), mapped.coords, points.meta, values)
     event = column.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
                                 key=f"{prefix}-map", width="stretch")
     shown = sum(len(trace.x) for trace in fig.data)
@@ -217,15 +217,17 @@ def _map(points_key: str, params: MapParams):
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _figure(points_key: str, map_key: str, run_dir: str, colour: str, limit: int, title: str, _coords: np.ndarray,
-            _meta: pd.DataFrame, _values: np.ndarray | None):
+def _figure(points_key: str, map_key: str, run_dir: str, colour: str, limit: int, title: str, side_by_side: bool,
+            _coords: np.ndarray, _meta: pd.DataFrame, _values: np.ndarray | None):
     """The map figure of one (points, map, run whose split colours them, colour, drawn subset): switching back
     to a colour reuses it. `_values` (a gene's expression) is keyed by the colour label, which names the gene."""
     rows = seeded_subset(len(_meta), limit or None, seed=0)
     if len(rows) == len(_meta):
-        return map_figures.map_scatter(_coords, _meta, colour, values=_values, title=title)
+        return map_figures.map_scatter(_coords, _meta, colour, values=_values, title=title,
+                                       legend_below=side_by_side)
     return map_figures.map_scatter(np.asarray(_coords)[rows], _meta.iloc[rows].reset_index(drop=True), colour,
-                                   values=None if _values is None else np.asarray(_values)[rows], title=title)
+                                   values=None if _values is None else np.asarray(_values)[rows], title=title,
+                                   legend_below=side_by_side)
 
 
 def _score_line(column, points: PointSet) -> None:
