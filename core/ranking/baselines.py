@@ -6,7 +6,8 @@ import warnings
 
 import numpy as np
 from sklearn.cluster import KMeans
-from threadpoolctl import threadpool_limits
+
+from core.ranking.threads import one_thread
 
 
 def group_mean_predict(y_train: np.ndarray, groups_train: np.ndarray, groups_test: np.ndarray) -> np.ndarray:
@@ -29,7 +30,7 @@ def kmeans_predict(
 ) -> np.ndarray:
     """Cluster training slides on their embedding; a test slide gets its nearest cluster's mean transcriptome."""
     k = int(max(1, min(clusters, len(z_train))))
-    with warnings.catch_warnings(), threadpool_limits(1):
+    with warnings.catch_warnings(), one_thread():
         warnings.simplefilter("ignore")  # fewer distinct points than clusters: sklearn warns, result is fine
         model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(z_train)
     return group_mean_predict(y_train, model.labels_, model.predict(z_test))

@@ -17,6 +17,7 @@ from core.ranking.folds import Fold, donor_folds
 from core.ranking.metrics import pearson_columns, spearman_columns
 from core.ranking.reduce import fit_reducer
 from core.ranking.ridge import fit_ridge_cv
+from core.ranking.threads import single_threaded
 
 Progress = Callable[[int, int, str], None]
 Cancel = Callable[[], bool]
@@ -72,10 +73,10 @@ def _sums_of_squares(y: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _sse(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Per column sum of squared errors, in float64."""
-    residual = np.asarray(y, dtype=np.float64) - pred
+    """Per column sum of squared errors, summed in float64 (float32 residuals when both sides are)."""
+    residual = np.asarray(y) - pred
     np.square(residual, out=residual)
-    return residual.sum(axis=0)
+    return residual.sum(axis=0, dtype=np.float64)
 
 
 def _r2(sse: np.ndarray, sst: np.ndarray) -> np.ndarray:
@@ -98,12 +99,18 @@ def _reduce(x: np.ndarray, fold: Fold, params: RankParams) -> _FoldFeatures:
 
 
 def _ridge(features: _FoldFeatures, y_train: np.ndarray, fold: Fold, params: RankParams,
-           groups: np.ndarray | None = None) -> np.ndarray:
-    """Ridge (per-gene penalty) fitted on the training rows; float64 predictions for the test rows
-    (float32 would tie the nearly constant predictions of heavily shrunk genes, spoiling their ranks)."""
+           groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge (per-gene penalty) fitted on the training rows. For the test rows: float32 predictions and
+    their deviation from the training mean, (z - mean z) @ coef, which ranks like the predictions of the
+    one-group model but without float32 ties (a heavily shrunk gene's predictions differ by ~1e-9 around
+    a mean of ~8: equal in float32, distinct in the deviation)."""
     g_train = None if groups is None else groups[fold.train]
     fit = fit_ridge_cv(features.z_train, y_train, groups=g_train, criterion=params.criterion)
-    return fit.predict(features.z_test, None if groups is None else groups[fold.test])
+    if groups is not None:
+        pred = fit.predict(features.z_test, groups[fold.test])
+        return pred.astype(np.float32), (pred - pred.mean(axis=0)).astype(np.float32)
+    deviation = ((features.z_test - fit.mean_z[0]) @ fit.coef).astype(np.float32)
+    return deviation + fit.mean_y[0].astype(np.float32), deviation
 
 
 def _check_cancel(cancel: Cancel | None) -> None:
@@ -172,31 +179,36 @@ def cross_validate(
         """One fold's fits and its per-gene statistics (computed here, in the worker thread)."""
         fold, is_null = task
         _check_cancel(cancel)
+        with single_threaded():
+            return _fold(fold, is_null)
+
+    def _fold(fold: Fold, is_null: bool) -> dict[str, Any]:
         y_train, y_test = y[fold.train], y[fold.test]
         if is_null:
-            return {"sse": {"null": _sse(y_test, _ridge(_reduce(x_null, fold, params), y_train, fold, params))}}
+            return {"sse": {"null": _sse(y_test, _ridge(_reduce(x_null, fold, params), y_train, fold, params)[0])}}
         features = _reduce(x, fold, params)
         test = fold.test
+        emb, emb_deviation = _ridge(features, y_train, fold, params)
         pred = {
-            "emb": _ridge(features, y_train, fold, params),
-            "full": _ridge(features, y_train, fold, params, groups=tissues),
+            "emb": emb,
+            "full": _ridge(features, y_train, fold, params, groups=tissues)[0],
             "tissue": group_mean_predict(y_train, tissues[fold.train], tissues[test]),
             "kmeans": kmeans_predict(features.z_train, y_train, features.z_test, params.clusters, params.seed),
         }
         if x_random is not None:
-            pred["random"] = _ridge(_reduce(x_random, fold, params), y_train, fold, params)
+            pred["random"] = _ridge(_reduce(x_random, fold, params), y_train, fold, params)[0]
         out: dict[str, Any] = {"sse": {m: _sse(y_test, p) for m, p in pred.items()}, "r": {}}
         if len(test) >= 3:  # a correlation over fewer test samples says nothing
             out["r"] = {m: pearson_columns(y_test, pred[m]) for m in fold_r if m in pred}
-            out["r"]["rho"] = spearman_columns(y_test, pred["emb"])
-        out["pred"] = {m: pred[m].astype(np.float32) for m in ("emb", "full", "random") if m in pred}
+            out["r"]["rho"] = spearman_columns(y_test, emb_deviation)
+        out["pred"] = {m: pred[m] for m in ("emb", "full", "random") if m in pred}
         return out
 
     sse = {(m, r): np.zeros(n_genes) for m in models for r in range(params.repeats)}
     null_sse = np.zeros(n_genes)
     mean_pred = {m: np.zeros((n, n_genes), np.float32) for m in ("emb", "full", "random") if m in models}
     workers = _workers() if workers is None else max(1, workers)
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
         if workers == 1:  # in this thread (profilers see it)
             results = map(run, tasks)
             sst, sst_within = _sums_of_squares(y, tissues)

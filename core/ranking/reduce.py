@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+
+from core.ranking.threads import one_thread
 
 # Below this many rows/columns an exact SVD is cheap; above, a seeded randomized SVD (top-k only).
 _EXACT_SVD_LIMIT = 600
@@ -14,7 +15,7 @@ _EXACT_SVD_LIMIT = 600
 def thin_svd(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact thin SVD on one BLAS thread: LAPACK's threaded SVD of small matrices spins for 10-20x longer
     on a loaded 2-core machine than it computes."""
-    with threadpool_limits(1, user_api="blas"):
+    with one_thread():
         return np.linalg.svd(a, full_matrices=False)
 
 
@@ -25,7 +26,7 @@ def top_axes(xs: np.ndarray, k: int, seed: int = 0, n_iter: int = 6, oversample:
     n, dim = xs.shape
     width = min(k + oversample, n, dim)
     rng = np.random.default_rng([seed, 7])
-    with threadpool_limits(1, user_api="blas"):
+    with one_thread():
         a = np.asarray(xs, dtype=np.float32)
         q, _ = np.linalg.qr(a @ rng.standard_normal((dim, width)).astype(np.float32))
         for _ in range(n_iter):
