@@ -159,3 +159,47 @@ def test_selecting_one_tile_shows_its_image_and_its_slide_with_the_tile_outlined
     assert any("1 tile(s) selected" in m.value for m in at.markdown)
     assert len(at.get("image")) >= 1, [c.value for c in at.caption]  # the tile image
     assert len(at.get("plotly_chart")) >= 3  # map, PCA curve, slide thumbnail with the tile outlined
+
+
+def test_separation_across_epochs_shows_what_is_scored_and_offers_the_rest(tmp_path, monkeypatch):
+    """A trained run: the chart of the scored epochs (read from the cache, never computed by the page), and a
+    job for the spread of epochs not scored yet."""
+    import json
+
+    import pandas as pd
+
+    from core import embed_jobs, separation
+
+    ws = workspace(tmp_path / "workspace")
+    ensure_demo_cohort(ws, **TINY)
+    monkeypatch.setenv("HISTOGENE_WORKSPACE", str(ws.root))
+    monkeypatch.delenv("HISTOGENE_DATA", raising=False)
+    run = ws.runs_dir / "20260101-000000-abcd"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"arch": "efficientnet_b0", "image_size": 32, "epochs": 12,
+                                                 "classes": ["Liver", "Lung"]}))
+    for epoch in range(1, 13):
+        (run / "checkpoints" / f"epoch_{epoch:03d}.pt").write_bytes(b"not read by this page")
+    scored = pd.DataFrame({"epoch": [0, 1, 12], "source": ["random", "checkpoint", "checkpoint"],
+                           "label": ["random", "e1", "e12"], "silhouette": [-0.3, 0.1, 0.5],
+                           "knn_accuracy": [0.2, 0.5, 0.9], "chance_accuracy": [0.1] * 3,
+                           "tile_silhouette": [-0.4, 0.0, 0.3], "tile_knn_accuracy": [0.2, 0.4, 0.8],
+                           "tile_chance_accuracy": [0.1] * 3, "tiles_scored": [50] * 3,
+                           "val_acc": [None, 0.4, 0.8], "test_acc": [None, 0.4, 0.8], "source_key": ["a", "b", "c"]})
+    monkeypatch.setattr(separation, "scored_epochs", lambda ws_, data_dir, run_dir: scored)
+    launched = []
+    monkeypatch.setattr(embed_jobs, "launch_separation_across_epochs",
+                        lambda ws_, root, run_dir, epochs=None: launched.append((run_dir, epochs)))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="A-kind").value == "Trained run"
+    assert any(s.value == "Tissue separation across epochs" for s in at.subheader)
+    assert "epochs-chart" in {c.key for c in at.get("plotly_chart")}
+    chosen = at.multiselect(key="epochs-chosen")
+    assert 1 not in chosen.value and 12 not in chosen.value and chosen.value  # scored ones are not offered again
+    at.button(key="epochs-go").click().run()
+    assert not at.exception
+    assert launched == [(str(run), sorted(chosen.value))]
