@@ -84,9 +84,10 @@ def main() -> int:
     parser.add_argument("--components", type=int, default=40)
     parser.add_argument("--loop-genes", type=int, default=100, help="genes timed in the per-gene RidgeCV loop")
     parser.add_argument("--skip-full", action="store_true", help="skip the full default pipeline (3b)")
+    parser.add_argument("--skip-ridge", action="store_true", help="skip the ridge comparisons (1, 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of 3a (each printed: the load varies)")
     args = parser.parse_args()
-    from sklearn.linear_model import RidgeCV
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_info
 
     x, y, subjects, tissues = synthetic(args.samples, args.genes, args.dim, args.donors, args.tissues)
     blas = ", ".join(f"{i['internal_api']} {i['num_threads']} threads" for i in threadpool_info())
@@ -94,8 +95,18 @@ def main() -> int:
           f"{args.donors} donors, {args.tissues} tissues; cores available {len(os.sched_getaffinity(0))}; "
           f"BLAS: {blas}; load average {load()}")
 
-    # 1 + 2: ridge on the same folds and features, both sides on one BLAS thread (as the pipeline runs it:
-    # a 2-thread BLAS on a shared 2-core machine spins more CPU than it computes with).
+    if not args.skip_ridge:
+        compare_ridge(args, x, y, subjects)
+    pipelines(args, x, y, subjects, tissues)
+    return 0
+
+
+def compare_ridge(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, subjects: np.ndarray) -> None:
+    """1 + 2: ridge on the same folds and features, both sides on one BLAS thread (as the pipeline runs
+    it: a 2-thread BLAS on a shared 2-core machine spins more CPU than it computes with)."""
+    from sklearn.linear_model import RidgeCV
+    from threadpoolctl import threadpool_limits
+
     limit = threadpool_limits(1, user_api="blas")
     folds = donor_folds(subjects, 5, 1, 0)
     reduced = []
@@ -142,10 +153,14 @@ def main() -> int:
 
     limit.restore_original_limits()
 
-    # 3: the pipeline (folds in threads, one BLAS thread each).
+
+def pipelines(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, subjects: np.ndarray,
+              tissues: np.ndarray) -> None:
+    """3: the pipeline (folds in threads, one BLAS thread each)."""
     gene_ids = np.array([f"G{i}" for i in range(args.genes)])
-    runs = [("3a. ridge ranking, 5 folds x 1 repeat (emb, emb+tissue, tissue-mean, k-means; R², r, rho, p, FDR)",
-             RankParams(components=args.components, repeats=1, permutation_null=False), None)]
+    runs = [(f"3a. ridge ranking, 5 folds x 1 repeat (emb, emb+tissue, tissue-mean, k-means; R², r, rho, p, FDR), "
+             f"round {i + 1}/{args.rounds}", RankParams(components=args.components, repeats=1, permutation_null=False),
+             None) for i in range(args.rounds)]
     if not args.skip_full:
         rng = np.random.default_rng(1)
         runs.append(("3b. full default pipeline, 5 folds x 3 repeats + random-weights features + permutation null",
@@ -160,7 +175,6 @@ def main() -> int:
         table, wall, cpu = timed(pipeline)
         print(f"{label}:\n   {wall:.2f} s wall, {cpu:.2f} s CPU (load average before {before}, after {load()}); "
               f"{len(table)} genes, median R² {table['r2'].median():.3f}")
-    return 0
 
 
 if __name__ == "__main__":
