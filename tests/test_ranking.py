@@ -251,3 +251,23 @@ def test_ridge_predicts_an_unseen_group_from_the_overall_means():
     pred = fit.predict(z_new, np.array(["a", "zz", "b"]))
     np.testing.assert_allclose(pred[1], fit.overall_y + (z_new[1] - fit.overall_z) @ fit.coef)
     np.testing.assert_allclose(pred[[0, 2]], fit.predict(z_new[[0, 2]], np.array(["a", "b"])))
+
+
+def test_results_do_not_depend_on_the_fold_threads_and_cancel_stops_the_folds(monkeypatch):
+    from core.jobs import JobCancelled
+
+    x, y, subjects, tissues = _cohort(seed=2, donors=10)
+    params = RankParams(components=6, folds=4, repeats=2)
+    one = cross_validate(x, y, subjects, tissues, params, workers=1)
+    three = cross_validate(x, y, subjects, tissues, params, workers=3)
+    for name, values in one.stats.items():
+        np.testing.assert_array_equal(values, three.stats[name], err_msg=name)
+    np.testing.assert_array_equal(one.pred["emb"], three.pred["emb"])
+    fits: list[int] = []
+    real_ridge = cv_module.fit_ridge_cv
+    monkeypatch.setattr(cv_module, "fit_ridge_cv", lambda *a, **k: fits.append(1) or real_ridge(*a, **k))
+    asked = iter([False, False])  # two folds start, then the job is cancelled
+
+    with pytest.raises(JobCancelled):
+        cross_validate(x, y, subjects, tissues, params, cancel=lambda: next(asked, True), workers=2)
+    assert len(fits) == 2 * 2  # two ridge fits in each of the two folds that started, none after

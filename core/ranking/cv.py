@@ -209,27 +209,31 @@ def cross_validate(
     mean_pred = {m: np.zeros((n, n_genes), np.float32) for m in ("emb", "full", "random") if m in models}
     workers = _workers() if workers is None else max(1, workers)
     with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
-        if workers == 1:  # in this thread (profilers see it)
-            results = map(run, tasks)
-            sst, sst_within = _sums_of_squares(y, tissues)
-        else:
-            totals = pool.submit(_sums_of_squares, y, tissues)
-            results = pool.map(run, tasks)
-        for done, ((fold, is_null), out) in enumerate(zip(tasks, results, strict=True), start=1):
-            if is_null:
-                null_sse += out["sse"]["null"]
+        try:
+            if workers == 1:  # in this thread (profilers see it)
+                results = map(run, tasks)
+                sst, sst_within = _sums_of_squares(y, tissues)
             else:
-                for m in models:
-                    sse[m, fold.repeat] += out["sse"][m]
-                for m, values in out["pred"].items():
-                    mean_pred[m][fold.test] += values / np.float32(params.repeats)
-                for m, values in out["r"].items():
-                    fold_r[m].append(values)
-            del out
-            if progress is not None:
-                what = (f"permutation null, fold {fold.fold + 1}/{params.folds}" if is_null else
-                        f"repeat {fold.repeat + 1}/{params.repeats}, fold {fold.fold + 1}/{params.folds}")
-                progress(done, len(tasks), what)
+                totals = pool.submit(_sums_of_squares, y, tissues)
+                results = pool.map(run, tasks)
+            for done, ((fold, is_null), out) in enumerate(zip(tasks, results, strict=True), start=1):
+                if is_null:
+                    null_sse += out["sse"]["null"]
+                else:
+                    for m in models:
+                        sse[m, fold.repeat] += out["sse"][m]
+                    for m, values in out["pred"].items():
+                        mean_pred[m][fold.test] += values / np.float32(params.repeats)
+                    for m, values in out["r"].items():
+                        fold_r[m].append(values)
+                del out
+                if progress is not None:
+                    what = (f"permutation null, fold {fold.fold + 1}/{params.folds}" if is_null else
+                            f"repeat {fold.repeat + 1}/{params.repeats}, fold {fold.fold + 1}/{params.folds}")
+                    progress(done, len(tasks), what)
+        except BaseException:  # cancelled or failed: drop the folds not started yet, then re-raise
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
         if workers > 1:
             sst, sst_within = totals.result()
 
