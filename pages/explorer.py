@@ -347,7 +347,11 @@ def epochs_section(run_dir: str) -> None:
     st.caption("Does training keep separating tissues after the classifier's test accuracy plateaus? Each "
                "checkpoint's embeddings are scored at the slide and the tile level (kNN with whole donors held "
                "out; silhouette), beside the same architecture with random weights.")
-    table = _scored_epochs(str(root), run_dir, _job_stamp())
+    try:
+        table = _scored_epochs(str(root), run_dir, _job_stamp())
+    except DataError as exc:
+        st.error(str(exc))
+        return
     if table["source"].eq("checkpoint").any():
         st.plotly_chart(map_figures.separation_across_epochs(table), width="stretch", key="epochs-chart")
         with st.expander("Scores per epoch"):
