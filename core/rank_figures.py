@@ -50,7 +50,7 @@ def predicted_vs_observed(frame: pd.DataFrame, label: str, column: str = "predic
     fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x",
                              line={"dash": "dot", "color": "grey"}))
     fig.update_layout(title=f"{label}: out-of-fold prediction against observed", height=460,
-                      legend={"orientation": "h", "y": -0.2}, **_LAYOUT)
+                      legend={"orientation": "h", "y": -0.28, "yanchor": "top"}, **_LAYOUT)
     fig.update_xaxes(title="observed log2(1 + TPM)")
     fig.update_yaxes(title="predicted log2(1 + TPM)")
     return fig

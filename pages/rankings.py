@@ -239,13 +239,13 @@ def headline(ranking: Ranking) -> None:
     baseline = summary.get("baseline")
     cols = st.columns(5)
     if "recovered" in summary:
-        cols[0].metric(f"Genes recovered (of {genes:,})", f"{summary['recovered']:,}",
+        cols[0].metric("Genes recovered", f"{summary['recovered']:,}",
                        help="SEQUOIA's rule: r > 0 with p < 0.05, and better than random weights on the same folds "
                             "(lower RMSE, higher r, Steiger's test FDR < 0.05)")
         cols[1].metric("Random weights recover", f"{summary['recovered_by_random']:,}",
                        help="the same rule with the roles swapped: genes random-weights features predict better")
     else:
-        cols[0].metric(f"Significant genes (of {genes:,})", f"{summary.get('significant', 0):,}",
+        cols[0].metric("Significant genes", f"{summary.get('significant', 0):,}",
                        help="r > 0 with p < 0.05 (no random-weights baseline for this source)")
         cols[1].metric("Random weights recover", "—", help="no random-weights baseline for this source")
     cols[2].metric("Genes with r > 0", f"{summary.get('positive_r', 0):,}")

@@ -160,7 +160,7 @@ def test_cached_ranking_draws_headline_table_detail_and_comparison(app_env):
     at = _open()
     labels = {m.label for m in at.metric}
     assert {"Random weights recover", "Genes with r > 0", "Median r > 0.5", "Median R² tissue only"} <= labels
-    recovered = next(m for m in at.metric if m.label.startswith("Genes recovered (of "))
+    recovered = next(m for m in at.metric if m.label == "Genes recovered")
     assert int(recovered.value) >= 1, recovered.value  # the linked genes beat random weights
     table = at.dataframe[0].value
     assert {"Symbol", "Ensembl ID", "R²", "R² beyond tissue", "r", "FDR", "Recovered"} <= set(table.columns)
