@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,8 @@ from core.jobs import JobReporter
 WEIGHT_CHOICES = ("checkpoint", "random", "imagenet")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("embed", help="tile and slide embeddings from a checkpoint or feature model")
-    parser.add_argument("--data", help="dataset folder (default $HISTOGENE_DATA, else the demo cohort)")
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The image-feature flags that `embed`, `map` and `rank` share (read back by source_from_args)."""
     parser.add_argument("--run", help="training run (id or folder): its checkpoint, or its arch and input size")
     parser.add_argument("--epoch", type=int, help="checkpoint epoch (default: the run's latest)")
     parser.add_argument("--weights", choices=WEIGHT_CHOICES, default="checkpoint",
@@ -33,6 +33,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--timm-weights", metavar="FILE", help="local .safetensors or state-dict file for --timm")
     parser.add_argument("--image-size", type=int, help="input side in px (default: the run's, else "
                                                        f"{DEFAULT_IMAGE_SIZE})")
+
+
+def job_progress(job: JobReporter, check_cancel: bool = False) -> Callable[..., None]:
+    """A progress callback for long commands: the job's progress, and a stderr line at most once a second."""
+    last = [0.0]
+
+    def report(done: int, total: int, message: str = "") -> None:
+        job.progress(done, total, message)
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or done >= total:
+            print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
+            last[0] = now
+        if check_cancel:
+            job.check_cancel()
+
+    return report
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("embed", help="tile and slide embeddings from a checkpoint or feature model")
+    parser.add_argument("--data", help="dataset folder (default $HISTOGENE_DATA, else the demo cohort)")
+    add_source_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--all-epochs", action="store_true",
                         help="separation of every checkpoint of --run and of random weights (for the plot)")

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from core import runs
-from core.cli.embed import WEIGHT_CHOICES, source_from_args
+from core.cli.embed import add_source_arguments, job_progress, source_from_args
 from core.cli.info import load_cohort_from_args
 from core.config import resolve_data_dir, workspace
 from core.errors import DataError
@@ -43,14 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-log-tpm", type=float, default=genes.min_log_tpm, help="genes: expressed above")
     parser.add_argument("--min-sd", type=float, default=genes.min_sd, help="genes: SD above")
     # Image features: the same flags as `embed`.
-    parser.add_argument("--run", help="training run (id or folder): its checkpoint, split and arch")
-    parser.add_argument("--epoch", type=int, help="checkpoint epoch (default: the run's latest)")
-    parser.add_argument("--weights", choices=WEIGHT_CHOICES, default="checkpoint")
-    parser.add_argument("--arch", help="architecture for --weights random|imagenet without --run")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random weights")
-    parser.add_argument("--timm", metavar="NAME")
-    parser.add_argument("--timm-weights", metavar="FILE")
-    parser.add_argument("--image-size", type=int)
+    add_source_arguments(parser)
     parser.add_argument("--split-run", help=argparse.SUPPRESS)  # colour by this run's split (page use)
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     parser.add_argument("--job-dir", help=argparse.SUPPRESS)
@@ -74,20 +67,6 @@ def request_from_args(args: argparse.Namespace) -> MapRequest:
     ).checked()
 
 
-def _progress(job: JobReporter):
-    last = [0.0]
-
-    def report(done: int, total: int, message: str = "") -> None:
-        job.progress(done, total, message)
-        now = time.monotonic()
-        if now - last[0] >= 1.0 or done >= total:
-            print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
-            last[0] = now
-        job.check_cancel()
-
-    return report
-
-
 def run(args: argparse.Namespace) -> int:
     ws = workspace(args.workspace)
     data = resolve_data_dir(ws, args.data)
@@ -96,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     result = None
     with JobReporter(ws, "map", job_dir=args.job_dir) as job:
         started = time.perf_counter()
-        report = _progress(job)
+        report = job_progress(job, check_cancel=True)
         points = points_for(ws, data, cohort, request, compute=True, progress=report, cancel=job.cancel_requested)
         mapped = cached_map(ws, points.values, request.params, input_key=points.key, progress=report)
         out = ws.root / "maps" / f"{request.level}-{request.params.method}-{mapped.key.split(':')[-1]}.csv"

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.cli.embed import WEIGHT_CHOICES, source_from_args
+from core.cli.embed import add_source_arguments, job_progress, source_from_args
 from core.cli.info import load_cohort_from_args
 from core.config import resolve_data_dir, workspace
 from core.errors import DataError
@@ -33,15 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--histology-csv", help=argparse.SUPPRESS)
     parser.add_argument("--expression-gct", help=argparse.SUPPRESS)
     # Image features: the same flags as `embed`.
-    parser.add_argument("--run", help="training run (id or folder): its checkpoint, or its arch and input size")
-    parser.add_argument("--epoch", type=int, help="checkpoint epoch (default: the run's latest)")
-    parser.add_argument("--weights", choices=WEIGHT_CHOICES, default="checkpoint",
-                        help="checkpoint: the run's; random: seeded random weights; imagenet: from disk only")
-    parser.add_argument("--arch", help="architecture for --weights random|imagenet without --run")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random weights")
-    parser.add_argument("--timm", metavar="NAME", help="a timm model name (with --timm-weights)")
-    parser.add_argument("--timm-weights", metavar="FILE", help="local .safetensors or state-dict file for --timm")
-    parser.add_argument("--image-size", type=int, help="input side in px (default: the run's)")
+    add_source_arguments(parser)
     defaults = RankParams()
     parser.add_argument("--components", type=int, default=defaults.components,
                         help=f"PCA components of the embeddings (default {defaults.components})")
@@ -70,19 +62,6 @@ def params_from_args(args: argparse.Namespace) -> RankParams:
             raise DataError(None, f"{option} must be at least {least}, got {value}")
     return RankParams(components=args.components, folds=args.folds, repeats=args.repeats, seed=args.cv_seed,
                       clusters=args.clusters, criterion=args.criterion, permutation_null=not args.no_permutation)
-
-
-def _progress(job: JobReporter):
-    last = [0.0]
-
-    def report(done: int, total: int, message: str = "") -> None:
-        job.progress(done, total, message)
-        now = time.monotonic()
-        if now - last[0] >= 1.0 or done >= total:
-            print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
-            last[0] = now
-
-    return report
 
 
 def result_of(ranking, data: Path, started: float, top: int = TOP) -> dict[str, Any]:
@@ -137,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     result = None
     with JobReporter(ws, "rank", job_dir=args.job_dir) as job:
         started = time.perf_counter()
-        ranking = rank_genes(ws, data, source, params, cohort=cohort, progress=_progress(job),
+        ranking = rank_genes(ws, data, source, params, cohort=cohort, progress=job_progress(job),
                              cancel=job.cancel_requested, with_baseline=not args.no_baseline)
         result = result_of(ranking, data, started, args.top)
         if out is not None:
