@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from core import jobs, load_jobs
+from core import jobs, load_jobs, runs
 from core.config import WORKSPACE_ENV, Workspace, configured_data_dir, workspace
 from core.dataset import Cohort, expression_ready, load_cohort
 from core.demo import demo_is_ready
@@ -157,3 +158,12 @@ def job_panel(job_dir: Path, rerun_when_done: bool = False, show_cancel: bool = 
             st.rerun(scope="app")
 
     _panel()
+
+
+def selected_epoch(ws: Workspace, run_dir: Path) -> int | None:
+    """The epoch the run selected on its validation donors (None when it has not said): the default epoch
+    wherever a page offers a run's checkpoints."""
+    table = runs.list_runs(ws)
+    row = table[table["run_id"] == run_dir.name]
+    value = row["selected_epoch"].iloc[0] if len(row) else None
+    return None if value is None or pd.isna(value) else int(value)

@@ -20,7 +20,7 @@ from core.reduce import MapParams, lookup_map, seeded_subset
 from core.separation import scored_epochs, separation, spread_epochs
 from core.tiling import read_tile
 from pages import overview_cache
-from pages.common import dataset_dir, get_cohort, get_workspace, job_panel
+from pages.common import dataset_dir, get_cohort, get_workspace, job_panel, selected_epoch
 
 ws = get_workspace()
 root = dataset_dir()
@@ -53,7 +53,11 @@ def _source_controls(prefix: str, column) -> tuple[FeatureSource | None, str | N
     try:
         if kind == "Trained run":
             epochs = checkpoint_epochs(run_dir)
-            epoch = column.selectbox("Epoch", epochs, index=len(epochs) - 1, key=f"{prefix}-epoch")
+            chosen = selected_epoch(get_workspace(), run_dir)
+            index = epochs.index(chosen) if chosen in epochs else len(epochs) - 1
+            epoch = column.selectbox("Epoch", epochs, index=index, key=f"{prefix}-epoch",
+                                     format_func=lambda e: f"{e} (selected on validation)" if e == chosen else str(e),
+                                     help="defaults to the epoch the run selected on its validation donors")
             return FeatureSource.checkpoint(run_dir, epoch), str(run_dir)
         if kind == "Feature model file (timm)":
             name = column.text_input("timm model name", "resnet18", key=f"{prefix}-timm")

@@ -18,7 +18,15 @@ from core.models import ARCHITECTURES
 from core.ranking.cv import RankParams
 from core.ranking.store import SUMMARY_JSON, Ranking, load_ranking
 from core.ranking.table import compare_sources
-from pages.common import dataset_dir, donor_banner, expression_loader, get_cohort, get_workspace, job_panel
+from pages.common import (
+    dataset_dir,
+    donor_banner,
+    expression_loader,
+    get_cohort,
+    get_workspace,
+    job_panel,
+    selected_epoch,
+)
 
 ws = get_workspace()
 root = dataset_dir()
@@ -54,14 +62,6 @@ def _runs_with_checkpoints() -> list[Path]:
     return [Path(p) for p in table["path"] if checkpoint_epochs(p)]
 
 
-def _selected_epoch(run_dir: Path) -> int | None:
-    """The epoch the run selected on its validation donors (None when it has not said)."""
-    table = runs.list_runs(ws)
-    row = table[table["run_id"] == run_dir.name]
-    value = row["selected_epoch"].iloc[0] if len(row) else None
-    return None if value is None or pd.isna(value) else int(value)
-
-
 def source_controls(prefix: str, column) -> FeatureSource | None:
     """The feature source chosen in `column` (None while incomplete or invalid; the error is shown there)."""
     trained = _runs_with_checkpoints()
@@ -75,7 +75,7 @@ def source_controls(prefix: str, column) -> FeatureSource | None:
     try:
         if kind == "Trained run":
             epochs = checkpoint_epochs(run_dir)
-            chosen = _selected_epoch(run_dir)
+            chosen = selected_epoch(ws, run_dir)
             index = epochs.index(chosen) if chosen in epochs else len(epochs) - 1
             epoch = column.selectbox("Epoch", epochs, index=index, key=f"{prefix}-epoch",
                                      format_func=lambda e: f"{e} (selected on validation)" if e == chosen else str(e),
