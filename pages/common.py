@@ -60,6 +60,11 @@ def dataset_dir() -> Path:
         st.title("HistoGene Explorer")
         st.info("First start: generating the synthetic GTEx-like demo cohort (about a minute, once).")
         job = jobs.active_job(ws)
+        if job is not None and job.kind == "tour":  # the tour generates it as its first step: show the tour
+            from pages.tour_panel import live_tour
+
+            live_tour(job.dir)
+            st.stop()
         if job is None:
             try:
                 job = jobs.launch(ws, "demo", ["demo"])

@@ -14,6 +14,7 @@ from core.settings import update_dataset_settings
 from core.tiling import dataset_tiling_params, funnel_caption
 from pages import overview_cache as cached
 from pages.common import dataset_dir, donor_banner, expression_loader, get_cohort, get_workspace, job_panel
+from pages.tour_panel import tour_section
 
 ws = get_workspace()
 root = dataset_dir()
@@ -61,10 +62,13 @@ if index_path is not None and (errors := summary.tiling_errors(index_path)):
             st.error(message)
 
 expression_loader(cohort, root)
+if root == ws.demo_dir:
+    tour_section(ws)
 active = jobs.active_job(ws)
 if active is not None:
-    st.subheader(f"Background job: {active.kind}")
-    job_panel(active.dir, rerun_when_done=True)
+    if not (active.kind == "tour" and root == ws.demo_dir):  # the tour's section above shows its own panel
+        st.subheader(f"Background job: {active.kind}")
+        job_panel(active.dir, rerun_when_done=True)
 elif tile_index is None:
     st.info("The slides have not been tiled yet. Tiling runs in a background worker; the app stays usable.")
     if st.button("Tile the slides (QC + balanced sampling)", type="primary"):
