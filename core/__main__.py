@@ -1,4 +1,4 @@
-"""Command line: python -m core demo|info|tiles|train|runs|embed|map|rank|tour ... (same functions as the UI)."""
+"""Command line: python -m core demo|info|tiles|train|runs|embed|map|rank|tour|predict ... (as the UI does)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from core.errors import DataError, JobBusyError
 from core.jobs import record_failure_before_reporting, traceback_logged
 
 # Each command lives in core/cli/<name>.py with register(subparsers) and run(args) -> int.
-COMMANDS = ("demo", "info", "load", "tiles", "genes", "train", "runs", "jobs", "embed", "map", "rank", "tour")
+COMMANDS = ("demo", "info", "load", "tiles", "genes", "train", "runs", "jobs", "embed", "map", "rank", "tour",
+            "predict")
 
 
 def _commands_to_load(argv: list[str] | None) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Background jobs: one worker process at a time, its identity and state kept on disk.
+"""Background jobs: one worker process at a time (plus any number of non-exclusive ones), state on disk.
 
 A job is a folder holding `status.json` (written atomically by the worker), `log.txt`
 (the worker's stdout/stderr) and, when asked to stop, a `cancel` flag file. The one-writer
@@ -8,6 +8,11 @@ kill -9). A sidecar `worker.json` names the holder. Readers (the pages, on every
 read small files and probe the lock, so a reload, a new tab or a restarted server finds
 the same job again. `job_state` is the one place that turns those files into a state
 (JobState; the diagram is in ARCHITECTURE.md).
+
+A non-exclusive job (`launch(..., exclusive=False)`, e.g. a prediction) never touches the worker lock:
+it holds its own `job.lock` in its folder instead, so it runs beside the one writer and beside other
+non-exclusive jobs, and its state is derived from that lock the same way. It must not write what the
+one-writer rule protects (runs, tile indexes); cache entries have their own per-entry locks.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ LOG_NAME = "log.txt"
 CANCEL_NAME = "cancel"
 # The launcher tells the child which inherited descriptor holds the lock.
 LOCK_FD_ENV = "HISTOGENE_JOB_LOCK_FD"
+# A non-exclusive job's own lock in its folder, and the variable naming its inherited descriptor.
+OWN_LOCK_NAME = "job.lock"
+OWN_LOCK_FD_ENV = "HISTOGENE_JOB_OWN_LOCK_FD"
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
 TERMINAL_STATES = (DONE, FAILED, CANCELLED)
@@ -172,17 +180,56 @@ def _acquire_lock(ws: Workspace) -> int:
 
 def _lock_is_held(ws: Workspace) -> bool:
     """Probe the lock without keeping it: True when some process holds it."""
-    path = _lock_path(ws)
+    return _probe(_lock_path(ws), ws.root)
+
+
+def _probe(path: Path, root: Path) -> bool:
+    """True when some process holds an exclusive flock on `path` (the probe keeps nothing)."""
     if not path.exists():
         return False
     fd = os.open(path, os.O_RDONLY)
     try:
-        flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, ws.root)
+        flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, root)
     except BlockingIOError:
         return True
     finally:
         os.close(fd)  # closing also drops a shared lock we got
     return False
+
+
+def _own_lock(job_dir: Path) -> int | None:
+    """A non-exclusive job's own lock (an fd holding it), or None when another process holds it."""
+    fd = os.open(job_dir / OWN_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    for attempt in range(3):  # a reader's probe holds it for microseconds
+        try:
+            flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, job_dir)
+            return fd
+        except BlockingIOError:
+            if attempt < 2:
+                time.sleep(0.01)
+        except BaseException:
+            os.close(fd)
+            raise
+    os.close(fd)
+    return None
+
+
+def _inherited_own_lock_fd(job_dir: Path) -> int | None:
+    """The descriptor of this job's own lock that its launcher passed down, if it is that file."""
+    value = os.environ.pop(OWN_LOCK_FD_ENV, None)
+    if not value or not value.isdigit():
+        return None
+    fd = int(value)
+    try:
+        same = os.fstat(fd)
+        expected = (job_dir / OWN_LOCK_NAME).stat()
+        if (same.st_dev, same.st_ino) != (expected.st_dev, expected.st_ino):
+            return None
+        flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, job_dir)  # a no-op when this descriptor holds it
+    except OSError:
+        return None
+    os.set_inheritable(fd, False)
+    return fd
 
 
 def _reap_children() -> None:
@@ -316,11 +363,17 @@ def _derive_state(job: Job, status: dict[str, Any]) -> tuple[JobState, dict[str,
     recorded = status["state"]
     if recorded not in (RUNNING, *TERMINAL_STATES):
         raise DataError(job.status_path, f"unknown job state {recorded!r}")
-    if ws is None:  # nothing to probe (an old status.json without its workspace): trust the file
+    if status.get("exclusive", True) is False:  # its own lock in its folder, not the worker lock
+        def alive() -> bool:
+            return _probe(job.dir / OWN_LOCK_NAME, job.dir)
+    elif ws is None:  # nothing to probe (an old status.json without its workspace): trust the file
         return JobState(recorded), status
+    else:
+        def alive() -> bool:
+            return _holder_alive(ws, job.id)
     if recorded != RUNNING:
-        return (JobState.EXITING if _holder_alive(ws, job.id) else JobState(recorded)), status
-    if _holder_alive(ws, job.id):
+        return (JobState.EXITING if alive() else JobState(recorded)), status
+    if alive():
         # The launcher writes pid None; the worker's JobReporter writes its own pid when it starts.
         return (JobState.STARTING if status.get("pid") is None else JobState.RUNNING), status
     # The worker may have ended between our read and the probe (status first, lock second): re-read.
@@ -371,29 +424,43 @@ def _initial_status(ws: Workspace, job_dir: Path, kind: str, pid: int | None, st
 
 
 def launch(
-    ws: Workspace, kind: str, argv: list[str], job_dir: str | Path | None = None, *, module: str = "core"
+    ws: Workspace, kind: str, argv: list[str], job_dir: str | Path | None = None, *, module: str = "core",
+    exclusive: bool = True,
 ) -> Job:
     """Start `python -m core --workspace WS <argv...> --job-dir DIR` as the one background worker.
 
     The lock is taken here and handed to the child, so two launches (two tabs) can never both
     start; the loser gets JobBusyError naming the running job. `module` is the entry module run
-    with -m (tests pass a light one that skips importing every CLI command).
+    with -m (tests pass a light one that skips importing every CLI command). With `exclusive=False`
+    the job takes its own lock in its folder instead of the worker lock: it starts whatever else runs
+    (its worker must enter `JobReporter(..., exclusive=False)`).
     """
     _check_kind(kind)
     _reap_children()
-    fd = _acquire_lock(ws)  # before making the folder, so a refused launch leaves nothing behind
+    if exclusive:
+        fd = _acquire_lock(ws)  # before making the folder, so a refused launch leaves nothing behind
+    else:
+        job_dir = Path(job_dir).resolve() if job_dir is not None else _default_job_dir(ws, kind)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        own = _own_lock(job_dir)
+        if own is None:
+            raise JobBusyError(f"job {job_dir.name} is already running")
+        fd = own
     try:
         job_dir = Path(job_dir).resolve() if job_dir is not None else _default_job_dir(ws, kind)
         job_dir.mkdir(parents=True, exist_ok=True)
         (job_dir / CANCEL_NAME).unlink(missing_ok=True)
         started = _now()
-        # Name the holder before the child exists, so readers never see a held lock nobody owns.
-        _write_holder(ws, job_dir, kind, os.getpid(), started)
+        if exclusive:
+            # Name the holder before the child exists, so readers never see a held lock nobody owns.
+            _write_holder(ws, job_dir, kind, os.getpid(), started)
         status = _initial_status(ws, job_dir, kind, None, started)
         status["argv"] = list(argv)
+        if not exclusive:
+            status["exclusive"] = False
         atomic_write_json(job_dir / STATUS_NAME, status)
         command = [sys.executable, "-m", module, "--workspace", str(ws.root), *argv, "--job-dir", str(job_dir)]
-        env = {**os.environ, LOCK_FD_ENV: str(fd), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, (LOCK_FD_ENV if exclusive else OWN_LOCK_FD_ENV): str(fd), "PYTHONUNBUFFERED": "1"}
         try:
             with (job_dir / LOG_NAME).open("ab") as log:
                 proc = subprocess.Popen(
@@ -413,7 +480,8 @@ def launch(
             raise
         with _children_guard:
             _children[proc.pid] = proc
-        _write_holder(ws, job_dir, kind, proc.pid, started)
+        if exclusive:
+            _write_holder(ws, job_dir, kind, proc.pid, started)
     finally:
         os.close(fd)  # the child keeps its own copy of the locked descriptor
     return Job(job_dir, ws)
@@ -444,7 +512,8 @@ class JobReporter:
     """Worker side: holds the lock, writes status.json, honours cancel requests.
 
     Used inside a launched worker (it finds the inherited lock) and by a plain CLI run (it
-    takes the lock itself, refusing with JobBusyError when another job holds it).
+    takes the lock itself, refusing with JobBusyError when another job holds it). With
+    `exclusive=False` it holds the job folder's own lock instead and never waits for the worker lock.
     """
 
     def __init__(
@@ -455,8 +524,10 @@ class JobReporter:
         *,
         min_write_interval_s: float = 0.25,
         heartbeat_s: float = 5.0,
+        exclusive: bool = True,
     ) -> None:
         _check_kind(kind)
+        self.exclusive = exclusive
         self.ws = ws
         self.kind = kind
         self.dir: Path | None = Path(job_dir).resolve() if job_dir is not None else None
@@ -484,8 +555,17 @@ class JobReporter:
         return Job(self.dir, self.ws)
 
     def __enter__(self) -> JobReporter:
-        fd = _inherited_lock_fd(self.ws)
-        self._fd = fd if fd is not None else _acquire_lock(self.ws)
+        if self.exclusive:
+            fd = _inherited_lock_fd(self.ws)
+            self._fd = fd if fd is not None else _acquire_lock(self.ws)
+        else:
+            if self.dir is None:
+                self.dir = _default_job_dir(self.ws, self.kind)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = _inherited_own_lock_fd(self.dir)
+            self._fd = fd if fd is not None else _own_lock(self.dir)
+            if self._fd is None:
+                raise JobBusyError(f"job {self.dir.name} is already running")
         try:
             if self.dir is None:
                 self.dir = _default_job_dir(self.ws, self.kind)
@@ -495,8 +575,11 @@ class JobReporter:
             started = previous.get("started") if inherited else _now()
             if not inherited:
                 (self.dir / CANCEL_NAME).unlink(missing_ok=True)  # a stale flag from an earlier run
-            _write_holder(self.ws, self.dir, self.kind, os.getpid(), started)
+            if self.exclusive:
+                _write_holder(self.ws, self.dir, self.kind, os.getpid(), started)
             self._status = _initial_status(self.ws, self.dir, self.kind, os.getpid(), started)
+            if not self.exclusive:
+                self._status["exclusive"] = False
             if inherited and "argv" in previous:
                 self._status["argv"] = previous["argv"]
             self._status["progress"]["message"] = "running"

@@ -70,6 +70,8 @@ class SlideInfo:
     warnings: list[str] = field(default_factory=list)
     scene: int = 0  # which scene of the file (CZI, SCN and some OME-TIFFs hold several sections)
     scenes: int = 1  # how many scenes the file holds
+    channels: int = 3  # channels stored in the file (1: grayscale, shown as grey RGB)
+    bit_depth: int = 8  # bits per stored sample (16: a 16-bit grayscale image scaled to 8 bits)
 
 
 def _extension(path: Path) -> str:
@@ -222,6 +224,8 @@ class Slide:
             warnings=notes,
             scene=self._scene_index,
             scenes=self._scene_count,
+            channels=int(channels),
+            bit_depth=8 * dtype.itemsize,
         )
 
     def read_region(

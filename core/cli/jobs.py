@@ -29,13 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sleep-demo", type=int, metavar="N", help=argparse.SUPPRESS)
     parser.add_argument("--step-s", type=float, default=0.1, help=argparse.SUPPRESS)
     parser.add_argument("--fail-at", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--non-exclusive", action="store_true", help=argparse.SUPPRESS)  # own lock, not the worker's
     parser.add_argument("--job-dir", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
     ws = workspace(args.workspace)
     if args.sleep_demo is not None:
-        return run_sleep_demo(ws, args.sleep_demo, args.step_s, args.fail_at, args.job_dir)
+        return run_sleep_demo(ws, args.sleep_demo, args.step_s, args.fail_at, args.job_dir,
+                              exclusive=not args.non_exclusive)
     jobs = list_jobs(ws, kind=args.kind)
     if args.cancel:
         match = [job for job in jobs if job.id == args.cancel]
@@ -71,10 +73,11 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 def run_sleep_demo(
-    ws: Workspace, steps: int, step_s: float = 0.1, fail_at: int | None = None, job_dir: str | Path | None = None
+    ws: Workspace, steps: int, step_s: float = 0.1, fail_at: int | None = None, job_dir: str | Path | None = None,
+    exclusive: bool = True,
 ) -> int:
     """A step worker: `steps` sleeps with progress, honouring cancel; raises at step `fail_at`."""
-    with JobReporter(ws, SLEEP_DEMO_KIND, job_dir, min_write_interval_s=0.05) as job:
+    with JobReporter(ws, SLEEP_DEMO_KIND, job_dir, min_write_interval_s=0.05, exclusive=exclusive) as job:
         for step in range(1, steps + 1):
             job.check_cancel()
             if fail_at is not None and step == fail_at:
