@@ -67,18 +67,33 @@ def draw_steps(status: dict) -> None:
             st.progress(min(1.0, float(row.get("fraction") or 0.0)))
 
 
+def _summary(page: str, results: dict[str, dict]) -> str:
+    """One line under a page's link: what the tour left there."""
+    train, rank = results.get("train") or {}, results.get("rank") or {}
+    if page == "training" and train.get("epoch") is not None:
+        return f"run {Path(str(train.get('run_dir'))).name}, epoch {train['epoch']} selected on validation"
+    if page == "explorer":
+        embed = results.get("embed") or {}
+        return f"slide map of {embed.get('tiles', '?')} tiles' embeddings (PCA; other maps on demand)"
+    if page == "rankings" and rank.get("genes") is not None:
+        recovered = f", {rank['recovered']} recovered" if rank.get("recovered") is not None else ""
+        return f"{rank['genes']} genes ranked{recovered}"
+    if page == "predict" and (results.get("predict") or {}).get("sample_id"):
+        return f"held-out slide {results['predict']['sample_id']}"
+    return ""
+
+
 def _links(rows: list[dict]) -> None:
-    shown = []
-    for row in rows:
-        page = row.get("page")
-        if page and page not in shown and page in PAGES:
-            shown.append(page)
+    """A link to each page the tour filled (not this one), with what it left there."""
+    results = {row["name"]: row.get("result") or {} for row in rows}
+    shown = [page for page in dict.fromkeys(row.get("page") for row in rows) if page in PAGES and page != "overview"]
     if (Path(__file__).parent / "predict.py").exists() and "predict" not in shown:
         shown.append("predict")
     cols = st.columns(len(shown))
     for col, page in zip(cols, shown, strict=True):
         path, label, icon = PAGES[page]
         col.page_link(path, label=label, icon=icon)
+        col.caption(_summary(page, results))
 
 
 def live_tour(job_dir: Path) -> None:
