@@ -82,25 +82,31 @@ def main() -> int:
     parser.add_argument("--dim", type=int, default=64, help="embedding width (only the PCA's input)")
     parser.add_argument("--draw", type=int, default=50_000, help="'Points drawn' (0 = all)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workspace", type=Path, help="keep the set-up here (reused when it is there already)")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="bench-render-") as folder:
-        ws = workspace(Path(folder) / "workspace")
+        ws = workspace(args.workspace or Path(folder) / "workspace")
         started = time.perf_counter()
-        ensure_demo_cohort(ws, **SMALL)
-        core(ws.root, "tiles", "--data", str(ws.demo_dir))
-        n = grow_index_and_embed(ws, args.tiles, args.dim)
-        for level in ("tiles", "slides"):
-            core(ws.root, "map", "--data", str(ws.demo_dir), "--level", level, "--method", "pca", "--weights",
-                 "random", "--arch", "efficientnet_b0", "--seed", "0", "--image-size", str(PAGE_INPUT_SIZE))
-        print(f"set-up (untimed): {n:,} tiles, maps cached, {time.perf_counter() - started:.0f} s", flush=True)
+        ready = ws.root / f"bench-render-{args.tiles}-{args.dim}.done"
+        if not ready.exists():
+            ensure_demo_cohort(ws, **SMALL)
+            core(ws.root, "tiles", "--data", str(ws.demo_dir))
+            grow_index_and_embed(ws, args.tiles, args.dim)
+            for level in ("tiles", "slides"):
+                core(ws.root, "map", "--data", str(ws.demo_dir), "--level", level, "--method", "pca", "--weights",
+                     "random", "--arch", "efficientnet_b0", "--seed", "0", "--image-size", str(PAGE_INPUT_SIZE))
+            ready.touch()
+        print(f"set-up (untimed): {args.tiles:,} tiles, maps cached, {time.perf_counter() - started:.0f} s",
+              flush=True)
         port = free_port()
         env = {**os.environ, "HISTOGENE_WORKSPACE": str(ws.root), "HISTOGENE_WARMUP": "0"}
         env.pop("HISTOGENE_DATA", None)
         server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                                    "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=REPO, env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        SERVER.append(server.pid)
         try:
             for _ in range(240):
                 try:
@@ -124,22 +130,78 @@ def done(page) -> None:
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=600_000)
 
 
-_ARM = """() => { window.__benchDrawn = false;
+_ARM = """() => { window.__benchDrawn = false; const t = window.__benchTimes = {armed: performance.now()};
+  const app = document.querySelector("[data-testid='stApp']");
+  if (window.__benchObserver) window.__benchObserver.disconnect();
+  window.__benchObserver = new MutationObserver(() => {
+    const state = app.getAttribute('data-test-script-state');
+    if (state === 'running' && t.running === undefined) t.running = performance.now();
+    if (state === 'notRunning' && t.running !== undefined && t.ran === undefined) t.ran = performance.now(); });
+  window.__benchObserver.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
   const g = document.querySelector('.js-plotly-plot');
-  if (g) { g.dataset.benchOld = '1'; if (g.on) g.on('plotly_afterplot', () => { window.__benchDrawn = true; }); } }"""
+  if (g) { g.dataset.benchOld = '1';
+    if (g.on) g.on('plotly_afterplot', () => { window.__benchDrawn = true; t.drawn = performance.now(); }); } }"""
 _DRAWN = """() => { const g = document.querySelector('.js-plotly-plot');
   return window.__benchDrawn || (g && g.dataset.benchOld !== '1' && g.querySelector('.gl-container canvas')); }"""
+_TIMES = "() => window.__benchTimes"
+# Per switch: script run ended and figure drawn (s after the click), CPU seconds of the server and the browser.
+SPLITS: list[tuple[float, float, float, float]] = []
+SERVER: list[int] = []  # the streamlit server's pid
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        tree.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return tree
+
+
+def _cpu_seconds(root: int, skip: tuple[int, ...] = ()) -> float:
+    """CPU time (user + system) of a process and its live descendants, from /proc (load-independent)."""
+    tree, total, todo = _children(), 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in skip:
+            continue
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+        todo.extend(tree.get(pid, []))
+    return total
+
+
+def _cpu() -> tuple[float, float]:
+    """(server, browser) CPU seconds so far; the browser is every other process this benchmark started."""
+    return _cpu_seconds(SERVER[0]), _cpu_seconds(os.getpid(), skip=(SERVER[0],)) - _own_cpu()
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def timed_switch(page, action) -> float:
     """Seconds from the click until Streamlit's run is over and Plotly has drawn the new figure (its
-    plotly_afterplot event, or a new plot element with its WebGL canvas)."""
+    plotly_afterplot event, or a new plot element with its WebGL canvas). The split between the server's
+    script run and the browser's drawing goes to SPLITS."""
     page.evaluate(_ARM)
+    server_cpu, browser_cpu = _cpu()
     started = time.perf_counter()
     action()
     page.wait_for_function(_DRAWN, timeout=600_000, polling=20)
     done(page)
-    return time.perf_counter() - started
+    total = time.perf_counter() - started
+    server_after, browser_after = _cpu()
+    times = page.evaluate(_TIMES)
+    ran = (times.get("ran", times["armed"]) - times["armed"]) / 1000
+    SPLITS.append((ran, total, server_after - server_cpu, browser_after - browser_cpu))
+    return total
 
 
 def run(page, port: int, args) -> None:
@@ -159,9 +221,12 @@ def run(page, port: int, args) -> None:
     first = timed_switch(page, radio("Level", "tiles"))
     if args.draw != 50_000:
         page.get_by_text("Map parameters").first.click()
-        box = page.get_by_label("Points drawn: seeded subset of the map (0 = all)").first
+        # The label's help icon shares the accessible name, so address the input inside the widget.
+        box = page.locator("[data-testid='stNumberInput']").filter(has_text="Points drawn").locator("input")
         box.fill(str(args.draw))
         box.press("Enter")
+        done(page)
+        page.get_by_text("Map parameters").first.click()  # closed again: its widgets cover the colour menu
         done(page)
     print(f"first tiles map (cold page caches): {first:.2f} s", flush=True)
     print(f"| switch ({args.tiles:,} tiles, {args.draw or args.tiles:,} drawn) | seconds, each repeat |")
@@ -175,6 +240,11 @@ def run(page, port: int, args) -> None:
         rows["level: slides -> tiles"].append(timed_switch(page, radio("Level", "tiles")))
     for name, seconds in rows.items():
         print(f"| {name} | {', '.join(f'{s:.2f}' for s in seconds)} |", flush=True)
+    ran, total, server, browser = (np.array(column) for column in np.array(SPLITS[1:]).T)
+    print(f"of which the script run (click until Streamlit's run ended): median {np.median(ran):.2f} s, "
+          f"the rest is the browser drawing ({np.median(total - ran):.2f} s)", flush=True)
+    print(f"CPU per switch (load-independent): server median {np.median(server):.2f} s (max {server.max():.2f}), "
+          f"browser median {np.median(browser):.2f} s (max {browser.max():.2f})", flush=True)
     print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.map_figures import MAX_LEGEND, explained_variance, map_scatter
+from core.map_figures import HALF_WIDTH_TITLE, MAX_LEGEND, explained_variance, map_scatter, wrap_title
 
 
 def _meta(n: int = 9) -> pd.DataFrame:
@@ -22,7 +22,27 @@ def test_categories_become_traces_whose_customdata_holds_the_ids():
     lung = next(t for t in fig.data if t.name == "Lung")
     assert [row[0] for row in lung.customdata] == ["S0:0:0", "S3:0:0", "S6:0:0"]
     np.testing.assert_array_equal(lung.x, coords[[0, 3, 6], 0])  # each trace's own points
-    assert "customdata[1]" in lung.hovertemplate and "customdata[2]" in lung.hovertemplate
+    # Hover shows sample and tissue: a tile's id starts with its sample id, so the sample needs no column.
+    assert [list(row) for row in lung.customdata] == [["S0:0:0", "Lung"], ["S3:0:0", "Lung"], ["S6:0:0", "Lung"]]
+    assert lung.hovertemplate.startswith("%{customdata[0]}<br>%{customdata[1]}")
+
+
+def test_ids_that_do_not_name_their_sample_carry_the_sample_for_the_hover():
+    meta = _meta().assign(id=[f"point{i}" for i in range(9)])
+    lung = next(t for t in map_scatter(np.zeros((9, 2)), meta, "tissue").data if t.name == "Lung")
+    assert [list(row) for row in lung.customdata][0] == ["point0", "Lung", "S0"]
+    assert lung.hovertemplate.startswith("%{customdata[2]}<br>%{customdata[1]}")
+
+
+def test_a_long_title_wraps_when_the_map_is_half_the_page_wide():
+    title = "tiles · UMAP · run 20261129-012856-0ec8 epoch 30 (efficientnet_b0, 64 px, selected on validation)"
+    assert wrap_title("tiles · UMAP", HALF_WIDTH_TITLE) == ["tiles · UMAP"]
+    lines = wrap_title(title, HALF_WIDTH_TITLE)
+    assert len(lines) > 1 and all(len(line) <= HALF_WIDTH_TITLE for line in lines)
+    assert " ".join(lines).replace(" · ", " ").split() == title.replace(" · ", " ").split()  # nothing lost
+    side = map_scatter(np.zeros((9, 2)), _meta(), "tissue", title=title, legend_below=True)
+    assert side.layout.title.text == "<br>".join(lines) and side.layout.margin.t >= 18 * len(lines)
+    assert map_scatter(np.zeros((9, 2)), _meta(), "tissue", title=title).layout.title.text == title  # full width
 
 
 def test_numbers_get_one_trace_with_a_colour_scale_and_many_categories_no_legend():
