@@ -243,6 +243,9 @@ def run(page, port: int, args) -> None:
     ran, total, server, browser = (np.array(column) for column in np.array(SPLITS[1:]).T)
     print(f"of which the script run (click until Streamlit's run ended): median {np.median(ran):.2f} s, "
           f"the rest is the browser drawing ({np.median(total - ran):.2f} s)", flush=True)
+    for (name, _), i in zip(rows.items(), range(4), strict=False):
+        print(f"CPU per switch, {name}: server {', '.join(f'{x:.2f}' for x in server[i::4])} s, browser "
+              f"{', '.join(f'{x:.2f}' for x in browser[i::4])} s", flush=True)
     print(f"CPU per switch (load-independent): server median {np.median(server):.2f} s (max {server.max():.2f}), "
           f"browser median {np.median(browser):.2f} s (max {browser.max():.2f})", flush=True)
     print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)

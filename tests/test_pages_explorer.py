@@ -72,7 +72,7 @@ def test_explorer_draws_a_cached_genes_map_with_scores_and_exports(app_env):
     charts = at.get("plotly_chart")
     assert charts, "no map drawn"
     labels = {m.label for m in at.metric}
-    assert {"Silhouette by tissue", "kNN tissue accuracy", "Baseline (commonest tissue)"} <= labels
+    assert {"Silhouette by tissue", "kNN tissue accuracy", "kNN baseline"} <= labels
     downloads = {d.proto.label for d in at.get("download_button")}
     assert {"CSV", "HTML figure"} <= downloads and "AnnData .h5ad" not in downloads  # h5ad: slide level only
     mapped = _drawn_ids(at)
