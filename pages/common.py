@@ -14,6 +14,7 @@ from core.config import WORKSPACE_ENV, Workspace, configured_data_dir, workspace
 from core.dataset import Cohort, expression_ready, load_cohort
 from core.demo import demo_is_ready
 from core.errors import DataError, JobBusyError
+from core.features import FeatureSource, checkpoint_epochs
 from core.settings import load_dataset_settings
 
 ROUTED_KEY = "_routed_by_app"  # set by app.py before st.navigation runs a page
@@ -172,3 +173,52 @@ def selected_epoch(ws: Workspace, run_dir: Path) -> int | None:
     row = table[table["run_id"] == run_dir.name]
     value = row["selected_epoch"].iloc[0] if len(row) else None
     return None if value is None or pd.isna(value) else int(value)
+
+
+SOURCE_KINDS = ("Trained run", "Random weights", "ImageNet weights", "Feature model file (timm)")
+
+
+def runs_with_checkpoints(ws: Workspace) -> list[Path]:
+    """Run folders that have at least one checkpoint (newest first, as runs.list_runs orders them)."""
+    return [Path(p) for p in runs.list_runs(ws)["path"] if checkpoint_epochs(p)]
+
+
+def epoch_picker(ws: Workspace, column, run_dir: Path, key: str) -> int:
+    """A run's checkpoint epochs, opening on the one the run selected on its validation donors."""
+    epochs = checkpoint_epochs(run_dir)
+    chosen = selected_epoch(ws, run_dir)
+    index = epochs.index(chosen) if chosen in epochs else len(epochs) - 1
+    return column.selectbox("Epoch", epochs, index=index, key=key,
+                            format_func=lambda e: f"{e} (selected on validation)" if e == chosen else str(e),
+                            help="defaults to the epoch the run selected on its validation donors")
+
+
+def feature_source_controls(ws: Workspace, prefix: str, column) -> tuple[FeatureSource | None, Path | None]:
+    """The feature source chosen in `column` (Explorer, Gene rankings) and the run folder it belongs to, if
+    any; (None, None) while incomplete or invalid, the error shown there. Widget keys are `<prefix>-kind`,
+    `-run`, `-epoch`, `-seed`, `-arch`, `-size`, `-timm`, `-timm-file` (the pages' URLs name them)."""
+    trained = runs_with_checkpoints(ws)
+    kinds = [k for k in SOURCE_KINDS if trained or k != "Trained run"]
+    kind = column.selectbox("Features", kinds, key=f"{prefix}-kind")
+    run_dir = column.selectbox("Run", trained, format_func=lambda p: p.name, key=f"{prefix}-run") if trained else None
+    try:
+        if kind == "Trained run":
+            return FeatureSource.checkpoint(run_dir, epoch_picker(ws, column, run_dir, f"{prefix}-epoch")), run_dir
+        if kind == "Feature model file (timm)":
+            name = column.text_input("timm model name", "resnet18", key=f"{prefix}-timm")
+            weights = column.text_input("Weights file (.safetensors or state dict)", key=f"{prefix}-timm-file")
+            return (FeatureSource.timm(name, weights) if weights else None), None
+        weights = "random" if kind == "Random weights" else "imagenet"
+        seed = int(column.number_input("Seed", 0, 10_000, 0, key=f"{prefix}-seed")) if weights == "random" else 0
+        if run_dir is not None:  # the baselines at the run's own architecture and input size
+            return FeatureSource.for_run(run_dir, weights, seed=seed), run_dir
+        from core.models import ARCHITECTURES  # imports torch: only when no run names the architecture
+
+        arch = column.selectbox("Architecture", ARCHITECTURES, key=f"{prefix}-arch")
+        size = int(column.number_input("Input size (px)", 16, 512, 64, key=f"{prefix}-size"))
+        if weights == "random":
+            return FeatureSource.random(arch, seed, size), None
+        return FeatureSource.imagenet(arch, size), None
+    except DataError as exc:
+        column.error(str(exc))
+        return None, None

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import embed_jobs, export, jobs, map_figures, runs, summary
+from core import embed_jobs, export, jobs, map_figures, summary
 from core.errors import DataError, JobBusyError
 from core.features import FeatureSource, checkpoint_epochs
 from core.levels import QC_COLUMNS, PointSet, gene_expression, top_genes
@@ -20,7 +20,14 @@ from core.reduce import MapParams, lookup_map, seeded_subset
 from core.separation import scored_epochs, separation, spread_epochs
 from core.tiling import read_tile
 from pages import overview_cache
-from pages.common import dataset_dir, get_cohort, get_workspace, job_panel, selected_epoch
+from pages.common import (
+    dataset_dir,
+    feature_source_controls,
+    get_cohort,
+    get_workspace,
+    job_panel,
+    runs_with_checkpoints,
+)
 
 ws = get_workspace()
 root = dataset_dir()
@@ -38,42 +45,13 @@ COLOURS = {"tissue": "Tissue", "subject_id": "Donor", "sex": "Sex", "age_bracket
 
 
 def _runs_with_checkpoints() -> list[Path]:
-    table = runs.list_runs(ws)
-    return [Path(p) for p in table["path"] if checkpoint_epochs(p)]
+    return runs_with_checkpoints(ws)
 
 
 def _source_controls(prefix: str, column) -> tuple[FeatureSource | None, str | None]:
     """(feature source, run folder for the split) chosen in `column`; errors shown there."""
-    trained = _runs_with_checkpoints()
-    kinds = (["Trained run"] if trained else []) + ["Random weights", "ImageNet weights", "Feature model file (timm)"]
-    kind = column.selectbox("Features", kinds, key=f"{prefix}-kind")
-    run_dir = None
-    if trained:
-        run_dir = column.selectbox("Run", trained, format_func=lambda p: p.name, key=f"{prefix}-run")
-    try:
-        if kind == "Trained run":
-            epochs = checkpoint_epochs(run_dir)
-            chosen = selected_epoch(get_workspace(), run_dir)
-            index = epochs.index(chosen) if chosen in epochs else len(epochs) - 1
-            epoch = column.selectbox("Epoch", epochs, index=index, key=f"{prefix}-epoch",
-                                     format_func=lambda e: f"{e} (selected on validation)" if e == chosen else str(e),
-                                     help="defaults to the epoch the run selected on its validation donors")
-            return FeatureSource.checkpoint(run_dir, epoch), str(run_dir)
-        if kind == "Feature model file (timm)":
-            name = column.text_input("timm model name", "resnet18", key=f"{prefix}-timm")
-            weights = column.text_input("Weights file (.safetensors or state dict)", key=f"{prefix}-timm-file")
-            return (FeatureSource.timm(name, weights) if weights else None), None
-        weights = "random" if kind == "Random weights" else "imagenet"
-        seed = column.number_input("Seed", 0, 10_000, 0, key=f"{prefix}-seed") if weights == "random" else 0
-        if run_dir is not None:
-            return FeatureSource.for_run(run_dir, weights, seed=int(seed)), str(run_dir)
-        arch = column.selectbox("Architecture", ARCHITECTURES, key=f"{prefix}-arch")
-        size = int(column.number_input("Input size (px)", 16, 512, 64, key=f"{prefix}-size"))
-        maker = FeatureSource.random if weights == "random" else FeatureSource.imagenet
-        return (maker(arch, int(seed), size) if weights == "random" else maker(arch, size)), None
-    except DataError as exc:
-        column.error(str(exc))
-        return None, None
+    source, run_dir = feature_source_controls(ws, prefix, column)
+    return source, (str(run_dir) if run_dir is not None else None)
 
 
 def map_controls(prefix: str, column) -> MapRequest | None:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import jobs, map_figures, rank_figures, rank_jobs, rank_views, runs
+from core import jobs, map_figures, rank_figures, rank_jobs, rank_views
 from core.errors import DataError, JobBusyError
 from core.features import FeatureSource, checkpoint_epochs
 from core.levels import gene_expression
@@ -19,13 +19,15 @@ from core.ranking.cv import RankParams
 from core.ranking.store import SUMMARY_JSON, Ranking, load_ranking
 from core.ranking.table import compare_sources
 from pages.common import (
+    SOURCE_KINDS,
     dataset_dir,
     donor_banner,
     expression_loader,
+    feature_source_controls,
     get_cohort,
     get_workspace,
     job_panel,
-    selected_epoch,
+    runs_with_checkpoints,
 )
 
 ws = get_workspace()
@@ -38,7 +40,6 @@ st.caption("For every filtered gene: how well the slide embeddings predict its l
            "Rankings run in a background worker and are cached.")
 donor_banner(cohort)
 
-KINDS = ("Trained run", "Random weights", "ImageNet weights", "Feature model file (timm)")
 
 
 def _stop_on_bad_input() -> None:
@@ -58,45 +59,14 @@ def _stop_on_bad_input() -> None:
 
 
 def _runs_with_checkpoints() -> list[Path]:
-    table = runs.list_runs(ws)
-    return [Path(p) for p in table["path"] if checkpoint_epochs(p)]
+    return runs_with_checkpoints(ws)
 
 
 def source_controls(prefix: str, column) -> FeatureSource | None:
     """The feature source chosen in `column` (None while incomplete or invalid; the error is shown there)."""
-    trained = _runs_with_checkpoints()
-    kinds = [k for k in KINDS if trained or k != "Trained run"]
-    kind = column.selectbox("Features", kinds, key=f"{prefix}-kind")
-    if not trained and prefix == "A":
+    if prefix == "A" and not _runs_with_checkpoints():
         column.caption("No trained run yet: rank random or ImageNet weights now, or train on the Training page.")
-    run_dir = None
-    if trained:
-        run_dir = column.selectbox("Run", trained, format_func=lambda p: p.name, key=f"{prefix}-run")
-    try:
-        if kind == "Trained run":
-            epochs = checkpoint_epochs(run_dir)
-            chosen = selected_epoch(ws, run_dir)
-            index = epochs.index(chosen) if chosen in epochs else len(epochs) - 1
-            epoch = column.selectbox("Epoch", epochs, index=index, key=f"{prefix}-epoch",
-                                     format_func=lambda e: f"{e} (selected on validation)" if e == chosen else str(e),
-                                     help="defaults to the epoch the run selected on its validation donors")
-            return FeatureSource.checkpoint(run_dir, epoch)
-        if kind == "Feature model file (timm)":
-            name = column.text_input("timm model name", "resnet18", key=f"{prefix}-timm")
-            weights = column.text_input("Weights file (.safetensors or state dict)", key=f"{prefix}-timm-file")
-            return FeatureSource.timm(name, weights) if weights else None
-        weights = "random" if kind == "Random weights" else "imagenet"
-        seed = column.number_input("Seed", 0, 10_000, 0, key=f"{prefix}-seed") if weights == "random" else 0
-        if run_dir is not None:
-            return FeatureSource.for_run(run_dir, weights, seed=int(seed))
-        arch = column.selectbox("Architecture", ARCHITECTURES, key=f"{prefix}-arch")
-        size = int(column.number_input("Input size (px)", 16, 512, 64, key=f"{prefix}-size"))
-        if weights == "random":
-            return FeatureSource.random(arch, int(seed), size)
-        return FeatureSource.imagenet(arch, size)
-    except DataError as exc:
-        column.error(str(exc))
-        return None
+    return feature_source_controls(ws, prefix, column)[0]
 
 
 def _max_folds() -> int:
@@ -120,7 +90,7 @@ def restore_from_url() -> None:
     query = {key: st.query_params.get(name) for key, name in URL_NAMES.items()}
     trained = {p.name: p for p in _runs_with_checkpoints()}
     chosen: dict = {}
-    if query["A-kind"] in KINDS and (query["A-kind"] != "Trained run" or trained):
+    if query["A-kind"] in SOURCE_KINDS and (query["A-kind"] != "Trained run" or trained):
         chosen["A-kind"] = query["A-kind"]
     if query["A-run"] in trained:
         chosen["A-run"] = trained[query["A-run"]]
