@@ -3,7 +3,10 @@
 In order, through the same core functions the CLI commands use: generate the demo cohort when missing,
 tile it, train the default model (TrainConfig's defaults, as the Training page), embed the tiles with the
 epoch selected on validation, compute the map the Embeddings explorer opens on (slides, PCA), rank every
-gene with the Gene rankings page's default parameters, and predict one slide of a held-out test donor.
+gene with the Gene rankings page's default parameters, and predict one slide of a held-out test donor
+(core.predict, with the request the Predict page builds by default). The steps after training work on the
+run every page opens on by default, the best finished run (core.predict.default_run): on a fresh workspace
+the one the tour trained.
 Each step first looks whether its result is already cached or done and then skips it, so a rerun after a
 cancel, a failure or a server restart resumes where the chain stopped (training itself resumes from its
 last complete epoch). The job's status.json carries every step's state (`progress["steps"]`), which the
@@ -51,6 +54,7 @@ STEPS = (
     Step("embed", "Embed the tiles with the selected epoch", "explorer", 30),
     Step("map", "Compute the explorer's slide map", "explorer", 3),
     Step("rank", "Rank genes by how well the slides predict them", "rankings", 40),
+    Step("predict", "Predict a slide of a held-out test donor", "predict", 15),
 )
 STEP_NAMES = tuple(step.name for step in STEPS)
 
@@ -291,7 +295,7 @@ def _finished_default_run(t: _Tour) -> Path | None:
     several, the one with the best validation accuracy at its selected epoch."""
     from core import runs
 
-    own = t.record.get("run_dir")
+    own = t.record.get("trained_run")
     if own and Path(own).is_dir() and runs.run_status(own) == "done" and _same_config(Path(own), t.params.train,
                                                                                      t.data_dir):
         return Path(own)
@@ -320,12 +324,11 @@ def _train(t: _Tour) -> dict[str, Any]:
 
     finished = _finished_default_run(t)
     if finished is not None:
-        t.remember(run_dir=str(finished), epoch=_selected_epoch(finished))
-        return {"cached": True, "run_dir": str(finished), "epoch": t.record["epoch"]}
+        return _pages_run(t, finished, {"cached": True})
     index_path = tile_index_path(t.ws, t.data_dir, t.cohort())
     if index_path is None:
         raise DataError(t.data_dir, "the slides are not tiled")
-    own = t.record.get("run_dir")
+    own = t.record.get("trained_run")
     resumable = own and (Path(own) / "config.json").exists() and _same_config(Path(own), t.params.train, t.data_dir)
     if resumable:
         run_dir, config = Path(own), None  # continues from its last complete epoch
@@ -333,16 +336,26 @@ def _train(t: _Tour) -> dict[str, Any]:
         run_dir, config = runs.new_run_dir(t.ws), t.params.train.validate()
         atomic_write_json(run_dir / runs.REQUEST_NAME, {**asdict(config), "data_dir": str(t.data_dir),
                                                        "requested_by": KIND})
-    t.remember(run_dir=str(run_dir), epoch=None)
+    t.remember(trained_run=str(run_dir), run_dir=None, epoch=None)
     summary = train_run(run_dir, config, load_tile_index(index_path), t.ws, _TrainReporter(t),
                         meta={"data_dir": str(t.data_dir), "tile_index_path": str(index_path)})
     if summary.get("status") == "cancelled" or t.cancelled():
         raise jobs.JobCancelled("cancelled on request")
     if summary.get("status") != "done":
         raise DataError(run_dir, f"training stopped: {summary.get('message') or summary.get('status')}")
-    t.remember(epoch=_selected_epoch(run_dir))
-    return {"cached": False, "run_dir": str(run_dir), "epoch": t.record["epoch"],
-            "test_acc_selected": summary.get("test_acc_selected"), "val_acc_selected": summary.get("val_acc_selected")}
+    return _pages_run(t, run_dir, {"cached": False, "test_acc_selected": summary.get("test_acc_selected"),
+                                   "val_acc_selected": summary.get("val_acc_selected")})
+
+
+def _pages_run(t: _Tour, trained: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """Remember the trained run and the run the pages open on (the best finished run; the trained one unless the
+    workspace holds a better one), with that run's validation-selected epoch."""
+    from core.predict import default_run
+
+    run_dir = default_run(t.ws) or trained
+    t.remember(trained_run=str(trained), run_dir=str(run_dir), epoch=_selected_epoch(run_dir))
+    note = {} if run_dir == trained else {"note": f"the pages open on the best finished run {run_dir.name}"}
+    return {**result, "trained_run": str(trained), "run_dir": str(run_dir), "epoch": t.record["epoch"], **note}
 
 
 def _embed(t: _Tour) -> dict[str, Any]:
@@ -399,14 +412,61 @@ def _rank(t: _Tour) -> dict[str, Any]:
     if ranking is None:
         ranking = rank_genes(t.ws, t.data_dir, source, params, cohort=cohort, progress=t.step_progress,
                              cancel=t.cancelled)
+    t.remember(rank_params=asdict(params))
     summary = ranking.summary
     return {"cached": cached, "genes": summary.get("genes"), "recovered": summary.get("recovered"),
             "recovered_by_random": summary.get("recovered_by_random"), "folds": params.folds,
             "repeats": params.repeats}
 
 
+def held_out_slide(run_dir: str | Path, samples) -> tuple[str, Path]:
+    """(sample id, slide path) of the first slide, by sample id, of a donor the run held out for its test report:
+    never seen in training or in choosing the epoch. DataError when the run tested no slide of `samples`."""
+    from core import runs
+
+    split = runs.run_split(run_dir)
+    tested = set(split.loc[split["split"] == "test", "sample_id"].astype(str))
+    slides = samples[samples["has_slide"].astype(bool) & samples["sample_id"].astype(str).isin(tested)]
+    if slides.empty:
+        raise DataError(Path(run_dir) / "split.csv", "the run has no test donor with a slide in this dataset")
+    row = slides.sort_values("sample_id").iloc[0]
+    return str(row["sample_id"]), Path(str(row["slide_path"]))
+
+
+def predict_request(run_dir: str | Path, epoch: int, ranking: RankParams):
+    """The request the Predict page builds by default for a run (its selected epoch, its ranking, every gene with
+    its R² so the page's threshold only filters, the UMAP placement)."""
+    from core.predict import PredictRequest
+
+    return PredictRequest(run_dir=str(Path(run_dir).resolve()), epoch=int(epoch), ranking=ranking, r2_threshold=0.0)
+
+
+def _predict(t: _Tour) -> dict[str, Any]:
+    from core.predict import cached_prediction, file_sha256, predict_slide
+
+    sample_id, slide = held_out_slide(t.run_dir(), t.cohort().samples)
+    ranking = RankParams(**t.record["rank_params"]) if t.record.get("rank_params") else t.params.rank
+    request = predict_request(t.run_dir(), int(t.record["epoch"]), ranking)
+    sha = file_sha256(slide)
+    prediction = cached_prediction(t.ws, sha, request)
+    cached = prediction is not None
+    if prediction is None:
+        def progress(done: float, message: str, step: str) -> None:
+            t.step_progress(done, 1.0, f"{step}: {message}" if message else step)
+
+        # data_dir None: the run's own dataset as the reference, as the Predict page asks (same cache entry)
+        prediction = predict_slide(t.ws, None, slide, request, progress=progress, cancel=t.cancelled, sha256=sha)
+    t.remember(predicted_sample=sample_id, predicted_slide=str(slide), predicted_sha256=sha)
+    samples = t.cohort().samples.set_index("sample_id")
+    return {"cached": cached, "sample_id": sample_id, "slide": str(slide),
+            "true_tissue": str(samples.loc[sample_id, "tissue"]) if sample_id in samples.index else None,
+            "tissue": prediction.tissue, "top3": prediction.top3, "genes": int(len(prediction.genes)),
+            "warnings": list(prediction.warnings)}
+
+
 RUNNERS: dict[str, Callable[[_Tour], dict[str, Any]]] = {
     "demo": _demo, "tiles": _tiles, "train": _train, "embed": _embed, "map": _map, "rank": _rank,
+    "predict": _predict,
 }
 
 

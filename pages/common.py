@@ -179,8 +179,17 @@ SOURCE_KINDS = ("Trained run", "Random weights", "ImageNet weights", "Feature mo
 
 
 def runs_with_checkpoints(ws: Workspace) -> list[Path]:
-    """Run folders that have at least one checkpoint (newest first, as runs.list_runs orders them)."""
-    return [Path(p) for p in runs.list_runs(ws)["path"] if checkpoint_epochs(p)]
+    """Run folders that have at least one checkpoint, the best finished run (core.predict.default_run: the highest
+    validation accuracy at its selected epoch) first and the others newest first: every page opens on the same
+    run, and after the demo tour on the run it filled the pages for."""
+    from core.predict import default_run
+
+    found = [Path(p) for p in runs.list_runs(ws)["path"] if checkpoint_epochs(p)]
+    best = default_run(ws)
+    if best is not None and Path(best) in found:
+        found.remove(Path(best))
+        found.insert(0, Path(best))
+    return found
 
 
 def epoch_picker(ws: Workspace, column, run_dir: Path, key: str) -> int:

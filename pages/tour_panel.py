@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from core import jobs, runs, tour
 from core.config import Workspace
@@ -86,13 +87,16 @@ def _summary(page: str, results: dict[str, dict]) -> str:
 def _links(rows: list[dict]) -> None:
     """A link to each page the tour filled (not this one), with what it left there."""
     results = {row["name"]: row.get("result") or {} for row in rows}
-    shown = [page for page in dict.fromkeys(row.get("page") for row in rows) if page in PAGES and page != "overview"]
-    if (Path(__file__).parent / "predict.py").exists() and "predict" not in shown:
-        shown.append("predict")
+    here = Path(__file__).parent
+    shown = [page for page in dict.fromkeys(row.get("page") for row in rows)
+             if page in PAGES and page != "overview" and (here / Path(PAGES[page][0]).name).exists()]
     cols = st.columns(len(shown))
     for col, page in zip(cols, shown, strict=True):
         path, label, icon = PAGES[page]
-        col.page_link(path, label=label, icon=icon)
+        try:
+            col.page_link(path, label=label, icon=icon)
+        except StreamlitAPIException:  # a page file not (yet) in app.py's navigation
+            col.markdown(f"**{label}**")
         col.caption(_summary(page, results))
 
 

@@ -18,6 +18,7 @@ from core.config import Workspace, workspace
 from core.demo import ensure_demo_cohort
 from core.errors import JobBusyError
 from core.jobs import JobReporter
+from core.predict import cached_prediction, file_sha256
 from core.ranking.cv import RankParams
 from core.reduce import MapParams
 from core.tour import (
@@ -32,6 +33,7 @@ from core.tour import (
     TourStepError,
     latest_tour,
     launch_tour,
+    predict_request,
     run_tour,
     step_rows,
     tour_argv,
@@ -95,7 +97,7 @@ def toured(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One tiny tour cancelled during its second epoch, resumed to the end, then run once more."""
     ws = workspace(tmp_path_factory.mktemp("tour") / "workspace")
     first, first_status = _tour(ws, cancel_when=_in_epoch_2)
-    first_run = tour_record(ws).get("run_dir")
+    first_run = tour_record(ws).get("trained_run")
     first_epochs = runs.read_metrics(first_run)[1]["epoch"].tolist() if first_run else None
     second, second_status = _tour(ws)
     third, third_status = _tour(ws)
@@ -116,7 +118,7 @@ def test_a_cancel_during_training_stops_the_chain_there(toured):
     assert status["state"] == jobs.CANCELLED
     assert recorder.steps == ["demo", "tiles", "train"]
     states = _states(status)
-    assert [states[n] for n in STEP_NAMES] == [DONE, DONE, CANCELLED, PENDING, PENDING, PENDING]
+    assert [states[n] for n in STEP_NAMES] == [DONE, DONE, CANCELLED, PENDING, PENDING, PENDING, PENDING]
     assert run_dir is not None
     assert epochs_then == [1]  # epoch 1 kept; epoch 2 was under way
 
@@ -127,7 +129,7 @@ def test_a_rerun_resumes_the_same_run_and_runs_the_rest_in_order(toured):
     assert status["state"] == jobs.DONE
     assert recorder.steps == list(STEP_NAMES)
     states = _states(status)
-    assert [states[n] for n in STEP_NAMES] == [CACHED, CACHED, DONE, DONE, DONE, DONE]
+    assert [states[n] for n in STEP_NAMES] == [CACHED, CACHED, DONE, DONE, DONE, DONE, DONE]
     result = status["result"]
     assert result["run_dir"] == run_dir and result["epoch"] in (1, 2)
     assert len(runs.list_runs(toured["ws"])) == 1  # the cancelled run was continued, not started again
@@ -136,6 +138,18 @@ def test_a_rerun_resumes_the_same_run_and_runs_the_rest_in_order(toured):
     steps = {row["name"]: row for row in result["steps"]}
     assert steps["rank"]["result"]["genes"] > 0 and steps["rank"]["result"]["repeats"] == RankParams().repeats
     assert all(row["seconds"] is not None and row["cpu_seconds"] is not None for row in result["steps"])
+
+
+def test_the_predicted_slide_is_a_held_out_test_donors_and_the_predict_page_request_finds_it(toured):
+    ws = toured["ws"]
+    record = tour_record(ws)
+    split = runs.run_split(record["run_dir"])
+    assert split.set_index("sample_id").loc[record["predicted_sample"], "split"] == "test"
+    step = {row["name"]: row for row in toured["second"][1]["result"]["steps"]}["predict"]["result"]
+    assert step["sample_id"] == record["predicted_sample"] and step["tissue"]
+    request = predict_request(record["run_dir"], record["epoch"], RankParams(**record["rank_params"]))
+    found = cached_prediction(ws, file_sha256(record["predicted_slide"]), request)
+    assert found is not None and found.tissue == step["tissue"]
 
 
 def test_a_third_run_skips_every_step(toured):
