@@ -76,17 +76,22 @@ def level_for(info: SlideInfo, downsample: float) -> int:
     return best
 
 
-def candidate_cells(slide: Slide, read_size: int, saturation: float,
-                    min_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x, y, tissue_fraction) of the full grid cells, row-major, whose thumbnail footprint is mostly tissue."""
+def mask_thumbnail_side(info: SlideInfo, read_size: int) -> int:
+    """The thumbnail side the tissue mask is computed on: each tile spans at least ~8 of its pixels, within
+    memory reason."""
+    return min(4096, max(1024, math.ceil(max(info.width, info.height) * 8 / read_size)))
+
+
+def candidate_cells(slide: Slide, read_size: int, saturation: float, min_fraction: float,
+                    thumbnail: tuple[np.ndarray, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, tissue_fraction) of the full grid cells, row-major, whose thumbnail footprint is mostly tissue.
+    `thumbnail`: the slide's `thumbnail(mask_thumbnail_side(...))` when the caller has read it already."""
     info = slide.info
     columns, rows = info.width // read_size, info.height // read_size
     if columns == 0 or rows == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32)
-    # Enough thumbnail pixels that each tile spans at least ~8 of them, within memory reason.
-    max_side = min(4096, max(1024, math.ceil(max(info.width, info.height) * 8 / read_size)))
-    thumb, scale = slide.thumbnail(max_side)
+    thumb, scale = thumbnail if thumbnail is not None else slide.thumbnail(mask_thumbnail_side(info, read_size))
     mask = tissue_mask(thumb, saturation, um_per_px=scale * info.mpp).astype(np.float64)
     integral = np.pad(mask.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
 
@@ -118,8 +123,9 @@ def _scene_facts(info: SlideInfo, read_size: int, rule: str) -> dict[str, Any]:
     }
 
 
-def plan_slide(path: str, params: Any) -> SlidePlan:
-    """Open every scene of `path` and plan its cells (raises DataError naming the file when unreadable)."""
+def plan_slide(path: str, params: Any, thumbnail: tuple[np.ndarray, float] | None = None) -> SlidePlan:
+    """Open every scene of `path` and plan its cells (raises DataError naming the file when unreadable).
+    `thumbnail`: scene 0's mask thumbnail (`mask_thumbnail_side`) when the caller has read it already."""
     slides = [open_slide(path)]
     try:
         slides += [open_slide(path, scene) for scene in range(1, slides[0].info.scenes)]
@@ -140,7 +146,9 @@ def plan_slide(path: str, params: Any) -> SlidePlan:
                     f"{10 / params.magnification:g} µm/px asked: tiles are upsampled"
                 )
             level = level_for(info, read_size / params.tile_size)
-            xs, ys, fraction = candidate_cells(slide, read_size, params.mask_saturation, params.min_tissue_fraction)
+            given = thumbnail if info.scene == 0 else None
+            xs, ys, fraction = candidate_cells(slide, read_size, params.mask_saturation, params.min_tissue_fraction,
+                                               given)
             if xs.size:
                 tiled.append(info.scene)
             if not facts or (xs.size and len(tiled) == 1):

@@ -18,7 +18,7 @@ from core.models import build_model
 from core.predict import PredictRequest
 from core.rank_jobs import baseline_source
 from core.ranking.api import rank_genes
-from core.ranking.cv import RankParams
+from core.ranking.params import RankParams
 from core.train import save_checkpoint
 
 TINY_COHORT = {"n_donors": 6, "n_tissues": 2, "slide_size": (1024, 1024), "n_genes": 120, "workers": 1}

@@ -35,7 +35,7 @@ from core.predict.reference import load_reference
 from core.predict.request import run_model
 from core.predict.tiles import predict_tiling_params
 from core.rank_jobs import cached_ranking_for
-from core.ranking.cv import RankParams
+from core.ranking.params import RankParams
 from core.slides import open_slide
 from core.tiling import TilingParams, build_tile_index, dataset_tiling_params, record_dataset_tiling_params
 from tests.predict_helpers import FAST_RANKING, make_predict_workspace

@@ -17,7 +17,7 @@ from core.config import workspace
 from core.errors import DataError
 from core.jobs import JobReporter
 from core.predict.request import MAP_METHODS, PredictRequest
-from core.ranking.cv import RankParams
+from core.ranking.params import RankParams
 
 KIND = "predict"
 

@@ -44,6 +44,21 @@ def feature_model(source: FeatureSource):
         return hit
 
 
+def preload(source: FeatureSource) -> threading.Thread:
+    """Load the model in a thread (imports of torch and torchvision, the checkpoint) while the slide is read
+    and QC'd; `feature_model` then finds it loaded. Errors surface in the embed step (loaded again there)."""
+
+    def load() -> None:
+        try:
+            feature_model(source)
+        except Exception:  # reported by the embed step's own call
+            pass
+
+    thread = threading.Thread(target=load, name="predict-model-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def read_chunk(path: str, scenes: np.ndarray, xs: np.ndarray, ys: np.ndarray, sizes: np.ndarray,
                out_size: int) -> np.ndarray:
     """uint8 (n, S, S, 3) tiles of one slide, each its level-0 box read at `out_size` (pool entry)."""

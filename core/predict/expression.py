@@ -26,7 +26,7 @@ import pandas as pd
 from core.cache import cache_key
 from core.config import Workspace
 from core.fileio import atomic_path
-from core.ranking.cv import RankParams
+from core.ranking.params import RankParams
 from core.ranking.reduce import Reducer, fit_reducer
 from core.ranking.ridge import fit_ridge_cv
 from core.ranking.store import Ranking

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,9 @@ from core.errors import DataError
 from core.fileio import temp_path_for
 from core.predict.request import PredictRequest, reference_dir, run_model
 from core.predict.result import SlidePrediction, load_prediction, save_prediction
-from core.predict.tiles import SlideTiles, predict_tiling_params, slide_tiles
+
+if TYPE_CHECKING:
+    from core.predict.tiles import SlideTiles
 
 PREDICT_VERSION = 1
 STEPS = ("read", "tiles", "embed", "tissue", "expression", "map", "report")
@@ -135,6 +138,8 @@ def _slide_folder(ws: Workspace, sha256: str, source_key: str, params) -> Path:
 
 
 def _load_slide(folder: Path) -> tuple[SlideTiles, np.ndarray] | None:
+    from core.predict.tiles import SlideTiles
+
     try:
         meta = json.loads((folder / "slide.json").read_text())
         with np.load(folder / "arrays.npz", allow_pickle=False) as data:
@@ -166,6 +171,7 @@ def _save_slide(folder: Path, tiles: SlideTiles, values: np.ndarray) -> None:
 def _slide_features(ws: Workspace, path: Path, sha256: str, model, params, steps: _Steps
                     ) -> tuple[SlideTiles, np.ndarray]:
     from core.predict.embedding import embed_slide_tiles
+    from core.predict.tiles import slide_tiles
 
     folder = _slide_folder(ws, sha256, model.source.key, params)
     saved = _load_slide(folder)
@@ -174,10 +180,14 @@ def _slide_features(ws: Workspace, path: Path, sha256: str, model, params, steps
         steps.start("tiles", "tiles QC'd before (cached)")
         steps.start("embed", "tiles embedded before (cached)")
         return saved
+    from core.predict.embedding import preload
+
     steps.start("read", f"reading {path.name}")
+    loading = preload(model.source)  # torch's imports overlap the reading and QC
     tiles = slide_tiles(path, params, progress=lambda share, message: steps.within(share, message),
                         on_read=lambda: steps.start("tiles", "QC of every tissue cell"))
     steps.start("embed", f"embedding {tiles.summary['kept']:,} tiles")
+    loading.join()
     kept = tiles.tiles[tiles.tiles["passed_qc"].to_numpy(bool)]
     values = embed_slide_tiles(path, kept, model.source, progress=steps.within, cancel=steps.cancel)
     _save_slide(folder, tiles, values)
@@ -270,6 +280,7 @@ def _compute(ws: Workspace, data: Path, path: Path, sha: str, request: PredictRe
     from core.predict.expression import gene_models, predict_expression
     from core.predict.placement import place_on_map
     from core.predict.reference import check_tissues_fit, load_reference, nearest
+    from core.predict.tiles import predict_tiling_params
     from core.predict.tissue import call_tissue
     from core.predictions import checkpoint_head
     from core.tiling import dataset_tiling_params

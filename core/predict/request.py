@@ -16,7 +16,7 @@ from core.cache import cache_key
 from core.config import Workspace, resolve_data_dir
 from core.errors import DataError
 from core.features import FeatureSource, checkpoint_epochs
-from core.ranking.cv import RankParams
+from core.ranking.params import RankParams
 
 MAP_METHODS = ("umap", "tsne", "pca")
 # Finished runs offered as the default: training ended (done) or was stopped with its checkpoints kept.

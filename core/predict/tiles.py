@@ -25,7 +25,7 @@ from core.qc import QC_STAGES
 from core.slides import open_slide
 from core.tile_mask import tissue_mask
 from core.tile_parts import TilePart
-from core.tile_plan import plan_slide, read_size_for
+from core.tile_plan import mask_thumbnail_side, plan_slide, read_size_for
 from core.tile_run import SlideTask, run_slides
 from core.tiling import TilingParams
 
@@ -71,12 +71,15 @@ def read_slide(path: Path, params: TilingParams) -> tuple[dict[str, Any], np.nda
         warnings.simplefilter("always", DataWarning)
         with open_slide(path) as slide:
             info = slide.info
+            read_size, rule = read_size_for(info, params.tile_size, params.magnification)
             thumbnail, scale = slide.thumbnail(THUMB_SIDE)
+    # The plan's tissue mask reads the same thumbnail when it is the display size (slides under ~57,000 px):
+    # handed over, so a slide without a pyramid (the whole image decoded per thumbnail) is decoded once.
+    shared = mask_thumbnail_side(info, read_size) == THUMB_SIDE
     notes = list(info.warnings)
     if info.bit_depth > 8:
         raise DataError(path, f"{info.bit_depth}-bit image: the model needs an 8-bit RGB H&E slide")
     _check_colour(path, thumbnail, info.channels)
-    read_size, rule = read_size_for(info, params.tile_size, params.magnification)
     target_mpp = 10.0 / params.magnification
     if read_size * MAX_UPSAMPLE < params.tile_size:
         raise DataError(path, f"resolution too low for the run: {info.mpp:g} µm/px ({info.magnification:g}x"
@@ -90,7 +93,7 @@ def read_slide(path: Path, params: TilingParams) -> tuple[dict[str, Any], np.nda
         "width": info.width, "height": info.height, "magnification": info.magnification,
         "magnification_assumed": info.magnification_assumed, "mpp": info.mpp, "mpp_assumed": info.mpp_assumed,
         "driver": info.driver, "scenes": info.scenes, "read_size": read_size, "tile_size": params.tile_size,
-        "tile_sizing": rule,
+        "tile_sizing": rule, "mask_thumbnail": shared,
     }
     del caught  # the slide's own notes are in info.warnings; nothing else is worth repeating
     return facts, thumbnail, scale, mask, notes
@@ -115,7 +118,7 @@ def slide_tiles(path: str | Path, params: TilingParams, progress: Callable[[floa
         raise DataError(path, "no tissue found: the tissue mask of the slide is empty (blank or glass only)")
     with warnings.catch_warnings():  # its notes are the ones read_slide kept
         warnings.simplefilter("ignore", DataWarning)
-        plan = plan_slide(str(path), params)
+        plan = plan_slide(str(path), params, (thumbnail, scale) if info.pop("mask_thumbnail") else None)
     notes += [n for n in plan.facts.get("warnings", []) if n not in notes]
     if len(plan) == 0:
         raise DataError(path, "no tissue found: no grid cell is at least "

@@ -15,23 +15,13 @@ from threadpoolctl import threadpool_limits
 from core.ranking.baselines import group_mean_predict, kmeans_predict
 from core.ranking.folds import Fold, donor_folds
 from core.ranking.metrics import pearson_columns, spearman_columns
+from core.ranking.params import RankParams  # its own module: importable without sklearn
 from core.ranking.reduce import fit_reducer
 from core.ranking.ridge import fit_ridge_cv
 from core.ranking.threads import single_threaded
 
 Progress = Callable[[int, int, str], None]
 Cancel = Callable[[], bool]
-
-
-@dataclass(frozen=True)
-class RankParams:
-    components: int = 40  # PCA components of the standardized embedding
-    folds: int = 5
-    repeats: int = 3
-    seed: int = 0
-    clusters: int = 8  # k-means clusters of the cluster-mean baseline
-    criterion: str = "loo"  # ridge penalty per gene: exact leave-one-out ("loo") or "gcv"
-    permutation_null: bool = True  # one extra pass with embeddings shuffled across samples (repeat 0)
 
 
 @dataclass
