@@ -13,6 +13,7 @@ navigation = st.navigation(
         st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
         st.Page("pages/explorer.py", title="Embeddings explorer", icon=":material/scatter_plot:"),
         st.Page("pages/rankings.py", title="Gene rankings", icon=":material/format_list_numbered:"),
+        st.Page("pages/predict.py", title="Predict", icon=":material/labs:"),
     ]
 )
 warm_up_maps()  # once per server: numba compiles UMAP in a side process, not in the user's first map

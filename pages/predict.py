@@ -1,0 +1,521 @@
+"""Predict: one slide in (uploaded, or picked from the dataset), its tissue, tile heatmaps, predicted expression of
+the recoverable genes, its place on the reference map and its nearest reference slides out. The prediction runs
+in a background worker (core.predict, job kind "predict") and is cached by the file's SHA-256 and the request,
+so a reload or a new tab finds it again (the slide's hash is kept in the URL)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import jobs, rank_jobs, runs, summary
+from core import predict_figures as pf
+from core import upload as uploads
+from core.errors import DataError, JobBusyError
+from core.features import FeatureSource, checkpoint_epochs
+from core.predict import PredictRequest, cached_prediction, default_run, file_sha256, launch_prediction
+from core.ranking.cv import RankParams
+from pages.common import dataset_dir, get_cohort, get_workspace, selected_epoch
+from pages.overview_cache import frozen, jpeg_bytes
+
+KIND = "predict"
+# Every gene with R² >= 0 is predicted once; the page's threshold only filters what is shown, so moving the
+# slider never starts a new prediction.
+REQUEST_R2 = 0.0
+STEP_LABELS = {"read": "read the slide", "tiles": "tile + QC", "embed": "embed tiles", "tissue": "tissue",
+               "expression": "expression", "map": "map + neighbours", "report": "report"}
+SLIDE_KEY = "predict-slide"  # this session's slide: {"sha", "name", "path", "source"}
+JOBS_KEY = "predict-jobs"  # (sha, request key) -> job folder launched by this session
+
+ws = get_workspace()
+root = dataset_dir()
+uploads.remove_stale_uploads(ws)
+
+st.title("Predict")
+st.caption("Drop in one slide and get its tissue, where on the slide each tissue and gene is predicted, the "
+           "expression of the genes the run can recover with how far to trust each, and the reference slides it "
+           "is closest to. The prediction runs in a background worker; a reload or a new tab finds it again.")
+
+
+# ---------------------------------------------------------------- run, checkpoint, ranking
+def trained_runs() -> list[Path]:
+    """Runs with a checkpoint, the default (best finished) run first."""
+    table = runs.list_runs(ws)
+    found = [Path(p) for p in table["path"] if checkpoint_epochs(p)]
+    best = default_run(ws)
+    if best is not None and Path(best) in found:
+        found.remove(Path(best))
+        found.insert(0, Path(best))
+    return found
+
+
+def restore_from_url(trained: list[Path]) -> None:
+    """A fresh session (reload, new tab, shared link) takes its slide, run and epoch from the URL."""
+    if st.session_state.get("_predict-restored"):
+        return
+    st.session_state["_predict-restored"] = True
+    by_name = {p.name: p for p in trained}
+    run = by_name.get(st.query_params.get("run", ""))
+    if run is not None:
+        st.session_state["predict-run"] = run
+        epoch = st.query_params.get("epoch", "")
+        if epoch.isdigit() and int(epoch) in checkpoint_epochs(run):
+            st.session_state["predict-epoch"] = int(epoch)
+    sha = st.query_params.get("slide", "")
+    if len(sha) == 64 and all(c in "0123456789abcdef" for c in sha) and SLIDE_KEY not in st.session_state:
+        st.session_state[SLIDE_KEY] = {"sha": sha, "name": None, "path": None, "source": "link"}
+
+
+def request_controls(trained: list[Path]) -> PredictRequest | None:
+    cols = st.columns([2, 1, 2])
+    run_dir = cols[0].selectbox("Run", trained, key="predict-run", format_func=lambda p: p.name,
+                                help="defaults to the best finished run (highest validation accuracy)")
+    epochs = checkpoint_epochs(run_dir)
+    chosen = selected_epoch(ws, run_dir)
+    if st.session_state.get("predict-epoch") not in epochs:
+        st.session_state.pop("predict-epoch", None)
+    epoch = cols[1].selectbox("Checkpoint (epoch)", epochs, key="predict-epoch",
+                              index=epochs.index(chosen) if chosen in epochs else len(epochs) - 1,
+                              format_func=lambda e: f"{e} (selected on validation)" if e == chosen else str(e),
+                              help="defaults to the epoch the run selected on its validation donors")
+    with cols[2].expander("Gene ranking and map"):
+        defaults = RankParams()
+        inner = st.columns(3)
+        components = int(inner[0].number_input("PCA components", 1, 512, defaults.components, key="predict-comp"))
+        folds = int(inner[1].number_input("Folds", 2, 10, defaults.folds, key="predict-folds"))
+        repeats = int(inner[2].number_input("Repeats", 1, 50, defaults.repeats, key="predict-repeats"))
+        method = st.radio("Reference map", ["umap", "tsne", "pca"], horizontal=True, key="predict-map",
+                          format_func={"umap": "UMAP", "tsne": "t-SNE (placed by PCA)", "pca": "PCA"}.get)
+        neighbours = int(st.number_input("Nearest reference slides", 1, 20, 5, key="predict-neighbours"))
+        st.caption("The ranking is the run's own gene ranking at these parameters (Gene rankings page).")
+    st.query_params["run"] = run_dir.name
+    st.query_params["epoch"] = str(epoch)
+    try:
+        return PredictRequest(run_dir=str(run_dir.resolve()), epoch=int(epoch),
+                              ranking=RankParams(components=components, folds=folds, repeats=repeats),
+                              r2_threshold=REQUEST_R2, neighbours=neighbours, map_method=method)
+    except DataError as exc:
+        st.error(str(exc))
+        return None
+
+
+# ---------------------------------------------------------------- the slide
+def upload_limit_bytes() -> int:
+    return int(st.get_option("server.maxUploadSize")) * 1024 * 1024
+
+
+def upload_input():
+    """The file picker; a new file is saved (streamed, hashed) once and becomes this session's slide. Returns
+    the uploaded file while the picker holds it (to save it again when its temporary copy is gone)."""
+    limit = upload_limit_bytes()
+    kinds = ", ".join(e.lstrip(".").upper() for e in (".svs", ".ndpi", ".scn", ".czi", ".ome.tiff", ".tiff",
+                                                          ".jpeg", ".png"))
+    # No `type=`: Streamlit would refuse other files with an exception; core.upload says which file and why.
+    file = st.file_uploader(f"Slide file ({kinds}; up to {uploads.describe_size(limit)})", key="predict-file",
+                            help="saved to a private temporary file in the workspace and deleted once the "
+                                 "prediction is done, unless you keep it")
+    st.checkbox("Keep the uploaded slide in the workspace after the prediction", key="predict-keep",
+                help=f"kept as {ws.root / uploads.UPLOADS / uploads.KEPT}/<sha256>.<ext>")
+    if file is None:
+        st.session_state.pop("predict-file-id", None)
+        return None
+    if st.session_state.get("predict-file-id") == file.file_id:
+        return file  # saved on an earlier run
+    st.session_state["predict-file-id"] = file.file_id
+    st.session_state.pop("predict-upload-error", None)
+    try:
+        saved = save(file)
+    except DataError as exc:
+        st.session_state["predict-upload-error"] = str(exc)
+        st.session_state.pop(SLIDE_KEY, None)
+        return None
+    st.session_state[SLIDE_KEY] = {"sha": saved.sha256, "name": saved.name, "path": str(saved.path),
+                                   "size": saved.size, "source": "upload", "file_id": file.file_id, "launched": []}
+    return file
+
+
+def save(file) -> uploads.Upload:
+    """Stream the uploaded file to a private temporary file (DataError naming it when refused)."""
+    file.seek(0)
+    with st.spinner(f"Saving {file.name} ..."):
+        return uploads.save_upload(ws, file, file.name, upload_limit_bytes(), size=file.size)
+
+
+def slide_file(slide: dict[str, Any], file) -> Path | None:
+    """The slide's file on disk; an upload whose temporary copy was deleted after an earlier prediction is
+    saved again from the picker (same content, same hash) when the picker still holds it."""
+    path = Path(slide["path"]) if slide.get("path") else None
+    if path is not None and path.exists():
+        return path
+    if slide["source"] != "upload" or file is None or file.file_id != slide.get("file_id"):
+        return None
+    saved = save(file)
+    slide["path"] = str(saved.path)
+    return saved.path
+
+
+@st.cache_resource(show_spinner="Hashing the slide ...", max_entries=64)
+def _dataset_sha(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    return file_sha256(path)
+
+
+def dataset_input() -> dict[str, Any] | None:
+    """A slide of the configured dataset (its file is never deleted)."""
+    cohort = get_cohort(root)
+    slides = cohort.samples[cohort.samples["has_slide"].astype(bool)]
+    if slides.empty:
+        st.info(f"The dataset {root} has no slides.")
+        return None
+    labels = dict(zip(slides["sample_id"], slides["tissue"], strict=True))
+    sample = st.selectbox("Slide of the dataset", list(labels), key="predict-sample",
+                          format_func=lambda s: f"{s} ({labels[s]})")
+    path = Path(slides.set_index("sample_id").at[sample, "slide_path"])
+    try:
+        stat = path.stat()
+        sha = _dataset_sha(str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    except (OSError, DataError) as exc:
+        st.error(f"{path.name}: cannot read the slide ({exc})")
+        return None
+    return {"sha": sha, "name": path.name, "path": str(path), "source": "dataset"}
+
+
+# ---------------------------------------------------------------- the job
+def _session_jobs() -> dict[str, str]:
+    return st.session_state.setdefault(JOBS_KEY, {})
+
+
+def find_job(sha: str, request_key: str) -> jobs.Job | None:
+    """This session's job for the slide and request, else a running predict job of another session (a reload)
+    that names the same slide and request."""
+    known = _session_jobs().get(f"{sha}:{request_key}")
+    if known and Path(known).is_dir():
+        return jobs.Job(known, ws)
+    for job in jobs.list_jobs(ws, kind=KIND)[:20]:
+        try:
+            status = job.status()
+        except DataError:
+            continue
+        if status.get("file_sha256") == sha and status.get("request_key") in (None, request_key) \
+                and status.get("state") == jobs.RUNNING:
+            return job
+    return None
+
+
+def start(slide: dict[str, Any], path: Path, request: PredictRequest, request_key: str) -> bool:
+    delete = slide["source"] == "upload"
+    if delete and st.session_state.get("predict-keep"):
+        kept = uploads.keep_upload(ws, uploads.Upload(path, slide["sha"], int(slide.get("size") or 0),
+                                                      slide["name"]))
+        path, delete = kept.path, False
+        slide["path"] = str(path)
+    try:
+        job = launch_prediction(ws, None, path, request, delete_slide=delete)
+    except (DataError, JobBusyError) as exc:
+        st.error(_named(str(exc), slide))
+        return False
+    _session_jobs()[f"{slide['sha']}:{request_key}"] = str(job.dir)
+    return True
+
+
+def _named(message: str, slide: dict[str, Any]) -> str:
+    """A message about the temporary upload file, told with the name the user gave the file."""
+    if slide.get("path") and slide.get("name"):
+        message = message.replace(str(slide["path"]), slide["name"])
+    return message
+
+
+def progress_panel(job: jobs.Job, slide: dict[str, Any]) -> None:
+    """The running prediction: one bar where each step has its share, the step under way, cancel."""
+
+    @st.fragment(run_every=1.0)
+    def _panel() -> None:
+        status = job.status()
+        state = status.get("state")
+        progress = status.get("progress") or {}
+        total = progress.get("total") or 1
+        done = min(1.0, float(progress.get("done") or 0) / float(total))
+        step = progress.get("step") or ""
+        text = f"Predicting {slide.get('name') or 'the slide'}: {done:.0%}"
+        if progress.get("message"):
+            text += f" · {progress['message']}"
+        st.progress(done, text=text)
+        st.caption(" → ".join(f"**{label}**" if name == step else label for name, label in STEP_LABELS.items()))
+        if state == jobs.RUNNING:
+            if st.button("Cancel the prediction", key=f"predict-cancel-{job.id}"):
+                jobs.request_cancel(job)
+        else:
+            st.rerun(scope="app")
+
+    _panel()
+
+
+def job_outcome(job: jobs.Job, slide: dict[str, Any]) -> bool:
+    """Shows a failed or cancelled job's outcome; True when it ended that way (nothing to draw)."""
+    status = job.status()
+    state = status.get("state")
+    if state == jobs.FAILED:
+        name = slide.get("name") or "The slide"
+        st.error(_named(status.get("error") or "unknown error", slide), icon=":material/error:")
+        if slide["source"] == "upload":
+            st.caption(f"Nothing else was changed. Upload another file to try again ({name} is not kept).")
+        return True
+    if state == jobs.CANCELLED:
+        st.info("The prediction was cancelled.")
+        return True
+    return False
+
+
+# ---------------------------------------------------------------- the result (cached per server)
+class _NotYet(Exception):
+    """No saved prediction yet: raised, so st.cache_resource does not remember the miss."""
+
+
+@st.cache_resource(show_spinner="Reading the prediction ...", max_entries=8)
+def _prediction(sha: str, request_key: str, _request: PredictRequest):
+    found = cached_prediction(ws, sha, _request)
+    if found is None:
+        raise _NotYet
+    return found
+
+
+def prediction_for(sha: str, request_key: str, request: PredictRequest):
+    try:
+        return _prediction(sha, request_key, request)
+    except _NotYet:
+        return None
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _tissue_figure(sha: str, request_key: str, _p) -> Any:
+    classes = list(_p.map["reference"]["tissue"].astype(str).unique()) if _p.map else []
+    return frozen(pf.tissue_overlay(_p.thumbnail, _p.thumb_scale, _p.tiles, classes))
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _gene_figure(sha: str, request_key: str, gene_id: str, label: str, _p) -> Any:
+    return frozen(pf.gene_overlay(_p.thumbnail, _p.thumb_scale, _p.tiles, _p.tile_gene_map(gene_id), label))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _small_figures(sha: str, request_key: str, _p) -> dict[str, Any]:
+    classes = list(_p.map["reference"]["tissue"].astype(str).unique()) if _p.map else []
+    shown = {"top3": frozen(pf.top3_bar(_p.top3, classes)), "tiles": frozen(pf.tile_outcomes_bar(_p.tile_summary))}
+    if _p.map:
+        shown["map"] = frozen(pf.reference_map(_p.map, _p.neighbours, _p.slide_name or "this slide"))
+    return shown
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _neighbour_thumbnail(path: str, size: int, mtime_ns: int) -> bytes | str:
+    try:
+        shown = summary.slide_thumbnail(ws, path, max_side=320)
+    except DataError as exc:
+        return str(exc)
+    return jpeg_bytes(shown["thumb"])
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _downloads(sha: str, request_key: str, _p) -> tuple[bytes, bytes]:
+    return json.dumps(_p.to_json(), indent=2, default=str).encode(), _p.to_csv().encode()
+
+
+def _fmt(value: Any, pattern: str = "{:.2f}") -> str:
+    try:
+        return "—" if value is None or not np.isfinite(float(value)) else pattern.format(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def draw(p, request: PredictRequest, request_key: str) -> None:
+    sha = p.file_sha256
+    figures = _small_figures(sha, request_key, p)
+    st.subheader(p.slide_name or "The slide")
+    for warning in p.warnings:
+        st.warning(warning, icon=":material/warning:")
+    info = p.info or {}
+    magnification = f"{_fmt(info.get('magnification'), '{:.0f}')}x"
+    if info.get("magnification_assumed"):
+        magnification += " (assumed: the file does not state it)"
+    mpp = f"{_fmt(info.get('mpp'), '{:.3f}')} µm/px" + (" (assumed)" if info.get("mpp_assumed") else "")
+    summary_tiles = p.tile_summary
+    cols = st.columns([1.2, 2, 2])
+    cols[0].metric("Predicted tissue", p.tissue, f"{p.top3[0]['probability']:.0%}" if p.top3 else None,
+                   delta_color="off", help="the mean of the kept tiles' probabilities")
+    cols[0].caption(f"{info.get('width', '?')} x {info.get('height', '?')} px · magnification {magnification} · "
+                    f"{mpp} · {'cached result' if p.cached else 'computed'} in "
+                    f"{_fmt(sum((p.seconds or {}).values()), '{:.1f}')} s · SHA-256 {sha[:12]}…")
+    cols[1].plotly_chart(figures["top3"], width="stretch", key="predict-top3")
+    rejected = sum(int(v) for v in (summary_tiles.get("rejected") or {}).values())
+    cols[2].plotly_chart(figures["tiles"], width="stretch", key="predict-tiles")
+    cols[2].caption(f"{int(summary_tiles.get('considered', 0)):,} tiles considered, "
+                    f"{int(summary_tiles.get('kept', 0)):,} kept, {rejected:,} rejected "
+                    f"({', '.join(f'{k}: {v}' for k, v in (summary_tiles.get('rejected') or {}).items()) or 'none'}).")
+
+    heatmaps = st.container()
+    genes = expression(p)
+    with heatmaps:
+        left, right = st.columns(2)
+        left.plotly_chart(_tissue_figure(sha, request_key, p), width="stretch", key="predict-tissue-map")
+        if genes.empty:
+            right.info("No gene clears the R² threshold: lower it to see a gene's map.")
+        else:
+            options = list(genes["gene_id"])
+            symbols = dict(zip(genes["gene_id"], genes["symbol"], strict=True))
+            if st.session_state.get("predict-gene") not in options:
+                st.session_state.pop("predict-gene", None)
+            gene_id = right.selectbox("Gene on the slide", options, key="predict-gene",
+                                      format_func=lambda g: f"{symbols[g]} ({g})",
+                                      help="the gene's ridge model applied to each tile: the tiles average "
+                                           "exactly to the slide's prediction")
+            right.plotly_chart(_gene_figure(sha, request_key, gene_id, str(symbols[gene_id]), p), width="stretch",
+                               key="predict-gene-map")
+    reference(p, request_key)
+    json_bytes, csv_bytes = _downloads(sha, request_key, p)
+    stem = Path(p.slide_name or sha[:12]).stem
+    cols = st.columns(4)
+    cols[0].download_button("Download the report (JSON)", json_bytes, f"{stem}-prediction.json", "application/json",
+                            key="predict-json")
+    cols[1].download_button("Download the report (CSV)", csv_bytes, f"{stem}-prediction.csv", "text/csv",
+                            key="predict-csv")
+
+
+def expression(p) -> pd.DataFrame:
+    """The expression table above the user's R² threshold and the coarser whole-transcriptome estimate; returns
+    the genes shown (what the gene heatmap offers)."""
+    st.subheader("Predicted expression")
+    if p.genes is None or p.genes.empty:
+        st.info("No gene ranking for this run at these parameters, so no expression is predicted. Rank the run's "
+                "genes (below, or on the Gene rankings page), then predict again.")
+        rank_button()
+        return pd.DataFrame(columns=["gene_id", "symbol"])
+    threshold = st.slider("Show genes whose cross-validated R² is at least", 0.0, 1.0, 0.1, 0.05,
+                          key="predict-r2", help="R² of the gene's ridge model on held-out donors: how far to trust "
+                                                 "its prediction")
+    shown = pf.expression_table(p.genes, threshold)
+    st.dataframe(shown, hide_index=True, width="stretch", height=320,
+                 column_config={c: st.column_config.NumberColumn(format="%.2f") for c in shown.columns
+                                if c not in ("Gene", "Ensembl ID", "Reference tissue")})
+    st.caption(f"{len(shown):,} of {len(p.genes):,} ranked genes have R² ≥ {threshold:.2f}. Predicted log2(1 + TPM) "
+               "from the slide embedding by each gene's ridge; the reference range is the 5th-95th percentile of "
+               f"the reference samples of {p.tissue}.")
+    if p.transcriptome is not None and not p.transcriptome.empty:
+        with st.expander(f"Whole-transcriptome estimate ({len(p.transcriptome):,} genes): cluster average, the "
+                         "coarser method"):
+            st.caption("Every gene estimated as the mean expression of the reference slides in this slide's "
+                       "embedding cluster (k-means): coarser than the per-gene models above, and not validated "
+                       "gene by gene.")
+            st.dataframe(pf.transcriptome_table(p.transcriptome), hide_index=True, width="stretch", height=300)
+    keep = p.genes[p.genes["r2"].astype(float) >= threshold].sort_values("r2", ascending=False)
+    return keep[["gene_id", "symbol"]]
+
+
+def rank_button() -> None:
+    run_dir = Path(st.session_state["predict-run"])
+    source = FeatureSource.checkpoint(run_dir, int(st.session_state["predict-epoch"]))
+    params = RankParams(components=int(st.session_state["predict-comp"]), folds=int(st.session_state["predict-folds"]),
+                        repeats=int(st.session_state["predict-repeats"]))
+    if st.button("Rank this run's genes (background job, minutes)", key="predict-rank"):
+        try:
+            rank_jobs.launch_ranking(ws, root, source, params)
+            st.toast("Ranking started: the Gene rankings page shows its progress.")
+        except (DataError, JobBusyError) as exc:
+            st.warning(str(exc))
+
+
+def reference(p, request_key: str) -> None:
+    st.subheader("Among the reference slides")
+    if not p.map:
+        st.info("No reference map for this run.")
+        return
+    left, right = st.columns([3, 2])
+    left.plotly_chart(_small_figures(p.file_sha256, request_key, p)["map"], width="stretch", key="predict-ref-map")
+    if p.map.get("note"):
+        left.caption(str(p.map["note"]))
+    right.markdown("**Nearest reference slides** (distance in embedding space)")
+    neighbours = p.neighbours if p.neighbours is not None else pd.DataFrame()
+    grid = right.columns(2)
+    for i, row in enumerate(neighbours.itertuples()):
+        cell = grid[i % 2]
+        caption = f"{row.sample_id} · {row.tissue} · {row.distance:.2f}"
+        path = Path(str(getattr(row, "slide_path", "") or ""))
+        try:
+            stat = path.stat()
+            shown = _neighbour_thumbnail(str(path), stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            shown = f"{path.name}: slide file not found"
+        if isinstance(shown, bytes):
+            cell.image(shown, caption=caption, width="stretch")
+        else:
+            cell.caption(f"{caption}: {shown}")
+
+
+# ---------------------------------------------------------------- the page
+trained = trained_runs()
+if not trained:
+    st.error("No trained run yet: a prediction needs a trained tissue classifier (and, for expression, its gene "
+             "ranking).", icon=":material/error:")
+    st.page_link("pages/training.py", label="Train one on the Training page", icon=":material/model_training:")
+    st.stop()
+restore_from_url(trained)
+request = request_controls(trained)
+mode = st.radio("Slide", ["Upload a slide", "A slide of the dataset"], horizontal=True, key="predict-mode",
+                label_visibility="collapsed")
+file = None
+if mode == "Upload a slide":
+    file = upload_input()
+    if st.session_state.get("predict-upload-error"):
+        st.error(st.session_state["predict-upload-error"], icon=":material/error:")
+    slide = st.session_state.get(SLIDE_KEY)
+else:
+    slide = dataset_input()
+if request is None or slide is None:
+    st.stop()
+st.query_params["slide"] = slide["sha"]
+try:
+    request_key = request.key
+except DataError as exc:
+    st.error(str(exc))
+    st.stop()
+prediction = prediction_for(slide["sha"], request_key, request)
+if prediction is None:
+    job = find_job(slide["sha"], request_key)
+    if job is not None and job.status().get("state") == jobs.RUNNING:
+        progress_panel(job, slide)
+        st.stop()
+    if job is not None and job_outcome(job, slide):
+        st.stop()
+    if job is not None:  # done: its result was saved after our cached miss
+        prediction = prediction_for(slide["sha"], request_key, request)
+if prediction is None and slide["source"] == "link":
+    st.info("The slide in this link has no saved prediction for this run and checkpoint: upload it to predict it.")
+    st.stop()
+if prediction is None:
+    launched = slide.setdefault("launched", [])
+    auto = slide["source"] == "upload" and request_key not in launched
+    if auto or st.button(f"Predict {slide['name']}", type="primary", key="predict-go"):
+        launched.append(request_key)
+        try:
+            path = slide_file(slide, file)
+        except DataError as exc:
+            st.error(str(exc))
+            st.stop()
+        if path is None:
+            st.info("This slide's prediction is not saved for this run and checkpoint: upload the slide again to "
+                    "predict it.")
+            st.stop()
+        if start(slide, path, request, request_key):
+            st.rerun()
+    st.stop()
+if slide["source"] == "upload" and slide.get("path") and Path(slide["path"]).exists():
+    # the result is saved: the temporary copy is kept only when asked for
+    if st.session_state.get("predict-keep"):
+        slide["path"] = str(uploads.keep_upload(ws, uploads.Upload(Path(slide["path"]), slide["sha"],
+                                                                   int(slide.get("size") or 0), slide["name"])).path)
+    else:
+        uploads.delete_upload(ws, slide["path"])
+draw(prediction, request, request_key)
