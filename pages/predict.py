@@ -20,6 +20,7 @@ from core.errors import DataError, JobBusyError
 from core.features import FeatureSource, checkpoint_epochs
 from core.predict import PredictRequest, cached_prediction, default_run, file_sha256, launch_prediction
 from core.ranking.cv import RankParams
+from core.ranking.saved import saved_ranking_params
 from pages.common import dataset_dir, get_cohort, get_workspace, selected_epoch
 from pages.overview_cache import frozen, jpeg_bytes
 
@@ -84,24 +85,44 @@ def request_controls(trained: list[Path]) -> PredictRequest | None:
                               format_func=lambda e: f"{e} (selected on validation)" if e == chosen else str(e),
                               help="defaults to the epoch the run selected on its validation donors")
     with cols[2].expander("Gene ranking and map"):
-        defaults = RankParams()
-        inner = st.columns(3)
-        components = int(inner[0].number_input("PCA components", 1, 512, defaults.components, key="predict-comp"))
-        folds = int(inner[1].number_input("Folds", 2, 10, defaults.folds, key="predict-folds"))
-        repeats = int(inner[2].number_input("Repeats", 1, 50, defaults.repeats, key="predict-repeats"))
+        ranking = ranking_choice(run_dir, int(epoch))
         method = st.radio("Reference map", ["umap", "tsne", "pca"], horizontal=True, key="predict-map",
                           format_func={"umap": "UMAP", "tsne": "t-SNE (placed by PCA)", "pca": "PCA"}.get)
         neighbours = int(st.number_input("Nearest reference slides", 1, 20, 5, key="predict-neighbours"))
-        st.caption("The ranking is the run's own gene ranking at these parameters (Gene rankings page).")
     st.query_params["run"] = run_dir.name
     st.query_params["epoch"] = str(epoch)
     try:
         return PredictRequest(run_dir=str(run_dir.resolve()), epoch=int(epoch),
-                              ranking=RankParams(components=components, folds=folds, repeats=repeats),
+                              ranking=ranking,
                               r2_threshold=REQUEST_R2, neighbours=neighbours, map_method=method)
     except DataError as exc:
         st.error(str(exc))
         return None
+
+
+def _describe(params: RankParams) -> str:
+    return f"{params.components} components · {params.folds} folds x {params.repeats} repeats"
+
+
+def ranking_choice(run_dir: Path, epoch: int) -> RankParams:
+    """That run's gene ranking: one already saved for this checkpoint (newest first), or parameters to rank with."""
+    saved = saved_ranking_params(ws, run_dir, epoch)
+    custom = "other parameters"
+    if saved:
+        picked = st.selectbox("Gene ranking", [*saved, custom], key="predict-ranking",
+                              format_func=lambda p: p if isinstance(p, str) else f"saved: {_describe(p)}",
+                              help="the rankings of this checkpoint already computed (Gene rankings page)")
+        if not isinstance(picked, str):
+            return picked
+    else:
+        st.caption("No gene ranking of this checkpoint yet: the tissue is predicted, the expression needs a ranking "
+                   "with these parameters.")
+    defaults = RankParams()
+    inner = st.columns(3)
+    components = int(inner[0].number_input("PCA components", 1, 512, defaults.components, key="predict-comp"))
+    folds = int(inner[1].number_input("Folds", 2, 10, defaults.folds, key="predict-folds"))
+    repeats = int(inner[2].number_input("Repeats", 1, 50, defaults.repeats, key="predict-repeats"))
+    return RankParams(components=components, folds=folds, repeats=repeats)
 
 
 # ---------------------------------------------------------------- the slide
@@ -357,7 +378,7 @@ def draw(p, request: PredictRequest, request_key: str) -> None:
                     f"({', '.join(f'{k}: {v}' for k, v in (summary_tiles.get('rejected') or {}).items()) or 'none'}).")
 
     heatmaps = st.container()
-    genes = expression(p)
+    genes = expression(p, request)
     with heatmaps:
         left, right = st.columns(2)
         left.plotly_chart(_tissue_figure(sha, request_key, p), width="stretch", key="predict-tissue-map")
@@ -384,14 +405,14 @@ def draw(p, request: PredictRequest, request_key: str) -> None:
                             key="predict-csv")
 
 
-def expression(p) -> pd.DataFrame:
+def expression(p, request: PredictRequest) -> pd.DataFrame:
     """The expression table above the user's R² threshold and the coarser whole-transcriptome estimate; returns
     the genes shown (what the gene heatmap offers)."""
     st.subheader("Predicted expression")
     if p.genes is None or p.genes.empty:
         st.info("No gene ranking for this run at these parameters, so no expression is predicted. Rank the run's "
                 "genes (below, or on the Gene rankings page), then predict again.")
-        rank_button()
+        rank_button(request)
         return pd.DataFrame(columns=["gene_id", "symbol"])
     threshold = st.slider("Show genes whose cross-validated R² is at least", 0.0, 1.0, 0.1, 0.05,
                           key="predict-r2", help="R² of the gene's ridge model on held-out donors: how far to trust "
@@ -414,11 +435,9 @@ def expression(p) -> pd.DataFrame:
     return keep[["gene_id", "symbol"]]
 
 
-def rank_button() -> None:
-    run_dir = Path(st.session_state["predict-run"])
-    source = FeatureSource.checkpoint(run_dir, int(st.session_state["predict-epoch"]))
-    params = RankParams(components=int(st.session_state["predict-comp"]), folds=int(st.session_state["predict-folds"]),
-                        repeats=int(st.session_state["predict-repeats"]))
+def rank_button(request: PredictRequest) -> None:
+    source = FeatureSource.checkpoint(Path(request.run_dir), request.epoch)
+    params = request.ranking
     if st.button("Rank this run's genes (background job, minutes)", key="predict-rank"):
         try:
             rank_jobs.launch_ranking(ws, root, source, params)
