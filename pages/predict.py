@@ -18,7 +18,14 @@ from core import predict_figures as pf
 from core import upload as uploads
 from core.errors import DataError, JobBusyError
 from core.features import FeatureSource, checkpoint_epochs
-from core.predict import PredictRequest, cached_prediction, default_run, file_sha256, launch_prediction
+from core.predict import (
+    PredictRequest,
+    cached_prediction,
+    default_run,
+    file_sha256,
+    launch_prediction,
+    predict_argv,
+)
 from core.ranking.cv import RankParams
 from core.ranking.saved import saved_ranking_params
 from pages.common import dataset_dir, get_cohort, get_workspace, selected_epoch
@@ -210,19 +217,26 @@ def _session_jobs() -> dict[str, str]:
     return st.session_state.setdefault(JOBS_KEY, {})
 
 
-def find_job(sha: str, request_key: str) -> jobs.Job | None:
+def _same_request(argv: list[str], expected: list[str]) -> bool:
+    """Whether a predict job's argv asks for the expected request (its slide path and delete flag aside)."""
+    def strip(values: list[str]) -> list[str]:
+        return [v for i, v in enumerate(values) if i != 1 and v != "--delete-slide"]
+    return strip(list(argv)) == strip(expected)
+
+
+def find_job(sha: str, request: PredictRequest, request_key: str) -> jobs.Job | None:
     """This session's job for the slide and request, else a running predict job of another session (a reload)
-    that names the same slide and request."""
+    for the same slide content and request (its argv names the SHA-256 and every setting)."""
     known = _session_jobs().get(f"{sha}:{request_key}")
     if known and Path(known).is_dir():
         return jobs.Job(known, ws)
+    expected = predict_argv(None, "slide", request, sha256=sha)
     for job in jobs.list_jobs(ws, kind=KIND)[:20]:
         try:
             status = job.status()
         except DataError:
             continue
-        if status.get("file_sha256") == sha and status.get("request_key") in (None, request_key) \
-                and status.get("state") == jobs.RUNNING:
+        if status.get("state") == jobs.RUNNING and _same_request(status.get("argv") or [], expected):
             return job
     return None
 
@@ -235,7 +249,7 @@ def start(slide: dict[str, Any], path: Path, request: PredictRequest, request_ke
         path, delete = kept.path, False
         slide["path"] = str(path)
     try:
-        job = launch_prediction(ws, None, path, request, delete_slide=delete)
+        job = launch_prediction(ws, None, path, request, delete_slide=delete, sha256=slide["sha"])
     except (DataError, JobBusyError) as exc:
         st.error(_named(str(exc), slide))
         return False
@@ -313,8 +327,7 @@ def prediction_for(sha: str, request_key: str, request: PredictRequest):
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _tissue_figure(sha: str, request_key: str, _p) -> Any:
-    classes = list(_p.map["reference"]["tissue"].astype(str).unique()) if _p.map else []
-    return frozen(pf.tissue_overlay(_p.thumbnail, _p.thumb_scale, _p.tiles, classes))
+    return frozen(pf.tissue_overlay(_p.thumbnail, _p.thumb_scale, _p.tiles, _p.classes))
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -324,8 +337,7 @@ def _gene_figure(sha: str, request_key: str, gene_id: str, label: str, _p) -> An
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _small_figures(sha: str, request_key: str, _p) -> dict[str, Any]:
-    classes = list(_p.map["reference"]["tissue"].astype(str).unique()) if _p.map else []
-    shown = {"top3": frozen(pf.top3_bar(_p.top3, classes)), "tiles": frozen(pf.tile_outcomes_bar(_p.tile_summary))}
+    shown = {"top3": frozen(pf.top3_bar(_p.top3, _p.classes)), "tiles": frozen(pf.tile_outcomes_bar(_p.tile_summary))}
     if _p.map:
         shown["map"] = frozen(pf.reference_map(_p.map, _p.neighbours, _p.slide_name or "this slide"))
     return shown
@@ -370,6 +382,8 @@ def draw(p, request: PredictRequest, request_key: str) -> None:
     cols[0].caption(f"{info.get('width', '?')} x {info.get('height', '?')} px · magnification {magnification} · "
                     f"{mpp} · {'cached result' if p.cached else 'computed'} in "
                     f"{_fmt(sum((p.seconds or {}).values()), '{:.1f}')} s · SHA-256 {sha[:12]}…")
+    for name, note in (p.notes or {}).items():
+        cols[0].caption(f"{name.replace('_', ' ').capitalize()}: {note}")
     cols[1].plotly_chart(figures["top3"], width="stretch", key="predict-top3")
     rejected = sum(int(v) for v in (summary_tiles.get("rejected") or {}).values())
     cols[2].plotly_chart(figures["tiles"], width="stretch", key="predict-tiles")
@@ -502,7 +516,7 @@ except DataError as exc:
     st.stop()
 prediction = prediction_for(slide["sha"], request_key, request)
 if prediction is None:
-    job = find_job(slide["sha"], request_key)
+    job = find_job(slide["sha"], request, request_key)
     if job is not None and job.status().get("state") == jobs.RUNNING:
         progress_panel(job, slide)
         st.stop()
