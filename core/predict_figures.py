@@ -83,8 +83,7 @@ def tissue_overlay(thumbnail: np.ndarray, scale: float, tiles: pd.DataFrame, tis
     """Each kept tile tinted by its predicted tissue, more opaque the more confident the tile (alpha from
     OVERLAY_ALPHA); hover names the tissue and the confidence. `tissues` fixes the colours (the run's classes)."""
     kept = kept_tiles(tiles)
-    fig = _thumbnail_figure(_blend_tissues(thumbnail, scale, kept, tissues), "Predicted tissue per tile "
-                            "(tint: the tile's tissue; stronger tint: more confident)", height)
+    fig = _thumbnail_figure(_blend_tissues(thumbnail, scale, kept, tissues), "Predicted tissue per tile", height)
     if kept.empty:
         return fig
     grid = tile_grid(kept, scale)

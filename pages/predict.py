@@ -80,7 +80,7 @@ def restore_from_url(trained: list[Path]) -> None:
 
 
 def request_controls(trained: list[Path]) -> PredictRequest | None:
-    cols = st.columns([2, 1, 2])
+    cols = st.columns([3, 2])
     run_dir = cols[0].selectbox("Run", trained, key="predict-run", format_func=lambda p: p.name,
                                 help="defaults to the best finished run (highest validation accuracy)")
     epochs = checkpoint_epochs(run_dir)
@@ -89,9 +89,9 @@ def request_controls(trained: list[Path]) -> PredictRequest | None:
         st.session_state.pop("predict-epoch", None)
     epoch = cols[1].selectbox("Checkpoint (epoch)", epochs, key="predict-epoch",
                               index=epochs.index(chosen) if chosen in epochs else len(epochs) - 1,
-                              format_func=lambda e: f"{e} (selected on validation)" if e == chosen else str(e),
+                              format_func=lambda e: f"{e} · selected on validation" if e == chosen else str(e),
                               help="defaults to the epoch the run selected on its validation donors")
-    with cols[2].expander("Gene ranking and map"):
+    with st.expander("Gene ranking and map"):
         ranking = ranking_choice(run_dir, int(epoch))
         method = st.radio("Reference map", ["umap", "tsne", "pca"], horizontal=True, key="predict-map",
                           format_func={"umap": "UMAP", "tsne": "t-SNE (placed by PCA)", "pca": "PCA"}.get)
@@ -336,10 +336,10 @@ def _gene_figure(sha: str, request_key: str, gene_id: str, label: str, _p) -> An
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _small_figures(sha: str, request_key: str, _p) -> dict[str, Any]:
+def _small_figures(sha: str, request_key: str, name: str, _p) -> dict[str, Any]:
     shown = {"top3": frozen(pf.top3_bar(_p.top3, _p.classes)), "tiles": frozen(pf.tile_outcomes_bar(_p.tile_summary))}
     if _p.map:
-        shown["map"] = frozen(pf.reference_map(_p.map, _p.neighbours, _p.slide_name or "this slide"))
+        shown["map"] = frozen(pf.reference_map(_p.map, _p.neighbours, name))
     return shown
 
 
@@ -364,10 +364,10 @@ def _fmt(value: Any, pattern: str = "{:.2f}") -> str:
         return str(value)
 
 
-def draw(p, request: PredictRequest, request_key: str) -> None:
+def draw(p, request: PredictRequest, request_key: str, name: str) -> None:
     sha = p.file_sha256
-    figures = _small_figures(sha, request_key, p)
-    st.subheader(p.slide_name or "The slide")
+    figures = _small_figures(sha, request_key, name, p)
+    st.subheader(name)
     for warning in p.warnings:
         st.warning(warning, icon=":material/warning:")
     info = p.info or {}
@@ -376,27 +376,35 @@ def draw(p, request: PredictRequest, request_key: str) -> None:
         magnification += " (assumed: the file does not state it)"
     mpp = f"{_fmt(info.get('mpp'), '{:.3f}')} µm/px" + (" (assumed)" if info.get("mpp_assumed") else "")
     summary_tiles = p.tile_summary
-    cols = st.columns([1.2, 2, 2])
-    cols[0].metric("Predicted tissue", p.tissue, f"{p.top3[0]['probability']:.0%}" if p.top3 else None,
-                   delta_color="off", help="the mean of the kept tiles' probabilities")
-    cols[0].caption(f"{info.get('width', '?')} x {info.get('height', '?')} px · magnification {magnification} · "
-                    f"{mpp} · {'cached result' if p.cached else 'computed'} in "
-                    f"{_fmt(sum((p.seconds or {}).values()), '{:.1f}')} s · SHA-256 {sha[:12]}…")
-    for name, note in (p.notes or {}).items():
-        cols[0].caption(f"{name.replace('_', ' ').capitalize()}: {note}")
+    cols = st.columns([1.4, 2, 2])
+    with cols[0]:
+        st.caption("Predicted tissue")
+        st.markdown(f"### {p.tissue}")
+        if p.top3:
+            st.markdown(f"**{p.top3[0]['probability']:.0%}**: the mean of the kept tiles' probabilities")
+        st.caption(f"{info.get('width', '?')} x {info.get('height', '?')} px · magnification {magnification} · "
+                   f"{mpp} · predicted in {_fmt(sum((p.seconds or {}).values()), '{:.1f}')} s · "
+                   f"SHA-256 {sha[:12]}…")
+        for note_name, note in (p.notes or {}).items():
+            st.caption(f"{note_name.replace('_', ' ').capitalize()}: {note}")
     cols[1].plotly_chart(figures["top3"], width="stretch", key="predict-top3")
-    rejected = sum(int(v) for v in (summary_tiles.get("rejected") or {}).values())
+    reasons = {k: int(v) for k, v in (summary_tiles.get("rejected") or {}).items() if int(v)}
+    rejected = sum(reasons.values())
     cols[2].plotly_chart(figures["tiles"], width="stretch", key="predict-tiles")
     cols[2].caption(f"{int(summary_tiles.get('considered', 0)):,} tiles considered, "
                     f"{int(summary_tiles.get('kept', 0)):,} kept, {rejected:,} rejected "
-                    f"({', '.join(f'{k}: {v}' for k, v in (summary_tiles.get('rejected') or {}).items()) or 'none'}).")
+                    f"({', '.join(f'{k}: {v}' for k, v in reasons.items()) or 'none'}) by the training data's QC.")
 
     heatmaps = st.container()
     genes = expression(p, request)
     with heatmaps:
         left, right = st.columns(2)
         left.plotly_chart(_tissue_figure(sha, request_key, p), width="stretch", key="predict-tissue-map")
-        if genes.empty:
+        left.caption("Each kept tile tinted by its predicted tissue; the stronger the tint, the more confident the "
+                     "tile. Hover a tile for its tissue and confidence.")
+        if p.genes is None or p.genes.empty:
+            right.info("No gene map: this prediction has no expression (no gene ranking).")
+        elif genes.empty:
             right.info("No gene clears the R² threshold: lower it to see a gene's map.")
         else:
             options = list(genes["gene_id"])
@@ -409,9 +417,9 @@ def draw(p, request: PredictRequest, request_key: str) -> None:
                                            "exactly to the slide's prediction")
             right.plotly_chart(_gene_figure(sha, request_key, gene_id, str(symbols[gene_id]), p), width="stretch",
                                key="predict-gene-map")
-    reference(p, request_key)
+    reference(p, request_key, name)
     json_bytes, csv_bytes = _downloads(sha, request_key, p)
-    stem = Path(p.slide_name or sha[:12]).stem
+    stem = Path(name).stem
     cols = st.columns(4)
     cols[0].download_button("Download the report (JSON)", json_bytes, f"{stem}-prediction.json", "application/json",
                             key="predict-json")
@@ -460,13 +468,14 @@ def rank_button(request: PredictRequest) -> None:
             st.warning(str(exc))
 
 
-def reference(p, request_key: str) -> None:
+def reference(p, request_key: str, name: str) -> None:
     st.subheader("Among the reference slides")
     if not p.map:
         st.info("No reference map for this run.")
         return
     left, right = st.columns([3, 2])
-    left.plotly_chart(_small_figures(p.file_sha256, request_key, p)["map"], width="stretch", key="predict-ref-map")
+    shown = _small_figures(p.file_sha256, request_key, name, p)
+    left.plotly_chart(shown["map"], width="stretch", key="predict-ref-map")
     if p.map.get("note"):
         left.caption(str(p.map["note"]))
     right.markdown("**Nearest reference slides** (distance in embedding space)")
@@ -474,7 +483,7 @@ def reference(p, request_key: str) -> None:
     grid = right.columns(2)
     for i, row in enumerate(neighbours.itertuples()):
         cell = grid[i % 2]
-        caption = f"{row.sample_id} · {row.tissue} · {row.distance:.2f}"
+        caption = f"{row.sample_id} · {row.tissue} · distance {row.distance:.3g}"
         path = Path(str(getattr(row, "slide_path", "") or ""))
         try:
             stat = path.stat()
@@ -551,4 +560,4 @@ if slide["source"] == "upload" and slide.get("path") and Path(slide["path"]).exi
                                                                    int(slide.get("size") or 0), slide["name"])).path)
     else:
         uploads.delete_upload(ws, slide["path"])
-draw(prediction, request, request_key)
+draw(prediction, request, request_key, slide.get("name") or prediction.slide_name or "The slide")

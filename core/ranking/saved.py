@@ -13,8 +13,8 @@ from core.ranking.store import SUMMARY_JSON, rankings_dir
 
 
 def saved_ranking_params(ws: Workspace, run_dir: str | Path, epoch: int) -> list[RankParams]:
-    """The parameters of every finished ranking of `run_dir`'s checkpoint `epoch`, newest first (one entry per
-    distinct parameters)."""
+    """The parameters of every finished ranking of the run's checkpoint `epoch` (the run known by its id, the
+    folder's name), newest first, one entry per distinct parameters."""
     run = Path(run_dir).resolve()
     found: list[tuple[float, RankParams]] = []
     for summary_path in rankings_dir(ws).glob(f"*/{SUMMARY_JSON}"):
@@ -26,7 +26,7 @@ def saved_ranking_params(ws: Workspace, run_dir: str | Path, epoch: int) -> list
         source = summary.get("source") or {}
         if source.get("kind") != "checkpoint" or source.get("epoch") != epoch or not source.get("run_dir"):
             continue
-        if Path(source["run_dir"]).resolve() != run:
+        if Path(source["run_dir"]).name != run.name:  # run ids are unique in a workspace (which may have moved)
             continue
         names = {f.name for f in fields(RankParams)}
         params = RankParams(**{k: v for k, v in (summary.get("params") or {}).items() if k in names})
