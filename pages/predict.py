@@ -386,7 +386,8 @@ def draw(p, request: PredictRequest, request_key: str, name: str) -> None:
                    f"{mpp} · predicted in {_fmt(sum((p.seconds or {}).values()), '{:.1f}')} s · "
                    f"SHA-256 {sha[:12]}…")
         for note_name, note in (p.notes or {}).items():
-            st.caption(f"{note_name.replace('_', ' ').capitalize()}: {note}")
+            label = note_name.upper() if len(note_name) <= 3 else note_name.replace("_", " ").capitalize()
+            st.caption(f"{label}: {note}")
     cols[1].plotly_chart(figures["top3"], width="stretch", key="predict-top3")
     reasons = {k: int(v) for k, v in (summary_tiles.get("rejected") or {}).items() if int(v)}
     rejected = sum(reasons.values())
@@ -440,7 +441,7 @@ def expression(p, request: PredictRequest) -> pd.DataFrame:
                           key="predict-r2", help="R² of the gene's ridge model on held-out donors: how far to trust "
                                                  "its prediction")
     shown = pf.expression_table(p.genes, threshold)
-    st.dataframe(shown, hide_index=True, width="stretch", height=320,
+    st.dataframe(shown, hide_index=True, width="stretch", height=min(320, 35 * (len(shown) + 1) + 3),
                  column_config={c: st.column_config.NumberColumn(format="%.2f") for c in shown.columns
                                 if c not in ("Gene", "Ensembl ID", "Reference tissue")})
     st.caption(f"{len(shown):,} of {len(p.genes):,} ranked genes have R² ≥ {threshold:.2f}. Predicted log2(1 + TPM) "
