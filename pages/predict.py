@@ -74,9 +74,18 @@ def restore_from_url(trained: list[Path]) -> None:
         epoch = st.query_params.get("epoch", "")
         if epoch.isdigit() and int(epoch) in checkpoint_epochs(run):
             st.session_state["predict-epoch"] = int(epoch)
+    if st.query_params.get("map") in ("umap", "tsne", "pca"):
+        st.session_state["predict-map"] = st.query_params["map"]
+    neighbours = st.query_params.get("neighbours", "")
+    if neighbours.isdigit() and 1 <= int(neighbours) <= 20:
+        st.session_state["predict-neighbours"] = int(neighbours)
+    rank = st.query_params.get("rank", "").split("-")
+    if len(rank) == 3 and all(part.isdigit() for part in rank):
+        st.session_state["_predict-rank-link"] = tuple(int(part) for part in rank)
     sha = st.query_params.get("slide", "")
     if len(sha) == 64 and all(c in "0123456789abcdef" for c in sha) and SLIDE_KEY not in st.session_state:
-        st.session_state[SLIDE_KEY] = {"sha": sha, "name": None, "path": None, "source": "link"}
+        name = st.query_params.get("name") or None
+        st.session_state[SLIDE_KEY] = {"sha": sha, "name": name, "path": None, "source": "link"}
 
 
 def request_controls(trained: list[Path]) -> PredictRequest | None:
@@ -96,8 +105,8 @@ def request_controls(trained: list[Path]) -> PredictRequest | None:
         method = st.radio("Reference map", ["umap", "tsne", "pca"], horizontal=True, key="predict-map",
                           format_func={"umap": "UMAP", "tsne": "t-SNE (placed by PCA)", "pca": "PCA"}.get)
         neighbours = int(st.number_input("Nearest reference slides", 1, 20, 5, key="predict-neighbours"))
-    st.query_params["run"] = run_dir.name
-    st.query_params["epoch"] = str(epoch)
+    st.query_params.update(run=run_dir.name, epoch=str(epoch), map=method, neighbours=str(neighbours),
+                           rank=f"{ranking.components}-{ranking.folds}-{ranking.repeats}")
     try:
         return PredictRequest(run_dir=str(run_dir.resolve()), epoch=int(epoch),
                               ranking=ranking,
@@ -115,6 +124,14 @@ def ranking_choice(run_dir: Path, epoch: int) -> RankParams:
     """That run's gene ranking: one already saved for this checkpoint (newest first), or parameters to rank with."""
     saved = saved_ranking_params(ws, run_dir, epoch)
     custom = "other parameters"
+    linked = st.session_state.pop("_predict-rank-link", None)  # (components, folds, repeats) from the URL
+    if linked is not None:
+        match = [p for p in saved if (p.components, p.folds, p.repeats) == linked]
+        st.session_state["predict-ranking"] = match[0] if match else custom
+        if not match:
+            st.session_state.update({"predict-comp": min(512, max(1, linked[0])),
+                                     "predict-folds": min(10, max(2, linked[1])),
+                                     "predict-repeats": min(50, max(1, linked[2]))})
     if saved:
         picked = st.selectbox("Gene ranking", [*saved, custom], key="predict-ranking",
                               format_func=lambda p: p if isinstance(p, str) else f"saved: {_describe(p)}",
@@ -258,7 +275,9 @@ def start(slide: dict[str, Any], path: Path, request: PredictRequest, request_ke
 
 
 def _named(message: str, slide: dict[str, Any]) -> str:
-    """A message about the temporary upload file, told with the name the user gave the file."""
+    """A message about the temporary upload file, told with the name the user gave the file (without the
+    exception type a worker's one-line error starts with)."""
+    message = message.removeprefix("DataError: ")
     if slide.get("path") and slide.get("name"):
         message = message.replace(str(slide["path"]), slide["name"])
     return message
@@ -519,6 +538,8 @@ else:
 if request is None or slide is None:
     st.stop()
 st.query_params["slide"] = slide["sha"]
+if slide.get("name"):
+    st.query_params["name"] = slide["name"]
 try:
     request_key = request.key
 except DataError as exc:

@@ -52,7 +52,7 @@ class InlineLauncher:
         try:
             predict_slide(ws, data_dir, slide_path, request)
         except DataError as exc:
-            status.update(state="failed", error=str(exc))
+            status.update(state="failed", error=jobs._one_line_error(exc))  # what the worker records
         finally:
             if delete_slide:
                 slide_path.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import assert_no_exception, running_app, screenshot, wait_for_app
 from tests.predict_helpers import make_predict_workspace
@@ -35,7 +36,9 @@ def test_upload_the_real_svs_and_see_tissue_and_both_heatmaps(page, predict_url,
     wait_for_app(page)
     page.get_by_role("heading", name="Predict").wait_for()
     assert_no_exception(page)
-    assert page.get_by_text("4GB per file").count() == 1  # .streamlit/config.toml's maxUploadSize
+    # .streamlit/config.toml's maxUploadSize (MB) reaches Streamlit's picker and the page's label
+    expect(page.locator("[data-testid='stFileUploader']")).to_contain_text("4GB per file", timeout=60_000)
+    expect(page.locator("[data-testid='stFileUploader']")).to_contain_text("up to 4.0 GB")
     _choose_pca_map(page)
     page.locator(UPLOAD_INPUT).set_input_files(str(testdata / "CMU-1-Small-Region.svs"))
     page.get_by_text("Predicted tissue", exact=True).wait_for(timeout=240_000)
@@ -43,7 +46,7 @@ def test_upload_the_real_svs_and_see_tissue_and_both_heatmaps(page, predict_url,
     assert_no_exception(page)
     plots = page.locator(".js-plotly-plot")
     plots.nth(4).wait_for(timeout=60_000)  # top 3, tiles, tissue heatmap, gene heatmap, reference map
-    titles = page.locator(".js-plotly-plot .gtitle").all_inner_texts()
+    titles = page.locator(".js-plotly-plot .gtitle").all_text_contents()  # SVG text: no innerText
     assert any(t.startswith("Predicted tissue per tile") for t in titles), titles
     assert any("predicted log2(1 + TPM) per tile" in t for t in titles), titles
     assert any(t.startswith("Reference slides") for t in titles), titles
@@ -67,6 +70,8 @@ def test_a_file_that_is_not_a_slide_gets_its_message(page, predict_url, tmp_path
     page.locator(UPLOAD_INPUT).set_input_files(str(fake))
     alert = page.locator("[data-testid='stAlertContentError']").filter(has_text="holiday.svs")
     alert.wait_for(timeout=120_000)
-    assert "upload-" not in alert.inner_text()  # the user's file name, never the temporary file's
+    text = alert.inner_text()
+    assert text.startswith("holiday.svs: not a slide"), text  # the user's file name, never the temporary file's
+    assert "upload-" not in text
     assert_no_exception(page)
     screenshot(page, "predict-not-a-slide")
