@@ -79,8 +79,10 @@ def _summary(page: str, results: dict[str, dict]) -> str:
     if page == "rankings" and rank.get("genes") is not None:
         recovered = f", {rank['recovered']} recovered" if rank.get("recovered") is not None else ""
         return f"{rank['genes']} genes ranked{recovered}"
-    if page == "predict" and (results.get("predict") or {}).get("sample_id"):
-        return f"held-out slide {results['predict']['sample_id']}"
+    predict = results.get("predict") or {}
+    if page == "predict" and predict.get("sample_id"):
+        truth = f" (its tissue: {predict['true_tissue']})" if predict.get("true_tissue") else ""
+        return f"held-out slide {predict['sample_id']} called {predict.get('tissue')}{truth}"
     return ""
 
 
