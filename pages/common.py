@@ -64,7 +64,7 @@ def dataset_dir() -> Path:
         if job is not None and job.kind == "tour":  # the tour generates it as its first step: show the tour
             from pages.tour_panel import live_tour
 
-            live_tour(job.dir)
+            live_tour(job.dir, until_done="demo")  # then the page reruns on the cohort, the tour still shown
             st.stop()
         if job is None:
             try:

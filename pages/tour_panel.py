@@ -102,15 +102,18 @@ def _links(rows: list[dict]) -> None:
         col.caption(_summary(page, results))
 
 
-def live_tour(job_dir: Path) -> None:
-    """The running tour, refreshed every second; the whole page reruns when it ends."""
+def live_tour(job_dir: Path, until_done: str | None = None) -> None:
+    """The running tour, refreshed every second; the whole page reruns when it ends, or once step `until_done`
+    is done (the first-start screen waits only for the demo cohort)."""
 
     @st.fragment(run_every=1.0)
     def _panel() -> None:
         job = jobs.Job(job_dir)
         status = job.status()
         draw_steps(status)
-        if status.get("state") == jobs.RUNNING:
+        passed = until_done is not None and any(row["name"] == until_done and row["state"] in (tour.DONE, tour.CACHED)
+                                                for row in tour.step_rows(status))
+        if status.get("state") == jobs.RUNNING and not passed:
             if st.button("Cancel the tour", key="tour-cancel"):
                 jobs.request_cancel(job)
                 st.toast("Cancel requested: the tour stops at the next safe point; running it again continues.")

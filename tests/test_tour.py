@@ -262,3 +262,18 @@ def test_the_button_launches_the_tour_and_its_steps_are_shown(tmp_path, monkeypa
     assert not at.exception
     if final["state"] == jobs.CANCELLED:
         assert at.button(key="tour-go").label == "Resume the demo tour"
+
+
+def test_first_start_shows_the_running_tour_instead_of_starting_a_demo_job(tmp_path, monkeypatch):
+    ws = workspace(tmp_path / "workspace")  # no demo cohort yet: the tour's first step is generating it
+    monkeypatch.setenv("HISTOGENE_WORKSPACE", str(ws.root))
+    monkeypatch.delenv("HISTOGENE_DATA", raising=False)
+    with JobReporter(ws, KIND, min_write_interval_s=0) as job:
+        job.progress(0.05, 1.0, "Generate the demo cohort", step="demo",
+                     steps=[{"name": "demo", "label": "Generate the demo cohort", "page": "overview",
+                             "state": "running", "fraction": 0.5, "message": "slide 3 of 12"}])
+        at = _page()
+        shown = " ".join(m.value for m in at.markdown)
+        assert "Generate the demo cohort" in shown and "Rank genes" in shown
+        assert at.button(key="tour-cancel")
+        assert jobs.list_jobs(ws, kind="demo") == []  # the page did not launch a second generation
