@@ -19,6 +19,8 @@ from core import upload as uploads
 from core.errors import DataError, JobBusyError
 from core.features import FeatureSource, checkpoint_epochs
 from core.predict import (
+    STEP_SHARES,
+    STEPS,
     PredictRequest,
     cached_prediction,
     default_run,
@@ -246,7 +248,7 @@ def find_job(sha: str, request: PredictRequest, request_key: str) -> jobs.Job | 
     for the same slide content and request (its argv names the SHA-256 and every setting)."""
     known = _session_jobs().get(f"{sha}:{request_key}")
     if known and Path(known).is_dir():
-        return jobs.Job(known, ws)
+        return jobs.Job(known)  # its status names the workspace whose lock it probes
     expected = predict_argv(None, "slide", request, sha256=sha)
     for job in jobs.list_jobs(ws, kind=KIND)[:20]:
         try:
@@ -283,6 +285,16 @@ def _named(message: str, slide: dict[str, Any]) -> str:
     return message
 
 
+def step_line(step: str) -> str:
+    """The steps with their share of the bar: done ones ticked, the current one in bold."""
+    current = STEPS.index(step) if step in STEPS else -1
+    parts = []
+    for i, name in enumerate(STEPS):
+        text = f"{STEP_LABELS.get(name, name)} {STEP_SHARES.get(name, 0):.0%}"
+        parts.append(f"**{text}**" if i == current else f"✓ {text}" if i < current else text)
+    return " → ".join(parts)
+
+
 def progress_panel(job: jobs.Job, slide: dict[str, Any]) -> None:
     """The running prediction: one bar where each step has its share, the step under way, cancel."""
 
@@ -298,7 +310,7 @@ def progress_panel(job: jobs.Job, slide: dict[str, Any]) -> None:
         if progress.get("message"):
             text += f" · {progress['message']}"
         st.progress(done, text=text)
-        st.caption(" → ".join(f"**{label}**" if name == step else label for name, label in STEP_LABELS.items()))
+        st.caption(step_line(step))
         if state == jobs.RUNNING:
             if st.button("Cancel the prediction", key=f"predict-cancel-{job.id}"):
                 jobs.request_cancel(job)

@@ -175,6 +175,50 @@ def test_upload_is_predicted_drawn_and_found_again_after_a_reload(tiny, launcher
     assert headings(again) == [f"### {prediction.tissue}"] and len(launcher.launched) == 1
 
 
+class RunningLauncher:
+    """launch_prediction stand-in whose job stays at the embedding step until `finish()`."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.calls: list[tuple] = []
+
+    def __call__(self, ws, data_dir, slide_path, request, delete_slide=False, sha256=None) -> jobs.Job:
+        self.job_dir = Path(tempfile.mkdtemp(prefix="predict-running-", dir=ws.jobs_dir))
+        self.calls.append((data_dir, Path(slide_path), request, delete_slide, sha256))
+        self._write("running", {"done": 0.6, "total": 1.0, "message": "embedding 3 of 9 tiles", "step": "embed"})
+        return jobs.Job(self.job_dir)
+
+    def _write(self, state: str, progress: dict) -> None:
+        atomic_write_json(self.job_dir / "status.json", {"id": self.job_dir.name, "kind": "predict", "state": state,
+                                                         "progress": progress, "argv": [], "error": None})
+
+    def finish(self) -> None:
+        data_dir, path, request, delete, sha = self.calls[-1]
+        predict_slide(self.ws, data_dir, path, request, sha256=sha)
+        if delete:
+            path.unlink()
+        self._write("done", {"done": 1.0, "total": 1.0, "step": "report"})
+
+
+def test_a_running_prediction_shows_each_steps_share_then_its_result(tiny, launcher, testdata, monkeypatch):
+    ws, _ = tiny
+    running = RunningLauncher(ws)
+    monkeypatch.setattr(core.predict, "launch_prediction", running)
+    at = open_page()
+    at.number_input(key="predict-neighbours").set_value(3).run()  # a request not predicted yet
+    upload(at, "slow.svs", (testdata / "CMU-1-Small-Region.svs").read_bytes())
+    assert len(running.calls) == 1 and not at.subheader
+    bar = at.get("progress")[0]
+    assert bar.proto.value == 60 and "slow.svs" in bar.proto.text and "embedding 3 of 9 tiles" in bar.proto.text
+    steps = next(c.value for c in at.caption if "→" in c.value)
+    assert steps.startswith("✓ read the slide 3% → ✓ tile + QC 52% → **embed tiles 30%** → tissue 5%"), steps
+    assert any(b.label == "Cancel the prediction" for b in at.button)
+    running.finish()
+    at.run()
+    assert not at.exception and at.subheader[0].value == "slow.svs"
+    assert len(running.calls) == 1 and uploads_left(ws) == []
+
+
 def test_two_sessions_get_their_own_results(tiny, launcher, testdata):
     ws, _ = tiny
     svs = (testdata / "CMU-1-Small-Region.svs").read_bytes()
