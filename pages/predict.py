@@ -88,6 +88,21 @@ def restore_from_url(trained: list[Path]) -> None:
     if len(sha) == 64 and all(c in "0123456789abcdef" for c in sha) and SLIDE_KEY not in st.session_state:
         name = st.query_params.get("name") or None
         st.session_state[SLIDE_KEY] = {"sha": sha, "name": name, "path": None, "source": "link"}
+    elif not sha and not st.query_params.get("run"):
+        open_on_tour(trained)
+
+
+def open_on_tour(trained: list[Path]) -> None:
+    """A session without a link opens on the demo tour's prediction (core.tour.tour_record): the dataset slide of
+    a held-out test donor it predicted with the run this page opens on, so the page shows it at once."""
+    from core.tour import tour_record
+
+    record = tour_record(ws)
+    sample, run = record.get("predicted_sample"), record.get("run_dir")
+    if not sample or not run or record.get("data_dir") != str(root) or not trained or Path(run) != trained[0]:
+        return
+    st.session_state["predict-mode"] = "A slide of the dataset"
+    st.session_state["predict-sample"] = sample
 
 
 def request_controls(trained: list[Path]) -> PredictRequest | None:

@@ -240,6 +240,17 @@ def test_the_rankings_page_opens_on_the_tours_ranking(toured_app):
     assert any(m.label == "Genes recovered" for m in at.metric)
 
 
+def test_the_predict_page_opens_on_the_tours_prediction(toured_app):
+    record = tour_record(toured_app)
+    at = _page("pages/predict.py")
+    assert at.radio(key="predict-mode").value == "A slide of the dataset"  # the default is an upload
+    assert "predict-go" not in {b.key for b in at.button}  # found: no button to predict it
+    assert at.selectbox(key="predict-sample").value == record["predicted_sample"]
+    assert any(h.value == Path(record["predicted_slide"]).name for h in at.subheader)
+    step = {row["name"]: row for row in step_rows(latest_tour(toured_app).status())}["predict"]["result"]
+    assert any(m.value == f"### {step['tissue']}" for m in at.markdown)
+
+
 def test_the_button_launches_the_tour_and_its_steps_are_shown(tmp_path, monkeypatch):
     ws = workspace(tmp_path / "workspace")
     ensure_demo_cohort(ws, n_donors=2, n_tissues=2, slide_size=(640, 512), n_genes=200, workers=1)
