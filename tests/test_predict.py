@@ -20,6 +20,7 @@ from core.__main__ import main
 from core.config import workspace
 from core.dataset import UNKNOWN_TISSUE
 from core.errors import DataError
+from core.jobs import JobCancelled
 from core.predict import (
     PredictRequest,
     cached_prediction,
@@ -228,6 +229,19 @@ def test_a_missing_ranking_is_a_warning_and_a_later_ranking_is_picked_up(setup) 
     assert len(computed.genes) > 0
     again = predict_slide(ws, None, svs, other)  # the saved gene-less result is stale now
     assert not again.cached and len(again.genes) == len(computed.genes)
+
+
+def test_a_cancelled_prediction_stops_and_saves_no_result(setup, tmp_path: Path) -> None:
+    ws, run_dir, request, svs, prediction = setup
+    calls = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        return len(calls) > 2  # after the first steps have started
+
+    with pytest.raises(JobCancelled):
+        predict_slide(ws, None, svs, replace(request, neighbours=1), cancel=cancel)
+    assert cached_prediction(ws, file_sha256(svs), replace(request, neighbours=1)) is None
 
 
 # ---------------------------------------------------------------- bad input

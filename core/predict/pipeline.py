@@ -168,8 +168,8 @@ def _save_slide(folder: Path, tiles: SlideTiles, values: np.ndarray) -> None:
         raise
 
 
-def _slide_features(ws: Workspace, path: Path, sha256: str, model, params, steps: _Steps
-                    ) -> tuple[SlideTiles, np.ndarray]:
+def _slide_features(ws: Workspace, path: Path, sha256: str, model, params, steps: _Steps,
+                    loading=None) -> tuple[SlideTiles, np.ndarray]:
     from core.predict.embedding import embed_slide_tiles
     from core.predict.tiles import slide_tiles
 
@@ -180,14 +180,12 @@ def _slide_features(ws: Workspace, path: Path, sha256: str, model, params, steps
         steps.start("tiles", "tiles QC'd before (cached)")
         steps.start("embed", "tiles embedded before (cached)")
         return saved
-    from core.predict.embedding import preload
-
     steps.start("read", f"reading {path.name}")
-    loading = preload(model.source)  # torch's imports overlap the reading and QC
     tiles = slide_tiles(path, params, progress=lambda share, message: steps.within(share, message),
                         on_read=lambda: steps.start("tiles", "QC of every tissue cell"))
     steps.start("embed", f"embedding {tiles.summary['kept']:,} tiles")
-    loading.join()
+    if loading is not None:
+        loading.join()
     kept = tiles.tiles[tiles.tiles["passed_qc"].to_numpy(bool)]
     values = embed_slide_tiles(path, kept, model.source, progress=steps.within, cancel=steps.cancel)
     _save_slide(folder, tiles, values)
@@ -275,20 +273,26 @@ def _ranking(ws: Workspace, reference, model, request: PredictRequest, steps: _S
 
 def _compute(ws: Workspace, data: Path, path: Path, sha: str, request: PredictRequest, model,
              steps: _Steps) -> SlidePrediction:
+    from core.predict.embedding import preload
+    from core.predict.tiles import predict_tiling_params
+    from core.tiling import dataset_tiling_params
+
+    params = predict_tiling_params(dataset_tiling_params(ws, data), model.classes)
+    loading = None
+    if _load_slide(_slide_folder(ws, sha, model.source.key, params)) is None:
+        loading = preload(model.source)  # torch's imports overlap the other imports and the slide's read and QC
+
     from core.dataset import load_cohort
     from core.embed import cached_folders
     from core.predict.expression import gene_models, predict_expression
     from core.predict.placement import place_on_map
     from core.predict.reference import check_tissues_fit, load_reference, nearest
-    from core.predict.tiles import predict_tiling_params
     from core.predict.tissue import call_tissue
     from core.predictions import checkpoint_head
-    from core.tiling import dataset_tiling_params
 
     cohort = load_cohort(data, ws)
     check_tissues_fit(cohort, data, model.classes)  # before any slide work
-    params = predict_tiling_params(dataset_tiling_params(ws, data), model.classes)
-    tiles, values = _slide_features(ws, path, sha, model, params, steps)
+    tiles, values = _slide_features(ws, path, sha, model, params, steps, loading)
     notes = {"epoch": f"epoch {model.source.epoch}: {model.epoch_note}",
              "qc": f"JPEG-size bar {params.jpeg_kb_default:g} KB (the most lenient of the run's tissues)"}
     warnings = list(tiles.warnings)
