@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import jobs, rank_jobs, runs, summary
+from core import jobs, rank_jobs, summary
 from core import predict_figures as pf
 from core import upload as uploads
 from core.errors import DataError, JobBusyError
@@ -23,14 +23,13 @@ from core.predict import (
     STEPS,
     PredictRequest,
     cached_prediction,
-    default_run,
     file_sha256,
     launch_prediction,
     predict_argv,
 )
 from core.ranking.cv import RankParams
 from core.ranking.saved import saved_ranking_params
-from pages.common import dataset_dir, get_cohort, get_workspace, selected_epoch
+from pages.common import dataset_dir, epoch_picker, get_cohort, get_workspace, runs_with_checkpoints
 from pages.overview_cache import frozen, jpeg_bytes
 
 KIND = "predict"
@@ -53,17 +52,6 @@ st.caption("Drop in one slide and get its tissue, where on the slide each tissue
 
 
 # ---------------------------------------------------------------- run, checkpoint, ranking
-def trained_runs() -> list[Path]:
-    """Runs with a checkpoint, the default (best finished) run first."""
-    table = runs.list_runs(ws)
-    found = [Path(p) for p in table["path"] if checkpoint_epochs(p)]
-    best = default_run(ws)
-    if best is not None and Path(best) in found:
-        found.remove(Path(best))
-        found.insert(0, Path(best))
-    return found
-
-
 def restore_from_url(trained: list[Path]) -> None:
     """A fresh session (reload, new tab, shared link) takes its slide, run and epoch from the URL."""
     if st.session_state.get("_predict-restored"):
@@ -109,14 +97,11 @@ def request_controls(trained: list[Path]) -> PredictRequest | None:
     cols = st.columns([3, 2])
     run_dir = cols[0].selectbox("Run", trained, key="predict-run", format_func=lambda p: p.name,
                                 help="defaults to the best finished run (highest validation accuracy)")
-    epochs = checkpoint_epochs(run_dir)
-    chosen = selected_epoch(ws, run_dir)
-    if st.session_state.get("predict-epoch") not in epochs:
-        st.session_state.pop("predict-epoch", None)
-    epoch = cols[1].selectbox("Checkpoint (epoch)", epochs, key="predict-epoch",
-                              index=epochs.index(chosen) if chosen in epochs else len(epochs) - 1,
-                              format_func=lambda e: f"{e} · selected on validation" if e == chosen else str(e),
-                              help="defaults to the epoch the run selected on its validation donors")
+    if st.session_state.get("_predict-epoch-run") not in (None, str(run_dir)) \
+            or st.session_state.get("predict-epoch") not in checkpoint_epochs(run_dir):
+        st.session_state.pop("predict-epoch", None)  # another run was chosen: open on its selected epoch
+    st.session_state["_predict-epoch-run"] = str(run_dir)
+    epoch = epoch_picker(ws, cols[1], run_dir, "predict-epoch")
     with st.expander("Gene ranking and map"):
         ranking = ranking_choice(run_dir, int(epoch))
         method = st.radio("Reference map", ["umap", "tsne", "pca"], horizontal=True, key="predict-map",
@@ -544,7 +529,7 @@ def reference(p, request_key: str, name: str) -> None:
 
 
 # ---------------------------------------------------------------- the page
-trained = trained_runs()
+trained = runs_with_checkpoints(ws)
 if not trained:
     st.error("No trained run yet: a prediction needs a trained tissue classifier (and, for expression, its gene "
              "ranking).", icon=":material/error:")
