@@ -262,6 +262,19 @@ def test_a_text_file_renamed_svs_is_not_a_slide(setup, tmp_path: Path) -> None:
     _expect(setup, fake, "not a slide")
 
 
+def test_the_cli_prints_one_line_naming_the_file_for_bad_input(setup, tmp_path: Path, capsys) -> None:
+    ws, run_dir, request, svs, prediction = setup
+    fake = tmp_path / "fake.svs"
+    fake.write_text("not a slide")
+    code = main(["--workspace", str(ws.root), "predict", str(fake), "--run", str(run_dir), "--json"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.strip().splitlines()[-1] == (f"error: {fake}: not a slide: extension says TIFF but the "
+                                                     "content starts with b'not a sl'")  # after progress lines
+    failed = [job for job in jobs.list_jobs(ws, kind="predict") if job.status()["state"] == "failed"]
+    assert failed and "not a slide" in failed[0].status()["error"]
+
+
 def test_a_truncated_svs_is_named(setup, tmp_path: Path) -> None:
     svs = setup[3]
     cut = tmp_path / "cut.svs"
