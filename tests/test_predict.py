@@ -189,6 +189,31 @@ def test_neighbours_are_nearest_in_embedding_space_and_the_map_projects_the_slid
     assert np.isfinite(place["point"]).all()
 
 
+def test_on_a_cached_umap_the_slide_sits_at_its_nearest_reference_slides_weighted_mean(tmp_path: Path) -> None:
+    from core.cache import open_cache
+    from core.predict.placement import place_on_map
+    from core.predict.reference import Reference
+    from core.reduce import MapParams, map_key
+
+    ws = workspace(tmp_path / "ws")
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(12, 6)).astype(np.float32)
+    reference = Reference(tmp_path, None, np.array([f"S{i}" for i in range(12)]), values,
+                          np.array(["A", "B"] * 6), np.array([""] * 12), "slides-level:test", None)
+    point = values[3] + 0.01
+    assert place_on_map(ws, reference, point, "umap")["method"] == "pca"  # no UMAP cached: PCA, said so
+    coords = rng.uniform(-10, 10, size=(12, 2)).astype(np.float32)
+    cache = open_cache(ws)
+    cache.set(map_key(reference.key, MapParams(method="umap")), {"coords": coords, "pca": {
+        "components": values[:, :2], "explained_variance_ratio": np.array([0.5, 0.3])}})
+    cache.close()
+    placed = place_on_map(ws, reference, point, "umap")
+    assert placed["method"] == "umap" and "nearest reference slides" in placed["note"]
+    np.testing.assert_allclose(placed["reference"][["x", "y"]].to_numpy(), coords, rtol=1e-6)
+    # the nearest slide (3, at distance ~0.01 in PCA space) dominates the inverse-distance weights
+    assert np.linalg.norm(np.array(placed["point"]) - coords[3]) < 0.2 * np.ptp(coords, axis=0).max()
+
+
 def test_a_reference_slide_finds_itself_nearest(setup) -> None:
     ws, run_dir, request, svs, prediction = setup
     slides = sorted((ws.demo_dir / "slides").iterdir())
