@@ -300,6 +300,15 @@ def test_the_cli_prints_one_line_naming_the_file_for_bad_input(setup, tmp_path: 
     assert failed and "not a slide" in failed[0].status()["error"]
 
 
+def test_an_uploads_own_name_replaces_its_temp_path_in_errors(setup, tmp_path: Path) -> None:
+    ws, run_dir, request, svs, prediction = setup
+    fake = tmp_path / "upload-x1y2.svs"
+    fake.write_text("not a slide")
+    with pytest.raises(DataError) as info:
+        predict_slide(ws, None, fake, request, display_name="my slide.svs")
+    assert str(info.value).startswith("my slide.svs: not a slide") and str(fake) not in str(info.value)
+
+
 def test_a_truncated_svs_is_named(setup, tmp_path: Path) -> None:
     svs = setup[3]
     cut = tmp_path / "cut.svs"
@@ -371,12 +380,13 @@ def test_a_prediction_job_runs_while_a_writer_holds_the_lock_and_deletes_its_upl
     shutil.copyfile(svs, upload)
     try:
         job = launch_prediction(ws, None, upload, replace(request, neighbours=2), delete_slide=True,
-                                sha256=file_sha256(upload))
+                                sha256=file_sha256(upload), name="CMU upload.svs")
         status = jobs.wait(job, timeout=240)
         assert status["state"] == "done", (status, job.log_tail())
         assert status["kind"] == "predict" and jobs.job_state(writer) == jobs.JobState.RUNNING
         result = status["result"]
         assert result["tissue"] == prediction.tissue and len(result["neighbours"]) == 2
+        assert result["slide"] == "CMU upload.svs"
         assert load_prediction(result["folder"]).tissue == prediction.tissue
         assert not upload.exists()
     finally:

@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--csv", help="also write the CSV report here")
     parser.add_argument("--delete-slide", action="store_true", help=argparse.SUPPRESS)  # uploads: remove when done
     parser.add_argument("--sha256", help=argparse.SUPPRESS)  # the upload's hash, computed while it was written
+    parser.add_argument("--name", help="the name to report and to name in errors (an upload's own file name)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     parser.add_argument("--job-dir", help=argparse.SUPPRESS)
 
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         result = None
         with JobReporter(ws, KIND, job_dir=args.job_dir, exclusive=False) as job:
             prediction = predict_slide(ws, args.data, slide, request, progress=_progress(job),
-                                       cancel=job.cancel_requested, sha256=args.sha256)
+                                       cancel=job.cancel_requested, sha256=args.sha256, display_name=args.name)
             result = prediction.to_json()
             if out is not None:
                 out.write_text(prediction.to_csv())

@@ -64,7 +64,14 @@ def predictions_dir(ws: Workspace) -> Path:
 
 
 def result_folder(ws: Workspace, sha256: str, request: PredictRequest, data_dir: Path) -> Path:
-    reference = cache_key("predict-reference", str(Path(data_dir).resolve()), PREDICT_VERSION).split(":", 1)[1]
+    """Where the result of this file, request and reference is saved: keyed also by the reference dataset's
+    folder, its saved tiling settings and the run's classes (read from small files, so pages can call it)."""
+    from core.settings import load_dataset_settings
+
+    tiling = load_dataset_settings(ws, data_dir).get("tiling")
+    classes = run_model(request).classes
+    reference = cache_key("predict-reference", str(Path(data_dir).resolve()), tiling, classes,
+                          PREDICT_VERSION).split(":", 1)[1]
     return predictions_dir(ws) / "results" / f"{sha256[:32]}-{request.key[:16]}-{reference[:8]}"
 
 
@@ -197,13 +204,28 @@ def _slide_features(ws: Workspace, path: Path, sha256: str, model, params, steps
 
 def predict_slide(ws: Workspace, data_dir: str | Path | None, slide_path: str | Path, request: PredictRequest,
                   progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
-                  sha256: str | None = None) -> SlidePrediction:
+                  sha256: str | None = None, display_name: str | None = None) -> SlidePrediction:
     """Predict one slide (see the module docstring for caching); DataError naming the file for bad input.
 
     `data_dir`: the reference dataset (None: the one the run was trained on). `sha256`: the file's hash
-    when the caller computed it while writing the file (an upload), else it is computed here."""
+    when the caller computed it while writing the file (an upload), else it is computed here.
+    `display_name`: the name the user knows the file by (an upload's own name; its temp path is never shown):
+    the report's slide_name and the name in a DataError about the file."""
+    try:
+        prediction = _predict(ws, data_dir, Path(slide_path), request, progress, cancel, sha256, display_name)
+    except DataError as exc:
+        if display_name and exc.path == str(Path(slide_path)):
+            raise DataError(display_name, exc.problem) from None
+        raise
+    if display_name:
+        prediction.slide_name = display_name
+    return prediction
+
+
+def _predict(ws: Workspace, data_dir: str | Path | None, path: Path, request: PredictRequest,
+             progress: Progress | None, cancel: Callable[[], bool] | None, sha256: str | None,
+             display_name: str | None) -> SlidePrediction:
     started = time.perf_counter()
-    path = Path(slide_path)
     if not path.is_file():
         raise DataError(path, "file not found" if not path.exists() else "not a file")
     model = run_model(request)
@@ -218,6 +240,8 @@ def predict_slide(ws: Workspace, data_dir: str | Path | None, slide_path: str | 
             hit = _usable(load_prediction(folder))
             if hit is None:
                 prediction = _compute(ws, data, path, sha, request, model, _Steps(progress, cancel))
+                if display_name:
+                    prediction.slide_name = display_name
                 save_prediction(folder, prediction)
                 prediction.cached = False
                 return prediction
