@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from core.config import Workspace, workspace
@@ -39,8 +40,11 @@ def make_run(ws: Workspace, classes: list[str], data_dir: Path, epochs: int = 2)
         save_checkpoint(run_dir / "checkpoints" / f"epoch_{epoch:03d}.pt",
                         {"epoch": epoch, "model": build_model("efficientnet_b0", len(classes)).state_dict(),
                          "optimizer": {}, "rng": {}})
-        lines.append(json.dumps({"type": "epoch", "epoch": epoch, "val_acc": 0.9 - 0.1 * epoch,
-                                 "val_loss": 1.0, "test_acc": 0.5 + 0.1 * epoch}))
+        confusion = (np.eye(len(classes), dtype=int) * 3 + 1).tolist()  # what the Training page draws
+        lines.append(json.dumps({"type": "epoch", "epoch": epoch, "train_loss": 0.7, "train_acc": 0.6,
+                                 "val_loss": 1.0, "val_acc": 0.9 - 0.1 * epoch, "test_loss": 0.9,
+                                 "test_acc": 0.5 + 0.1 * epoch, "seconds": 1.0, "tiles_per_s": 10.0,
+                                 "confusion": confusion, "val_confusion": confusion}))
     (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     (run_dir / "summary.json").write_text(json.dumps({"status": "done", "epochs_done": epochs,
                                                       "val_acc_selected": 0.8, "selected_epoch": 1}))
