@@ -239,6 +239,9 @@ def _session_jobs() -> dict[str, str]:
 def _same_request(argv: list[str], expected: list[str]) -> bool:
     """Whether a predict job's argv asks for the expected request (its slide path and delete flag aside)."""
     def strip(values: list[str]) -> list[str]:
+        if "--name" in values:  # the name the file was uploaded under does not change the result
+            at = values.index("--name")
+            values = values[:at] + values[at + 2:]
         return [v for i, v in enumerate(values) if i != 1 and v != "--delete-slide"]
     return strip(list(argv)) == strip(expected)
 
@@ -268,7 +271,8 @@ def start(slide: dict[str, Any], path: Path, request: PredictRequest, request_ke
         path, delete = kept.path, False
         slide["path"] = str(path)
     try:
-        job = launch_prediction(ws, None, path, request, delete_slide=delete, sha256=slide["sha"])
+        job = launch_prediction(ws, None, path, request, delete_slide=delete, sha256=slide["sha"],
+                                name=slide.get("name"))
     except (DataError, JobBusyError) as exc:
         st.error(_named(str(exc), slide))
         return False

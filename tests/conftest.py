@@ -28,3 +28,13 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     """A fresh workspace in a temp folder, also exported for child processes."""
     monkeypatch.setenv("HISTOGENE_WORKSPACE", str(tmp_path / "workspace"))
     return workspace(tmp_path / "workspace")
+
+
+@pytest.fixture(scope="session")
+def predict_workspace(tmp_path_factory: pytest.TempPathFactory):
+    """(workspace, run folder, request) of tests/predict_helpers, built once per test session (~30 s on 2 shared
+    cores): a tiny demo cohort, a finished run with random-weight checkpoints and its gene ranking. Tests that
+    change it (extra runs, tiling settings) put it back."""
+    from tests.predict_helpers import make_predict_workspace
+
+    return make_predict_workspace(tmp_path_factory.mktemp("predict-shared") / "workspace")

@@ -30,7 +30,6 @@ from core.errors import DataError
 from core.fileio import atomic_write_json
 from core.predict import predict_slide
 from core.tiling import dataset_tiling_params, record_dataset_tiling_params
-from tests.predict_helpers import make_predict_workspace
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/predict.py"
@@ -42,15 +41,15 @@ class InlineLauncher:
     def __init__(self) -> None:
         self.launched: list[dict] = []
 
-    def __call__(self, ws, data_dir, slide_path, request, delete_slide=False, sha256=None) -> jobs.Job:
+    def __call__(self, ws, data_dir, slide_path, request, delete_slide=False, sha256=None, name=None) -> jobs.Job:
         slide_path = Path(slide_path)
-        record = {"path": slide_path, "request": request, "delete": delete_slide, "sha": sha256}
+        record = {"path": slide_path, "request": request, "delete": delete_slide, "sha": sha256, "name": name}
         self.launched.append(record)
         job_dir = Path(tempfile.mkdtemp(prefix="predict-inline-", dir=ws.jobs_dir))
         status = {"id": job_dir.name, "kind": "predict", "state": "done", "progress": {"done": 1, "total": 1},
                   "argv": [], "error": None}
         try:
-            predict_slide(ws, data_dir, slide_path, request)
+            predict_slide(ws, data_dir, slide_path, request, sha256=sha256, display_name=name)
         except DataError as exc:
             status.update(state="failed", error=jobs._one_line_error(exc))  # what the worker records
         finally:
@@ -60,10 +59,10 @@ class InlineLauncher:
         return jobs.Job(job_dir)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory):
-    """(workspace, run folder): shared by the tests of this module (predictions are cached by content)."""
-    ws, run_dir, _ = make_predict_workspace(tmp_path_factory.mktemp("predict-page") / "workspace")
+@pytest.fixture
+def tiny(predict_workspace):
+    """(workspace, run folder) of the session's tiny predict workspace (tests/conftest.py)."""
+    ws, run_dir, _ = predict_workspace
     return ws, run_dir
 
 
@@ -145,6 +144,7 @@ def test_upload_is_predicted_drawn_and_found_again_after_a_reload(tiny, launcher
     assert len(launcher.launched) == 1  # started by the upload itself
     launched = launcher.launched[0]
     assert launched["sha"] == sha and launched["delete"] is True and launched["request"].epoch == 1
+    assert launched["name"] == "CMU-1-Small-Region.svs"
     assert launched["request"].ranking.folds == 3  # the run's saved ranking, not the defaults
     assert launched["path"].parent == ws.root / "uploads" and launched["path"].suffix == ".svs"
     assert uploads_left(ws) == []  # deleted when done
@@ -182,7 +182,7 @@ class RunningLauncher:
         self.ws = ws
         self.calls: list[tuple] = []
 
-    def __call__(self, ws, data_dir, slide_path, request, delete_slide=False, sha256=None) -> jobs.Job:
+    def __call__(self, ws, data_dir, slide_path, request, delete_slide=False, sha256=None, name=None) -> jobs.Job:
         self.job_dir = Path(tempfile.mkdtemp(prefix="predict-running-", dir=ws.jobs_dir))
         self.calls.append((data_dir, Path(slide_path), request, delete_slide, sha256))
         self._write("running", {"done": 0.6, "total": 1.0, "message": "embedding 3 of 9 tiles", "step": "embed"})
