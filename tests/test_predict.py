@@ -82,6 +82,8 @@ def test_cli_prints_the_issue_fields_and_the_same_slide_again_is_cached(setup, c
     csv = pd.read_csv(tmp_path / "report.csv")
     assert csv.loc[csv["section"] == "tissue", "item"].item() == prediction.tissue
     assert (csv["section"] == "gene").sum() == len(prediction.genes)
+    neighbours = csv[csv["section"] == "neighbour"]
+    assert neighbours["tissue"].tolist() == prediction.neighbours["tissue"].tolist()
 
 
 def test_default_epoch_is_the_one_validation_selects_not_the_best_on_test(setup) -> None:

@@ -102,30 +102,35 @@ class SlidePrediction:
         }
 
     def to_csv(self) -> str:
-        """One table: section, item, value, r2, ref_low, ref_median, ref_high (summary, genes, neighbours)."""
+        """One table, a row per fact: section, item, value, then r2 and the reference range for genes and the
+        tissue for neighbours (summary, top 3, tiles, genes, neighbours, warnings, transcriptome)."""
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["section", "item", "value", "r2", "ref_low", "ref_median", "ref_high"])
-        writer.writerow(["slide", self.slide_name, self.file_sha256, "", "", "", ""])
-        writer.writerow(["run", self.run, self.epoch, "", "", "", ""])
-        writer.writerow(["tissue", self.tissue, "", "", "", "", ""])
+        writer.writerow(["section", "item", "value", "r2", "ref_low", "ref_median", "ref_high", "tissue"])
+
+        def row(section: str, item: Any, value: Any = "", r2: Any = "", low: Any = "", median: Any = "",
+                high: Any = "", tissue: Any = "") -> None:
+            writer.writerow([section, item, value, r2, low, median, high, tissue])
+
+        row("slide", self.slide_name, self.file_sha256)
+        row("run", self.run, self.epoch)
+        row("tissue", self.tissue, tissue=self.tissue)
         for entry in self.top3:
-            writer.writerow(["top3", entry["tissue"], _num(entry["probability"]), "", "", "", ""])
+            row("top3", entry["tissue"], _num(entry["probability"]), tissue=entry["tissue"])
         summary = self.tile_summary
-        writer.writerow(["tiles", "considered", summary["considered"], "", "", "", ""])
-        writer.writerow(["tiles", "kept", summary["kept"], "", "", "", ""])
+        row("tiles", "considered", summary["considered"])
+        row("tiles", "kept", summary["kept"])
         for reason, count in summary["rejected"].items():
-            writer.writerow(["tiles", f"rejected {reason}", count, "", "", "", ""])
-        for row in self.genes.itertuples(index=False):
-            writer.writerow(["gene", row.symbol, _num(row.predicted), _num(row.r2), _num(row.ref_low),
-                             _num(row.ref_median), _num(row.ref_high)])
-        for row in self.neighbours.itertuples(index=False):
-            writer.writerow(["neighbour", row.sample_id, _num(row.distance), "", "", "", row.tissue])
+            row("tiles", f"rejected {reason}", count)
+        for gene in self.genes.itertuples(index=False):
+            row("gene", gene.symbol, _num(gene.predicted), _num(gene.r2), _num(gene.ref_low), _num(gene.ref_median),
+                _num(gene.ref_high), gene.ref_tissue)
+        for neighbour in self.neighbours.itertuples(index=False):
+            row("neighbour", neighbour.sample_id, _num(neighbour.distance), tissue=neighbour.tissue)
         for note in self.warnings:
-            writer.writerow(["warning", note, "", "", "", "", ""])
-        for row in self.transcriptome.itertuples(index=False):
-            writer.writerow(["transcriptome (cluster average)", row.symbol or row.gene_id, _num(row.predicted),
-                             "", "", "", ""])
+            row("warning", note)
+        for gene in self.transcriptome.itertuples(index=False):
+            row("transcriptome (cluster average)", gene.symbol or gene.gene_id, _num(gene.predicted))
         return out.getvalue()
 
 
