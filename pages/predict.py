@@ -169,7 +169,11 @@ def upload_input():
     st.checkbox("Keep the uploaded slide in the workspace after the prediction", key="predict-keep",
                 help=f"kept as {ws.root / uploads.UPLOADS / uploads.KEPT}/<sha256>.<ext>")
     if file is None:
-        st.session_state.pop("predict-file-id", None)
+        if st.session_state.pop("predict-file-id", None) is not None:  # the user removed the file: clear its result
+            st.session_state.pop(SLIDE_KEY, None)
+            st.session_state.pop("predict-upload-error", None)
+            for name in ("slide", "name"):
+                st.query_params.pop(name, None)
         return None
     if st.session_state.get("predict-file-id") == file.file_id:
         return file  # saved on an earlier run

@@ -249,6 +249,8 @@ def test_kept_upload_stays_in_the_workspace(tiny, launcher, testdata):
     assert kept.read_bytes() == data and uploads_left(ws) == []
     assert at.subheader[0].value == "keep-me.svs"
     kept.unlink()
+    at.file_uploader(key="predict-file").clear().run()  # removing the file clears its result
+    assert not at.exception and not at.subheader and "slide" not in at.query_params
 
 
 def test_refused_uploads_name_the_file(tiny, launcher):
