@@ -39,15 +39,17 @@ from core.rank_jobs import cached_ranking_for
 from core.ranking.params import RankParams
 from core.slides import open_slide
 from core.tiling import TilingParams, build_tile_index, dataset_tiling_params, record_dataset_tiling_params
-from tests.predict_helpers import FAST_RANKING, make_predict_workspace
+from tests.predict_helpers import FAST_RANKING
 
 pytestmark = pytest.mark.timeout(300)
 ISSUE_FIELDS = {"tissue", "top3", "tiles", "genes", "neighbours", "warnings", "seconds", "cached"}
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, testdata):
-    ws, run_dir, request = make_predict_workspace(tmp_path_factory.mktemp("predict") / "workspace")
+def setup(predict_workspace, testdata):
+    """The session's tiny predict workspace (tests/conftest.py, shared with the page's tests: what a test here
+    adds to it, it removes or leaves harmless) and the real SVS predicted once."""
+    ws, run_dir, request = predict_workspace
     svs = testdata / "CMU-1-Small-Region.svs"
     prediction = predict_slide(ws, None, svs, request)
     return ws, run_dir, request, svs, prediction
@@ -160,12 +162,15 @@ def test_threshold_keeps_genes_at_or_above_it_with_the_predicted_tissues_referen
     ws, run_dir, request, svs, prediction = setup
     ranking, _ = _ranking(ws, run_dir)
     threshold = float(np.median(ranking.table["r2"]))
+    slides = ws.cache_dir / "predictions" / "slides"
+    before = [p for p in slides.iterdir() if p.name.startswith(prediction.file_sha256[:32])]
     stricter = predict_slide(ws, None, svs, replace(request, r2_threshold=threshold))
     assert not stricter.cached
     expected = ranking.table.loc[ranking.table["r2"] >= threshold, "gene_id"].tolist()
     assert stricter.genes["gene_id"].tolist() == expected and 0 < len(expected) < len(ranking.table)
     assert (stricter.genes["r2"] >= threshold).all()
-    assert len(list((ws.cache_dir / "predictions" / "slides").iterdir())) == 1  # tiles and embeddings reused
+    slides = ws.cache_dir / "predictions" / "slides"
+    assert [p for p in slides.iterdir() if p.name.startswith(prediction.file_sha256[:32])] == before
     row = stricter.genes.iloc[0]
     column = int(np.flatnonzero(ranking.gene_ids == row.gene_id)[0])
     observed = np.asarray(ranking.arrays["observed"])[(ranking.samples["tissue"] == stricter.tissue).to_numpy(),
@@ -253,9 +258,12 @@ def test_a_missing_ranking_is_a_warning_and_a_later_ranking_is_picked_up(setup) 
     assert any("python -m core rank" in note for note in first.warnings)
     assert predict_slide(ws, None, svs, other).cached  # read back while the ranking is still missing
     computed = predict_slide(ws, None, svs, replace(other, compute_ranking=True))
-    assert len(computed.genes) > 0
-    again = predict_slide(ws, None, svs, other)  # the saved gene-less result is stale now
-    assert not again.cached and len(again.genes) == len(computed.genes)
+    try:
+        assert len(computed.genes) > 0
+        again = predict_slide(ws, None, svs, other)  # the saved gene-less result is stale now
+        assert not again.cached and len(again.genes) == len(computed.genes)
+    finally:  # the shared workspace keeps its one ranking (the page's tests list a run's rankings)
+        shutil.rmtree(computed.notes["ranking"])
 
 
 def test_a_cancelled_prediction_stops_and_saves_no_result(setup, tmp_path: Path) -> None:
