@@ -132,6 +132,8 @@ def slide_tiles(path: str | Path, params: TilingParams, progress: Callable[[floa
 
     chosen = workers if workers is not None else _workers(total)
     outcome = run_slides([task], params, Path(os.devnull), chosen, cells=cells)["slide"]
+    if outcome.error is not None and outcome.transient:  # a worker died (memory, killed): not the file's fault
+        raise RuntimeError(outcome.error)
     if outcome.error is not None:
         message = outcome.error
         prefix = f"{path}: "
