@@ -345,23 +345,28 @@ def job_outcome(job: jobs.Job, slide: dict[str, Any]) -> bool:
 
 
 # ---------------------------------------------------------------- the result (cached per server)
-class _NotYet(Exception):
-    """No saved prediction yet: raised, so st.cache_resource does not remember the miss."""
+class _NotKept(Exception):
+    """A result st.cache_resource must not remember: none yet, or one without genes (a gene ranking made later
+    gives the same request a new result)."""
+
+    def __init__(self, found=None) -> None:
+        super().__init__()
+        self.found = found
 
 
 @st.cache_resource(show_spinner="Reading the prediction ...", max_entries=8)
 def _prediction(sha: str, request_key: str, _request: PredictRequest):
     found = cached_prediction(ws, sha, _request)
-    if found is None:
-        raise _NotYet
+    if found is None or found.genes is None or found.genes.empty:
+        raise _NotKept(found)
     return found
 
 
 def prediction_for(sha: str, request_key: str, request: PredictRequest):
     try:
         return _prediction(sha, request_key, request)
-    except _NotYet:
-        return None
+    except _NotKept as missing:
+        return missing.found
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -396,6 +401,12 @@ def _downloads(sha: str, request_key: str, _p) -> tuple[bytes, bytes]:
     return json.dumps(_p.to_json(), indent=2, default=str).encode(), _p.to_csv().encode()
 
 
+def _seconds(seconds: dict[str, float] | None) -> float | None:
+    """How long the prediction took when it was computed (a result read back also says how long that took)."""
+    seconds = seconds or {}
+    return seconds.get("first_run_total", seconds.get("total"))
+
+
 def _fmt(value: Any, pattern: str = "{:.2f}") -> str:
     try:
         return "—" if value is None or not np.isfinite(float(value)) else pattern.format(float(value))
@@ -422,7 +433,7 @@ def draw(p, request: PredictRequest, request_key: str, name: str) -> None:
         if p.top3:
             st.markdown(f"**{p.top3[0]['probability']:.0%}**: the mean of the kept tiles' probabilities")
         st.caption(f"{info.get('width', '?')} x {info.get('height', '?')} px · magnification {magnification} · "
-                   f"{mpp} · predicted in {_fmt(sum((p.seconds or {}).values()), '{:.1f}')} s · "
+                   f"{mpp} · predicted in {_fmt(_seconds(p.seconds), '{:.1f}')} s · "
                    f"SHA-256 {sha[:12]}…")
         for note_name, note in (p.notes or {}).items():
             label = note_name.upper() if len(note_name) <= 3 else note_name.replace("_", " ").capitalize()

@@ -219,6 +219,25 @@ def test_a_running_prediction_shows_each_steps_share_then_its_result(tiny, launc
     assert len(running.calls) == 1 and uploads_left(ws) == []
 
 
+def test_without_a_ranking_the_tissue_is_shown_and_the_ranking_offered(tiny, launcher, testdata, monkeypatch):
+    from core import rank_jobs
+
+    ranked = []
+    monkeypatch.setattr(rank_jobs, "launch_ranking", lambda ws, root, source, params: ranked.append((source, params)))
+    ws, run_dir = tiny
+    at = open_page()
+    at.selectbox(key="predict-ranking").set_value("other parameters").run()
+    at.number_input(key="predict-comp").set_value(5).run()  # no ranking of this checkpoint at these parameters
+    upload(at, "CMU-1-Small-Region.svs", (testdata / "CMU-1-Small-Region.svs").read_bytes())
+    assert not errors(at) and headings(at)  # the tissue is predicted all the same
+    assert any("No gene ranking for this run" in i.value for i in at.info)
+    assert any("No gene map" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) == 4  # top 3, tiles, tissue heatmap, reference map
+    next(b for b in at.button if b.label.startswith("Rank this run's genes")).click().run()
+    source, params = ranked[0]
+    assert (source.epoch, Path(source.run_dir).name, params.components) == (1, run_dir.name, 5)
+
+
 def test_two_sessions_get_their_own_results(tiny, launcher, testdata):
     ws, _ = tiny
     svs = (testdata / "CMU-1-Small-Region.svs").read_bytes()
