@@ -29,6 +29,7 @@ def main() -> int:
     parser.add_argument("--run", help="run id or folder (default: the best finished run)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--donors", type=int, default=2)
+    parser.add_argument("--cohort", help="an unseen cohort already generated (e.g. by another generator version)")
     args = parser.parse_args()
 
     import pandas as pd
@@ -44,9 +45,12 @@ def main() -> int:
     print(f"run {request.run_dir}; load average {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        data = make_demo_cohort(Path(tmp) / "demo", seed=args.seed, n_donors=args.donors, workers=1)
+        if args.cohort:
+            data = Path(args.cohort)
+        else:
+            data = make_demo_cohort(Path(tmp) / "demo", seed=args.seed, n_donors=args.donors, workers=1)
         cohort = load_cohort(data)
-        print(f"cohort seed {args.seed}: {len(cohort.samples)} slides in {time.perf_counter() - started:.0f} s")
+        print(f"cohort {data} (seed {args.seed}): {len(cohort.samples)} slides, {time.perf_counter() - started:.0f} s")
         rows = []
         for sample in cohort.samples.itertuples(index=False):
             t0 = time.perf_counter()
