@@ -297,22 +297,24 @@ def _ranking(ws: Workspace, reference, model, request: PredictRequest, steps: _S
 
 def _compute(ws: Workspace, data: Path, path: Path, sha: str, request: PredictRequest, model,
              steps: _Steps) -> SlidePrediction:
+    # Every import of this step first, in this thread: the preload thread below is then the only one importing
+    # torch (scikit-learn looks torch up for its array API when torch is loaded; two threads importing torch's
+    # modules at once can register its kernels twice).
+    from core.dataset import load_cohort
+    from core.embed import cached_folders
     from core.predict.embedding import preload
+    from core.predict.expression import gene_models, predict_expression
+    from core.predict.placement import place_on_map
+    from core.predict.reference import check_tissues_fit, load_reference, nearest
     from core.predict.tiles import predict_tiling_params
+    from core.predict.tissue import call_tissue
+    from core.predictions import checkpoint_head
     from core.tiling import dataset_tiling_params
 
     params = predict_tiling_params(dataset_tiling_params(ws, data), model.classes)
     loading = None
     if _load_slide(_slide_folder(ws, sha, model.source.key, params)) is None:
-        loading = preload(model.source)  # torch's imports overlap the other imports and the slide's read and QC
-
-    from core.dataset import load_cohort
-    from core.embed import cached_folders
-    from core.predict.expression import gene_models, predict_expression
-    from core.predict.placement import place_on_map
-    from core.predict.reference import check_tissues_fit, load_reference, nearest
-    from core.predict.tissue import call_tissue
-    from core.predictions import checkpoint_head
+        loading = preload(model.source)  # torch's imports and the checkpoint overlap the slide's read and QC
 
     cohort = load_cohort(data, ws)
     check_tissues_fit(cohort, data, model.classes)  # before any slide work

@@ -23,7 +23,7 @@ PLACE_NEIGHBOURS = 5
 
 
 def _pca(values: np.ndarray, n_components: int, seed: int):
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # after the embed step: torch is fully imported by then
 
     k = max(1, min(n_components, values.shape[0], values.shape[1]))
     return PCA(n_components=k, svd_solver="full", random_state=seed).fit(values)
