@@ -157,11 +157,14 @@ def _truth(
         "magnification": APP_MAG,
         "factors": list(FACTORS),
         "factor_meaning": {
-            "nuclear_density": "cells per area (all nuclei scale with 0.6 + 0.8 * value)",
-            "adipocyte_fraction": "fat: more adipocytes (adipose, breast, skin, muscle), fat islands, liver steatosis",
-            "immune_infiltrate": "lymphoid aggregates and scattered lymphocytes",
-            "fibrosis": "denser, thicker collagen and paucicellular scars",
+            "nuclear_density": "cells per area: every cell count scales with 0.6 + 0.8 * value, and 14 * value plump "
+            "nuclei per 100 x 100 um of solid tissue are added in every tissue",
+            "adipocyte_fraction": "fat: more adipocytes (adipose, breast, skin, muscle septa), fat islands on "
+            "0.3 * value of the section (esophagus, lung, thyroid), liver steatosis (0.5 * value of hepatocytes)",
+            "immune_infiltrate": "lymphoid aggregates (8 * value per mm2 of tissue) and scattered lymphocytes",
+            "fibrosis": "denser, thicker collagen, and paucicellular scar bands on 0.25 * value of the section",
         },
+        "factor_distribution": "uniform on [0, 1], independent of each other and of tissue",
         "image_genes": [
             {"gene_id": r.gene_id, "symbol": r.symbol, "factor": r.factor, "effect": float(r.effect)}
             for r in image.itertuples(index=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 TISSUES = (
     "Adipose - Subcutaneous",

@@ -17,7 +17,7 @@ def _paint_adipose(c: Canvas, breast: bool = False) -> None:
     if breast:
         share = 0.3 + 0.4 * fat_share - 0.15 * fibrosis
     else:
-        share = 0.8 + 0.15 * fat_share - 0.2 * fibrosis
+        share = 0.75 + 0.2 * fat_share - 0.2 * fibrosis
     field = c.noise(450) + 0.5 * c.noise(150)
     fat = field > np.quantile(field, 1.0 - share)
     st.stroma(c, ~fat, density=0.68 if breast else 0.5, wavelength=9.0 if breast else 7.0)
@@ -167,7 +167,7 @@ def _paint_liver(c: Canvas) -> None:
     c.carve(c.up(np.clip((sinus - 0.88) / 0.06, 0.0, 1.0)) * 0.9)
     c.stamp(c.blood, c.scatter((sinus > 0.9).astype(np.float32), 3.0), 3.0, None, 0.0, 0.8)
     # Round central nuclei; steatosis (the adipocyte factor) turns cells into fat vacuoles.
-    steatosis = 0.45 * c.factors["adipocyte_fraction"] ** 1.5
+    steatosis = 0.5 * c.factors["adipocyte_fraction"]
     roll = c.rng.random(points.shape[1])
     vacuoles = points[:, roll < steatosis]
     c.cut(vacuoles, c.rng.uniform(9, 16, vacuoles.shape[1]))
@@ -205,7 +205,7 @@ def _paint_muscle(c: Canvas) -> None:
     septa = septa_field < 0.06 + 0.12 * c.factors["fibrosis"]
     c.carve(c.up(septa.astype(np.float32)))
     st.stroma(c, septa, density=0.5)
-    st.fat(c, septa_field < 0.2 * c.factors["adipocyte_fraction"], cell_um=65.0)
+    st.fat(c, _share_below(septa_field, 0.3 * c.factors["adipocyte_fraction"]), cell_um=65.0)
     st.vessels(c, 5.0)
 
 
@@ -239,25 +239,42 @@ PAINTERS: dict[str, Callable[[Canvas], None]] = {
 }
 # Tissues that get fat islands from the adipocyte factor (the others draw fat their own way).
 FAT_ISLAND_TISSUES = {"Esophagus - Mucosa", "Esophagus - Gastroesophageal Junction", "Lung", "Thyroid"}
+# Each factor also has one look that is the same in every tissue and grows linearly with it, so a single
+# linear read-out of slide features can follow the factor across tissues (within-tissue slopes that
+# differed from tissue to tissue left ~8 slides per tissue too few to learn them).
+ISLAND_FAT_SHARE = 0.3  # share of the section turned into fat islands at adipocyte_fraction 1
+SCAR_SHARE = 0.25  # share of the section replaced by collagen scar bands at fibrosis 1
+EXTRA_NUCLEI = 14.0  # nuclei per 100 x 100 um of solid tissue added at nuclear_density 1
+AGGREGATES_PER_MM2 = 8.0  # lymphoid aggregates per mm2 of tissue at immune_infiltrate 1
+
+
+def _share_below(field: np.ndarray, share: float) -> np.ndarray:
+    """The `share` of a field's pixels with its lowest values (none at 0): a region of exact area."""
+    if share <= 0:
+        return np.zeros(field.shape, bool)
+    return field < np.quantile(field, min(share, 1.0))
 
 
 def common_features(c: Canvas, tissue: str) -> None:
-    """Factor-driven features every tissue gets: fat islands, fibrous bands, lymphoid aggregates."""
+    """Factor-driven features every tissue gets: fat islands, scar bands, extra nuclei, lymphoid aggregates."""
     f = c.factors
     if tissue in FAT_ISLAND_TISSUES:
-        islands = c.noise(500)
-        st.fat(c, islands > np.quantile(islands, 1.0 - 0.22 * f["adipocyte_fraction"] ** 1.3), cell_um=70.0)
-    # Fibrosis: dense, paucicellular collagen scars replacing the tissue.
-    scar_field = np.abs(c.noise(600))
-    scar = scar_field < 0.12 * f["fibrosis"] ** 1.5
+        st.fat(c, _share_below(-c.noise(500), ISLAND_FAT_SHARE * f["adipocyte_fraction"]), cell_um=70.0)
+    # Fibrosis: dense, paucicellular collagen bands replacing the tissue.
+    scar = _share_below(np.abs(c.noise(600)), SCAR_SHARE * f["fibrosis"])
     if scar.any():
         c.carve(c.up(scar.astype(np.float32)))
         st.stroma(c, scar, density=0.72, wavelength=12.0)
-    # Immune infiltrate: lymphoid aggregates plus scattered lymphocytes.
-    n_aggregates = int(c.rng.poisson(3.0 * f["immune_infiltrate"] ** 1.5 * st.tissue_area_mm2(c)))
     solid = 1.0 - c.open[::FIELD_SCALE, ::FIELD_SCALE][: c.fh, : c.fw]
+    # Nuclear density: besides scaling every cell count (Canvas.cellularity), plump nuclei over all solid
+    # tissue, their number linear in the factor (scatter multiplies by cellularity, so divide it out).
+    extra = c.scatter(solid, EXTRA_NUCLEI * f["nuclear_density"] / c.cellularity)
+    c.nuclei_at(extra, 4.2, 3.0, None, 0.9)
+    # Immune infiltrate: lymphoid aggregates (large dark clusters: a look apart from the even spread of extra
+    # nuclei above), as many as the factor says (no Poisson scatter around it), plus a few scattered lymphocytes.
+    n_aggregates = round(AGGREGATES_PER_MM2 * f["immune_infiltrate"] * st.tissue_area_mm2(c))
     for cy, cx in st.random_in_tissue(c, n_aggregates).T:
-        blob = st.blob(c, cy, cx, c.rng.uniform(50, 130))
+        blob = st.blob(c, cy, cx, c.rng.uniform(60, 110))
         c.eosin *= 1.0 - 0.35 * c.up(blob)
         st.lymphocytes(c, blob * 0.9, 110.0)
-    st.lymphocytes(c, solid * f["immune_infiltrate"], 5.0)
+    st.lymphocytes(c, solid * f["immune_infiltrate"], 3.0)
