@@ -9,8 +9,11 @@
 - `truth.json`: what was planted: per-slide morphology factors, the genes they drive, artifacts.
 
 Slides are painted procedurally in optical-density space (haematoxylin + eosin, Beer-Lambert), so
-colours mix like real stains. Four per-slide morphology factors in [0, 1] change what is drawn
-AND shift the expression of a few genes, so image-to-gene models have something real to find.
+colours mix like real stains. Four per-slide morphology factors, uniform on [0, 1], change what is
+drawn AND shift the expression of a few genes, so image-to-gene models have something real to find;
+each factor has one look shared by every tissue and linear in it (tissues.common_features), so a
+linear read-out of slide features can follow it across tissues. `GENERATOR_VERSION` changes whenever
+the output does, so a workspace's older cohort is regenerated.
 Everything derives from one seed: the same arguments give byte-identical files.
 
 Modules: `spec` (shared constants), `canvas` + `structures` + `tissues` + `painter` (drawing a slide),

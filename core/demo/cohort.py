@@ -160,7 +160,7 @@ def _truth(
             "nuclear_density": "cells per area: every cell count scales with 0.6 + 0.8 * value, and 14 * value plump "
             "nuclei per 100 x 100 um of solid tissue are added in every tissue",
             "adipocyte_fraction": "fat: more adipocytes (adipose, breast, skin, muscle septa), fat islands on "
-            "0.3 * value of the section (esophagus, lung, thyroid), liver steatosis (0.5 * value of hepatocytes)",
+            "0.2 * value of the section (esophagus, lung, thyroid), liver steatosis (0.45 * value of hepatocytes)",
             "immune_infiltrate": "lymphoid aggregates (8 * value per mm2 of tissue) and scattered lymphocytes",
             "fibrosis": "denser, thicker collagen, and paucicellular scar bands on 0.25 * value of the section",
         },

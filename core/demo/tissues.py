@@ -17,7 +17,7 @@ def _paint_adipose(c: Canvas, breast: bool = False) -> None:
     if breast:
         share = 0.3 + 0.4 * fat_share - 0.15 * fibrosis
     else:
-        share = 0.75 + 0.2 * fat_share - 0.2 * fibrosis
+        share = 0.8 + 0.15 * fat_share - 0.2 * fibrosis
     field = c.noise(450) + 0.5 * c.noise(150)
     fat = field > np.quantile(field, 1.0 - share)
     st.stroma(c, ~fat, density=0.68 if breast else 0.5, wavelength=9.0 if breast else 7.0)
@@ -167,7 +167,7 @@ def _paint_liver(c: Canvas) -> None:
     c.carve(c.up(np.clip((sinus - 0.88) / 0.06, 0.0, 1.0)) * 0.9)
     c.stamp(c.blood, c.scatter((sinus > 0.9).astype(np.float32), 3.0), 3.0, None, 0.0, 0.8)
     # Round central nuclei; steatosis (the adipocyte factor) turns cells into fat vacuoles.
-    steatosis = 0.5 * c.factors["adipocyte_fraction"]
+    steatosis = 0.45 * c.factors["adipocyte_fraction"]
     roll = c.rng.random(points.shape[1])
     vacuoles = points[:, roll < steatosis]
     c.cut(vacuoles, c.rng.uniform(9, 16, vacuoles.shape[1]))
@@ -205,7 +205,7 @@ def _paint_muscle(c: Canvas) -> None:
     septa = septa_field < 0.06 + 0.12 * c.factors["fibrosis"]
     c.carve(c.up(septa.astype(np.float32)))
     st.stroma(c, septa, density=0.5)
-    st.fat(c, _share_below(septa_field, 0.3 * c.factors["adipocyte_fraction"]), cell_um=65.0)
+    st.fat(c, _share_below(septa_field, 0.2 * c.factors["adipocyte_fraction"]), cell_um=65.0)
     st.vessels(c, 5.0)
 
 
@@ -242,7 +242,7 @@ FAT_ISLAND_TISSUES = {"Esophagus - Mucosa", "Esophagus - Gastroesophageal Juncti
 # Each factor also has one look that is the same in every tissue and grows linearly with it, so a single
 # linear read-out of slide features can follow the factor across tissues (within-tissue slopes that
 # differed from tissue to tissue left ~8 slides per tissue too few to learn them).
-ISLAND_FAT_SHARE = 0.3  # share of the section turned into fat islands at adipocyte_fraction 1
+ISLAND_FAT_SHARE = 0.2  # share of the section turned into fat islands at adipocyte_fraction 1
 SCAR_SHARE = 0.25  # share of the section replaced by collagen scar bands at fibrosis 1
 EXTRA_NUCLEI = 14.0  # nuclei per 100 x 100 um of solid tissue added at nuclear_density 1
 AGGREGATES_PER_MM2 = 8.0  # lymphoid aggregates per mm2 of tissue at immune_infiltrate 1
