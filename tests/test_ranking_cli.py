@@ -119,6 +119,20 @@ def test_rank_argv_round_trips_through_the_parser(demo_ws):
         assert cli_rank.params_from_args(args) == params
 
 
+def test_nonlinear_top_adds_kernel_ridge_beside_the_ridge_for_the_best_genes(demo_ws, capsys):
+    code, result, err = _rank(demo_ws, capsys, *SOURCE, *FAST, "--no-baseline", "--nonlinear-top", "5", "--json")
+    assert code == 0, err
+    nonlinear = result["nonlinear"]
+    table = pd.read_csv(result["csv"])
+    best = table.sort_values("r2", ascending=False).head(5)
+    assert [row["gene_id"] for row in nonlinear["top"]] == best["gene_id"].tolist()
+    assert [row["r2"] for row in nonlinear["top"]] == pytest.approx(best["r2"].round(4).tolist(), abs=1e-4)
+    assert all(np.isfinite(row["r2_kernel"]) and row["r2_kernel"] <= 1 for row in nonlinear["top"])
+    assert nonlinear["genes"] == 5 and 0 <= nonlinear["kernel_better"] <= 5
+    code, _, err = _rank(demo_ws, capsys, *SOURCE, *FAST, "--nonlinear-top", "-1")
+    assert code == 2 and "--nonlinear-top" in err
+
+
 # ------------------------------------------------------------------ acceptance on a small demo cohort
 
 

@@ -47,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-permutation", action="store_true", help="skip the permutation-null pass")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the random-weights features (no recovered-gene rule)")
+    parser.add_argument("--nonlinear-top", type=int, default=0, metavar="N",
+                        help="also fit RBF kernel ridge for the N best genes by R², beside the ridge (default 0: off)")
     parser.add_argument("--out", help="also write the ranking CSV here (default: only the cached copy)")
     parser.add_argument("--top", type=int, default=TOP, help=f"genes listed under top (default {TOP})")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -57,7 +59,7 @@ def params_from_args(args: argparse.Namespace) -> RankParams:
     """RankParams from the flags; DataError naming the option for a value that cannot work."""
     for option, value, least in (("--components", args.components, 1), ("--folds", args.folds, 2),
                                  ("--repeats", args.repeats, 1), ("--clusters", args.clusters, 1),
-                                 ("--top", args.top, 0)):
+                                 ("--top", args.top, 0), ("--nonlinear-top", args.nonlinear_top, 0)):
         if value < least:
             raise DataError(None, f"{option} must be at least {least}, got {value}")
     return RankParams(components=args.components, folds=args.folds, repeats=args.repeats, seed=args.cv_seed,
@@ -119,6 +121,12 @@ def run(args: argparse.Namespace) -> int:
         ranking = rank_genes(ws, data, source, params, cohort=cohort, progress=job_progress(job),
                              cancel=job.cancel_requested, with_baseline=not args.no_baseline)
         result = result_of(ranking, data, started, args.top)
+        if args.nonlinear_top:
+            from core.ranking.nonlinear import nonlinear_beside_ridge
+
+            job.progress(0, 1, f"kernel ridge for the top {args.nonlinear_top} genes")
+            result["nonlinear"] = nonlinear_beside_ridge(ws, data, source, ranking, params, args.nonlinear_top)
+            result["seconds"] = round(time.perf_counter() - started, 3)
         if out is not None:
             with atomic_path(out) as tmp:
                 shutil.copyfile(ranking.csv, tmp)
@@ -140,5 +148,9 @@ def run(args: argparse.Namespace) -> int:
         for row in result["top"][:10]:
             print(f"  {row['symbol']:<12} R² {_num(row['r2'])}  beyond tissue {_num(row['r2_beyond_tissue'])}  "
                   f"r {_num(row['r'])}  FDR {_num(row['fdr'], '.2g')}")
+        if "nonlinear" in result:
+            nl = result["nonlinear"]
+            print(f"kernel ridge, top {nl['genes']} genes: median R² {_num(nl['median_r2_kernel'])} against ridge "
+                  f"{_num(nl['median_r2_ridge'])}; better for {nl['kernel_better']}")
         print(result["csv"])
     return 0
