@@ -22,7 +22,7 @@ from PIL import Image
 from core.cache import cache_key
 from core.config import Workspace
 from core.errors import DataError
-from core.fileio import temp_path_for
+from core.fileio import atomic_path, atomic_write_json, read_json_object, temp_path_for
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,44 @@ def _open_pack(path: Path, expected_shape: tuple[int, ...]) -> np.ndarray | None
     return images
 
 
+def _content_key(tiles: pd.DataFrame, image_size: int) -> str:
+    """pack_key of the same tiles in a canonical order: equal for the same tiles in any order."""
+    columns = [c for c in _PIXEL_COLUMNS if c in tiles.columns]
+    return "content-" + pack_key(tiles[columns].sort_values(columns).reset_index(drop=True), image_size)
+
+
+def _remember_order(folder: Path, path: Path, tiles: pd.DataFrame, size: int) -> None:
+    """Note which pack holds these tiles (a link by content key) and their order in it, so a request for the same
+    tiles in another order (training packs its split's order, embedding the index's) reorders it, not re-reads."""
+    columns = [c for c in _PIXEL_COLUMNS if c in tiles.columns]
+    rows = folder / f"{path.stem}.rows.parquet"
+    with atomic_path(rows) as tmp:
+        tiles[columns].reset_index(drop=True).to_parquet(tmp, index=False)
+    atomic_write_json(folder / f"{_content_key(tiles, size)}.json", {"pack": path.name})
+
+
+def _reordered(folder: Path, tiles: pd.DataFrame, size: int, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The same tiles' pixels from a pack in another order (None when there is none, or it does not match)."""
+    link = read_json_object(folder / f"{_content_key(tiles, size)}.json")
+    if not link or not isinstance(link.get("pack"), str):
+        return None
+    source = folder / link["pack"]
+    images = _open_pack(source, shape)
+    rows = folder / f"{source.stem}.rows.parquet"
+    if images is None or not rows.is_file():
+        return None
+    try:
+        stored = pd.read_parquet(rows)
+    except Exception:
+        return None
+    columns = list(stored.columns)
+    wanted = tiles[columns].reset_index(drop=True)
+    found = wanted.reset_index(names="_want").merge(stored.reset_index(names="_have"), on=columns, how="left")
+    if len(found) != len(wanted) or found["_have"].isna().any() or found["_have"].duplicated().any():
+        return None
+    return images[found.sort_values("_want")["_have"].to_numpy(dtype=np.int64)]
+
+
 def build_tilepack(
     tiles: pd.DataFrame,
     image_size: int,
@@ -133,6 +171,19 @@ def build_tilepack(
         if progress:
             progress(len(tiles), len(tiles), "tile pack reused")
         return TilePack(path, images, tiles)
+    reordered = _reordered(folder, tiles, size, shape)
+    if reordered is not None:
+        tmp = temp_path_for(path)
+        try:
+            with tmp.open("wb") as handle:  # a handle: np.save would add .npy to the temp name
+                np.save(handle, reordered)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _remember_order(folder, path, tiles, size)
+        if progress:
+            progress(len(tiles), len(tiles), "tile pack reused (reordered)")
+        return TilePack(path, _open_pack(path, shape), tiles)
 
     reader = read_tile or _default_read_tile()
     records = tiles.to_dict("records")
@@ -164,4 +215,5 @@ def build_tilepack(
     images = _open_pack(path, shape)
     if images is None:
         raise DataError(path, "tile pack was written but cannot be read back (disk full?)")
+    _remember_order(folder, path, tiles, size)
     return TilePack(path, images, tiles)

@@ -457,3 +457,20 @@ def test_launch_training_refuses_a_bad_option_without_leaving_a_folder(ws: Works
     with pytest.raises(DataError, match="bad training option"):
         launch_training(ws, ws.root, replace(TrainConfig(), epochs=0))
     assert not any(ws.runs_dir.glob("*"))
+
+
+def test_tilepack_of_the_same_tiles_in_another_order_is_reordered_not_read_again(ws: Workspace) -> None:
+    tiles = training_tiles(make_tile_index()).head(30)
+    first = build_tilepack(tiles, 24, ws, fake_read_tile, workers=1)
+
+    def must_not_read(row, out_size=None):
+        raise AssertionError("the same tiles were read again")
+
+    shuffled = tiles.sample(frac=1.0, random_state=1)
+    again = build_tilepack(shuffled, 24, ws, must_not_read, workers=1)
+    assert again.path != first.path
+    for i in (0, 7, 29):
+        assert np.array_equal(again.images[i], fake_read_tile(shuffled.iloc[i], 24))
+    other = pd.concat([tiles.head(29), training_tiles(make_tile_index()).iloc[[35]]])  # not the same tiles
+    with pytest.raises(DataError, match="read again"):  # a pack of other tiles is read, not reordered
+        build_tilepack(other, 24, ws, must_not_read, workers=1)
