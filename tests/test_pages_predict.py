@@ -4,7 +4,7 @@ and its gene ranking). An uploaded real SVS is saved, hashed, predicted and draw
 two sessions get their own results; each bad input gets a clear message naming the file.
 
 The one seam: `launch_prediction` runs `predict_slide` in this process (the worker process is exercised by
-tests/test_predict.py and the browser test tests/e2e/test_predict.py); its job folder records the outcome as the
+tests/test_predict.py and the browser test tests/e2e/test_predict_upload.py); its job folder records the outcome as the
 worker would (done, or failed with the DataError's text)."""
 
 from __future__ import annotations
