@@ -110,15 +110,14 @@ def _describe_holder(holder: dict[str, Any] | None) -> str:
     )
 
 
-def _try_lock(ws: Workspace) -> int | None:
-    """An fd holding the exclusive worker lock, or None when someone else holds it."""
-    ws.root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(_lock_path(ws), os.O_RDWR | os.O_CREAT, 0o644)
-    # A reader's probe holds the lock for microseconds; retry briefly so it never refuses a launch.
+def _try_flock(path: Path, owner: Path) -> int | None:
+    """An fd holding an exclusive flock on `path`, or None when another process holds it. A reader's probe
+    holds a lock for microseconds; retry briefly so it never refuses a launch."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         for attempt in range(3):
             try:
-                flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, ws.root)
+                flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, owner)
                 return fd
             except BlockingIOError:
                 if attempt < 2:
@@ -128,6 +127,12 @@ def _try_lock(ws: Workspace) -> int | None:
         raise
     os.close(fd)
     return None
+
+
+def _try_lock(ws: Workspace) -> int | None:
+    """An fd holding the exclusive worker lock, or None when someone else holds it."""
+    ws.root.mkdir(parents=True, exist_ok=True)
+    return _try_flock(_lock_path(ws), ws.root)
 
 
 # A worker that has written its end state still holds the lock while its interpreter exits.
@@ -199,19 +204,7 @@ def _probe(path: Path, root: Path) -> bool:
 
 def _own_lock(job_dir: Path) -> int | None:
     """A non-exclusive job's own lock (an fd holding it), or None when another process holds it."""
-    fd = os.open(job_dir / OWN_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    for attempt in range(3):  # a reader's probe holds it for microseconds
-        try:
-            flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, job_dir)
-            return fd
-        except BlockingIOError:
-            if attempt < 2:
-                time.sleep(0.01)
-        except BaseException:
-            os.close(fd)
-            raise
-    os.close(fd)
-    return None
+    return _try_flock(job_dir / OWN_LOCK_NAME, job_dir)
 
 
 def _inherited_own_lock_fd(job_dir: Path) -> int | None:
