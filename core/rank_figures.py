@@ -70,20 +70,23 @@ def tissue_r2_bar(per_tissue: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def compare_scatter(pairs: pd.DataFrame, label_a: str, label_b: str, column: str = "r2") -> go.Figure:
+def compare_scatter(pairs: pd.DataFrame, label_a: str, label_b: str, column: str = "r2",
+                    title: str = "R² per gene: A against B (green: B higher)",
+                    names: tuple[str, str] = ("A", "B")) -> go.Figure:
     """R² of source A against source B, one point per gene, with the y = x line (above it: B better)."""
     a, b = pairs[f"{column}_a"].astype(float), pairs[f"{column}_b"].astype(float)
     fig = go.Figure()
     fig.add_trace(go.Scattergl(
         x=a, y=b, mode="markers", name="genes", marker={"size": 5, "color": np.where(b > a, "#2a9d8f", "#e76f51")},
         customdata=pairs[["symbol", "gene_id"]].to_numpy(), showlegend=False,
-        hovertemplate="%{customdata[0]} (%{customdata[1]})<br>A %{x:.3f}<br>B %{y:.3f}<extra></extra>",
+        hovertemplate=f"%{{customdata[0]}} (%{{customdata[1]}})<br>{names[0]} %{{x:.3f}}<br>{names[1]} %{{y:.3f}}"
+                      "<extra></extra>",
     ))
     both = pd.concat([a, b])
     low, high = (float(both.min()), float(both.max())) if len(both) else (0.0, 1.0)
     fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x", showlegend=False,
                              line={"dash": "dot", "color": "grey"}))
-    fig.update_layout(title="R² per gene: A against B (green: B higher)", height=460, **_LAYOUT)
-    fig.update_xaxes(title=f"A: {label_a}")
-    fig.update_yaxes(title=f"B: {label_b}")
+    fig.update_layout(title=title, height=460, **_LAYOUT)
+    fig.update_xaxes(title=f"{names[0]}: {label_a}")
+    fig.update_yaxes(title=f"{names[1]}: {label_b}")
     return fig

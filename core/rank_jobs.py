@@ -80,10 +80,16 @@ def check_params(params: RankParams, donors: int) -> None:
         raise DataError(None, "repeats and components must be at least 1")
 
 
-def rank_argv(data_dir: str | Path, source: FeatureSource, params: RankParams) -> list[str]:
-    """The `rank` command line for a source and parameters (what the page hands to core.jobs.launch)."""
+NONLINEAR_FLAG = "--nonlinear-top"
+
+
+def rank_argv(data_dir: str | Path, source: FeatureSource, params: RankParams, nonlinear_top: int = 0) -> list[str]:
+    """The `rank` command line for a source and parameters (what the page hands to core.jobs.launch); with
+    `nonlinear_top`, the job also fits kernel ridge for that many best genes (saved beside the ranking)."""
     argv = ["rank", "--data", str(data_dir), "--components", str(params.components), "--folds", str(params.folds),
             "--repeats", str(params.repeats), "--json"]
+    if nonlinear_top > 0:
+        argv += [NONLINEAR_FLAG, str(int(nonlinear_top))]
     if source.kind == "checkpoint":
         argv += ["--run", str(source.run_dir), "--epoch", str(source.epoch)]
     elif source.kind == "timm":
@@ -95,23 +101,44 @@ def rank_argv(data_dir: str | Path, source: FeatureSource, params: RankParams) -
     return argv
 
 
-def last_attempt(ws: Workspace, data_dir: str | Path, source: FeatureSource, params: RankParams) -> dict | None:
+def _without_nonlinear(argv: list[str]) -> list[str]:
+    if NONLINEAR_FLAG not in argv:
+        return argv
+    at = argv.index(NONLINEAR_FLAG)
+    return argv[:at] + argv[at + 2:]
+
+
+def nonlinear_top_of(argv: list[str]) -> int:
+    """The N of a rank command line's --nonlinear-top N (0 without it)."""
+    try:
+        return int(argv[argv.index(NONLINEAR_FLAG) + 1])
+    except (ValueError, IndexError):
+        return 0
+
+
+def last_attempt(ws: Workspace, data_dir: str | Path, source: FeatureSource, params: RankParams,
+                 nonlinear_top: int | None = None) -> dict | None:
     """The status of the latest `rank` job for exactly this request when it failed or was cancelled (so the
-    page can say why there is no ranking), else None."""
-    argv = rank_argv(data_dir, source, params)
+    page can say why there is no ranking), else None. With `nonlinear_top` None, a job that also fitted
+    kernel ridge counts as a request for the ranking; with a number, only a job with that --nonlinear-top."""
+    argv = rank_argv(data_dir, source, params, nonlinear_top or 0)
     for job in jobs.list_jobs(ws, kind=KIND)[:20]:
         try:
             status = job.status()
         except DataError:
             continue
-        if status.get("argv") == argv:
+        found = status.get("argv")
+        if nonlinear_top is None and isinstance(found, list):
+            found = _without_nonlinear(found)
+        if found == argv:
             if status.get("state") not in (jobs.FAILED, jobs.CANCELLED):
                 return None
             return {**status, "log_tail": status.get("log_tail") or job.log_tail(20)}
     return None
 
 
-def launch_ranking(ws: Workspace, data_dir: str | Path, source: FeatureSource, params: RankParams) -> jobs.Job:
-    """Start the ranking (and the embeddings it needs) as the one background job; JobBusyError names the
-    running job."""
-    return jobs.launch(ws, KIND, rank_argv(data_dir, source, params))
+def launch_ranking(ws: Workspace, data_dir: str | Path, source: FeatureSource, params: RankParams,
+                   nonlinear_top: int = 0) -> jobs.Job:
+    """Start the ranking (and the embeddings it needs; with `nonlinear_top`, then kernel ridge for that many
+    best genes) as the one background job; JobBusyError names the running job."""
+    return jobs.launch(ws, KIND, rank_argv(data_dir, source, params, nonlinear_top))

@@ -16,7 +16,8 @@ from core.ranking.store import Ranking
 MIN_TISSUE_SAMPLES = 3  # an R² over fewer samples of one tissue says nothing
 # The table's columns as the page shows them, in order (optional ones are skipped when absent).
 DISPLAY_COLUMNS = {
-    "rank": "Rank", "symbol": "Symbol", "gene_id": "Ensembl ID", "r2": "R²", "r2_beyond_tissue": "R² beyond tissue",
+    "rank": "Rank", "symbol": "Symbol", "gene_id": "Ensembl ID", "r2": "R²", "r2_kernel": "R² kernel ridge",
+    "r2_beyond_tissue": "R² beyond tissue",
     "r2_tissue": "R² tissue only", "r2_within_tissue": "R² within tissue", "r": "r", "fdr": "FDR",
     "recovered": "Recovered", "r2_random": "R² random weights", "top_tissue": "Most expressed in",
 }

@@ -16,6 +16,7 @@ from core.features import FeatureSource, checkpoint_epochs
 from core.levels import gene_expression
 from core.models import ARCHITECTURES
 from core.ranking.cv import RankParams
+from core.ranking.nonlinear import load_nonlinear, nonlinear_path, nonlinear_summary
 from core.ranking.store import SUMMARY_JSON, Ranking, load_ranking
 from core.ranking.table import compare_sources
 from pages.common import (
@@ -76,9 +77,12 @@ def _max_folds() -> int:
 
 # Widget key -> URL query name, and the integer widgets' (least, most) values.
 URL_NAMES = {"A-kind": "kind", "A-run": "run", "A-epoch": "epoch", "A-seed": "seed", "A-arch": "arch", "A-size": "size",
-             "rank-components": "components", "rank-folds": "folds", "rank-repeats": "repeats"}
+             "rank-components": "components", "rank-folds": "folds", "rank-repeats": "repeats",
+             "rank-kernel": "kernel"}
 INT_RANGES = {"A-epoch": (0, 10**6), "A-seed": (0, 10_000), "A-size": (16, 512), "rank-components": (1, 512),
-              "rank-folds": (2, 10), "rank-repeats": (1, 50)}
+              "rank-folds": (2, 10), "rank-repeats": (1, 50), "rank-kernel": (0, 500)}
+# Job folders whose live panel this script run has drawn already (a second panel would repeat its widgets).
+_panels_drawn: set[str] = set()
 
 
 def restore_from_url() -> None:
@@ -129,6 +133,22 @@ def param_controls(column) -> RankParams:
     return RankParams(components=components, folds=folds, repeats=repeats)
 
 
+def kernel_control(column) -> int:
+    """How many of the best genes (by ridge R²) also get RBF kernel ridge, beside the ridge (0: none)."""
+    return int(column.number_input(
+        "Kernel ridge for the top N genes (0 = off)", 0, 500, 0, step=10, key="rank-kernel",
+        help="a nonlinear model beside the ridge: RBF kernel ridge on the same folds and PCA components, its "
+             "bandwidth and penalty chosen per gene on the training rows; run in the background and cached"))
+
+
+def _job_panel_once(column, job: jobs.Job) -> None:
+    if str(job.dir) in _panels_drawn:
+        return
+    _panels_drawn.add(str(job.dir))
+    with column:
+        job_panel(job.dir, rerun_when_done=True)
+
+
 def _job_stamp() -> tuple:
     """Changes when a background job ends, so a cached 'not computed yet' answer is looked at again."""
     return tuple((job.id, job.status().get("state")) for job in jobs.list_jobs(ws)[:3])
@@ -150,8 +170,10 @@ def _per_tissue(path: str, _ranking: Ranking) -> tuple[pd.DataFrame, pd.Series]:
     return rank_views.tissue_r2(_ranking), rank_views.top_tissue(_ranking)
 
 
-def find_ranking(prefix: str, column, source: FeatureSource, params: RankParams) -> Ranking | None:
-    """The cached ranking, else the job panel or a button that starts the ranking job."""
+def find_ranking(prefix: str, column, source: FeatureSource, params: RankParams,
+                 kernel_top: int = 0) -> Ranking | None:
+    """The cached ranking, else the job panel or a button that starts the ranking job (which then also fits
+    kernel ridge for the `kernel_top` best genes)."""
     try:
         found = _lookup(str(root), source, source.key, params, id(cohort), _job_stamp())
     except DataError as exc:
@@ -167,8 +189,7 @@ def find_ranking(prefix: str, column, source: FeatureSource, params: RankParams)
             return ranking
     active = jobs.active_job(ws)
     if active is not None and active.kind in (rank_jobs.KIND, "embed", "map"):
-        with column:
-            job_panel(active.dir, rerun_when_done=True)
+        _job_panel_once(column, active)
         return None
     last = rank_jobs.last_attempt(ws, root, source, params)
     if last is not None and last.get("state") == jobs.FAILED:
@@ -192,7 +213,7 @@ def find_ranking(prefix: str, column, source: FeatureSource, params: RankParams)
         column.warning(f"A {active.kind} job is running; the ranking can start when it ends.")
     elif column.button("Rank all genes", type="primary", key=f"{prefix}-go"):
         try:
-            rank_jobs.launch_ranking(ws, root, source, params)
+            rank_jobs.launch_ranking(ws, root, source, params, kernel_top)
             st.rerun()
         except (JobBusyError, DataError) as exc:
             column.warning(str(exc))
@@ -201,6 +222,60 @@ def find_ranking(prefix: str, column, source: FeatureSource, params: RankParams)
 
 def _fmt(value, pattern: str = "{:.3f}") -> str:
     return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else pattern.format(value)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _load_kernel(folder: str, top: int, stamp: float) -> pd.DataFrame | None:
+    return load_nonlinear(folder, top)
+
+
+def kernel_table(ranking: Ranking, top: int) -> pd.DataFrame | None:
+    """The saved kernel ridge table of this ranking's `top` genes (None when off or not fitted yet)."""
+    path = nonlinear_path(ranking.path, top)
+    if top <= 0 or not path.exists():
+        return None
+    return _load_kernel(str(ranking.path), top, path.stat().st_mtime)
+
+
+def kernel_section(ranking: Ranking, kernel: pd.DataFrame | None, source: FeatureSource, params: RankParams,
+                   top: int) -> None:
+    """Kernel ridge beside ridge for the best genes: counts and R² against R², or the job that fits it."""
+    st.subheader(f"Kernel ridge beside ridge: the top {top} genes")
+    if kernel is None:
+        active = jobs.active_job(ws)
+        if active is not None and active.kind == rank_jobs.KIND:
+            _job_panel_once(st.container(), active)
+            return
+        last = rank_jobs.last_attempt(ws, root, source, params, top)
+        if last is not None and last.get("state") == jobs.FAILED:
+            st.error(f"The last kernel ridge fit for these genes failed: {last.get('error') or 'unknown'}")
+        st.info(f"Kernel ridge is not fitted yet for the top {top} genes of this ranking. It runs in the background "
+                "on the ranking's own folds and is cached.")
+        if active is not None:
+            st.warning(f"A {active.kind} job is running; the fit can start when it ends.")
+        elif st.button(f"Fit kernel ridge for the top {top} genes", key="kernel-go"):
+            try:
+                rank_jobs.launch_ranking(ws, root, source, params, top)
+                st.rerun()
+            except (JobBusyError, DataError) as exc:
+                st.warning(str(exc))
+        return
+    summary = nonlinear_summary(kernel)
+    cols = st.columns(4)
+    cols[0].metric("Genes fitted", f"{summary['genes']:,}", help="the best genes by ridge R² (which favours the "
+                                                                "ridge a little in this comparison)")
+    cols[1].metric("Better with kernel ridge", f"{summary['kernel_better']:,}",
+                   help="genes whose kernel ridge R² is above their ridge R²")
+    cols[2].metric("Median R² ridge", _fmt(summary["median_r2_ridge"]))
+    cols[3].metric("Median R² kernel ridge", _fmt(summary["median_r2_kernel"]))
+    pairs = kernel.rename(columns={"r2": "r2_a", "r2_kernel": "r2_b"})
+    st.plotly_chart(rank_figures.compare_scatter(pairs, "out-of-fold R²", "out-of-fold R²",
+                                                 title="R² per gene: ridge against RBF kernel ridge "
+                                                       "(green: kernel ridge higher)",
+                                                 names=("Ridge", "Kernel ridge")),
+                    width="stretch", key="kernel-scatter")
+    st.caption("RBF kernel ridge on the ridge's own donor-grouped folds and PCA components; bandwidth and penalty "
+               "chosen per gene by leave-one-out on the training rows. Its R² is also a column of the table below.")
 
 
 def headline(ranking: Ranking) -> None:
@@ -239,8 +314,9 @@ def headline(ranking: Ranking) -> None:
     st.plotly_chart(rank_figures.r2_histograms(ranking.table), width="stretch", key="r2-hist")
 
 
-def ranking_table(ranking: Ranking) -> pd.DataFrame:
-    """Search, tissue filter and the sortable table; returns the rows listed."""
+def ranking_table(ranking: Ranking, kernel: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Search, tissue filter and the sortable table (with the kernel ridge R² of the genes it was fitted
+    for); returns the rows listed."""
     per_tissue, tops = _per_tissue(str(ranking.path), ranking)
     cols = st.columns([2, 2, 1, 1])
     query = cols[0].text_input("Search symbol or Ensembl ID", key="rank-search")
@@ -256,6 +332,8 @@ def ranking_table(ranking: Ranking) -> pd.DataFrame:
                           "tissue: how well it tracks a gene inside each tissue (the Rank column stays by R²)")
     chosen = None if tissue == "All tissues" else tissue
     view = rank_views.view_table(ranking.table, query, chosen, per_tissue, tops, only_top, recovered, order)
+    if kernel is not None:
+        view = view.assign(r2_kernel=view["gene_id"].map(kernel.set_index("gene_id")["r2_kernel"]))
     shown = rank_views.display_frame(view)
     event = st.dataframe(
         shown, hide_index=True, width="stretch", height=420, key="rank-table", on_select="rerun",
@@ -276,7 +354,8 @@ def ranking_table(ranking: Ranking) -> pd.DataFrame:
     return view
 
 
-def gene_detail(ranking: Ranking, view: pd.DataFrame, source: FeatureSource) -> None:
+def gene_detail(ranking: Ranking, view: pd.DataFrame, source: FeatureSource,
+                kernel: pd.DataFrame | None = None) -> None:
     st.subheader("Gene detail")
     table = ranking.table.set_index("gene_id")
     options = list(view["gene_id"]) or list(ranking.table["gene_id"])
@@ -302,6 +381,9 @@ def gene_detail(ranking: Ranking, view: pd.DataFrame, source: FeatureSource) -> 
         verdict = "recovered" if bool(row["recovered"]) else "not recovered"
         st.caption(f"{label} is **{verdict}** by SEQUOIA's rule (random weights: R² {_fmt(row.get('r2_random'))}, "
                    f"r {_fmt(row.get('r_random'))}).")
+    if kernel is not None and gene_id in set(kernel["gene_id"]):
+        kernel_r2 = float(kernel.set_index("gene_id").at[gene_id, "r2_kernel"])
+        st.caption(f"RBF kernel ridge R² for {label}: {_fmt(kernel_r2)} (ridge {_fmt(row.get('r2'))}).")
     frame = ranking.gene_frame(gene_id)
     left, right = st.columns(2)
     left.plotly_chart(rank_figures.predicted_vs_observed(frame, label), width="stretch", key="gene-scatter")
@@ -389,12 +471,16 @@ restore_from_url()
 left, right = st.columns(2)
 source = source_controls("A", left)
 params = param_controls(right)
+kernel_top = kernel_control(right)
 remember_in_url()
-ranking = find_ranking("A", st.container(), source, params) if source is not None else None
+ranking = find_ranking("A", st.container(), source, params, kernel_top) if source is not None else None
 if ranking is not None:
     headline(ranking)
+    kernel = kernel_table(ranking, kernel_top)
+    if kernel_top > 0:
+        kernel_section(ranking, kernel, source, params, kernel_top)
     st.subheader("Ranking")
-    listed = ranking_table(ranking)
-    gene_detail(ranking, listed, source)
+    listed = ranking_table(ranking, kernel)
+    gene_detail(ranking, listed, source, kernel)
     if st.toggle("Compare with a second feature source", key="rank-compare"):
         comparison(ranking, source, params)

@@ -117,7 +117,7 @@ def _open() -> AppTest:
 def test_missing_ranking_is_offered_as_a_background_job(app_env, monkeypatch):
     launched = []
     monkeypatch.setattr(rank_jobs, "launch_ranking",
-                        lambda ws, root, source, params: launched.append((source, params)))
+                        lambda ws, root, source, params, kernel_top=0: launched.append((source, params)))
     at = _open()
     assert at.title[0].value == "Gene rankings"
     assert at.selectbox(key="A-kind").value == "Trained run"
@@ -279,3 +279,79 @@ def test_the_explorer_link_colours_the_slide_map_by_the_gene(app_env):
     assert explorer.selectbox(key="A-colour").value == "gene"
     assert explorer.text_input(key="A-gene").value == gene
     assert explorer.get("plotly_chart"), "the slide map coloured by the gene is drawn"
+
+
+def test_kernel_ridge_for_the_top_genes_runs_as_a_job_then_shows_beside_ridge(app_env, monkeypatch):
+    """N > 0: a button launches the rank job with --nonlinear-top N; once the kernel ridge table is saved beside
+    the ranking, the page shows the counts, the R² against R² figure and a table column for exactly those genes."""
+    from core.ranking import nonlinear
+    from core.ranking.store import load_ranking, ranking_key, rankings_dir
+
+    top = 4
+    params = _page_params(app_env)
+    source = _run_source(app_env, 2)
+    _precompute(app_env, source, params)
+    launched = []
+    monkeypatch.setattr(rank_jobs, "launch_ranking", lambda ws, root, src, prm, kernel_top=0:
+                        launched.append((src, prm, kernel_top)))
+    at = _open()
+    assert not any(s.value.startswith("Kernel ridge") for s in at.subheader)  # 0: off
+    assert "R² kernel ridge" not in at.dataframe[0].value.columns
+    at.number_input(key="rank-kernel").set_value(top).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("not fitted yet" in i.value for i in at.info), [i.value for i in at.info]
+    at.button(key="kernel-go").click().run()
+    assert launched and launched[0][0].key == source.key and launched[0][1] == params and launched[0][2] == top
+    argv = rank_jobs.rank_argv(app_env.demo_dir, source, params, top)
+    assert argv[argv.index("--nonlinear-top") + 1] == str(top)
+
+    # what the job does: the kernel ridge of the ranking's best genes, saved in the ranking's folder
+    fake, _ = _fake_embeddings(app_env)
+    monkeypatch.setattr(embed, "slide_embeddings", fake)
+    cohort = load_cohort(app_env.demo_dir, app_env)
+    inputs = ranking_inputs(cohort, fake(app_env, None, source), fake(app_env, None, rank_jobs.baseline_source(source)))
+    ranking = load_ranking(rankings_dir(app_env) / ranking_key(inputs, params))
+    frame, cached = nonlinear.nonlinear_for_ranking(app_env, app_env.demo_dir, source, ranking, params, top)
+    assert not cached and len(frame) == top
+    again, cached = nonlinear.nonlinear_for_ranking(app_env, app_env.demo_dir, source, ranking, params, top)
+    assert cached and again["r2_kernel"].to_numpy() == pytest.approx(frame["r2_kernel"].to_numpy())
+    assert nonlinear.load_nonlinear(ranking.path, top + 1) is None  # another N is another entry
+    try:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics["Genes fitted"] == str(top)
+        assert int(metrics["Better with kernel ridge"]) == int((frame["r2_kernel"] > frame["r2"]).sum())
+        assert metrics["Median R² kernel ridge"] == f"{frame['r2_kernel'].median():.3f}"
+        shown = at.dataframe[0].value
+        fitted = shown[shown["R² kernel ridge"].notna()]
+        assert set(fitted["Ensembl ID"]) == set(ranking.table.nlargest(top, "r2")["gene_id"])
+        assert fitted.set_index("Ensembl ID")["R² kernel ridge"].to_dict() == pytest.approx(
+            frame.set_index("gene_id")["r2_kernel"].to_dict())
+        assert any(s.value.startswith(f"Kernel ridge beside ridge: the top {top}") for s in at.subheader)
+        assert len(at.get("plotly_chart")) >= 5  # the kernel figure beside the page's own four
+        assert at.query_params["kernel"] == str(top)
+    finally:
+        nonlinear.nonlinear_path(ranking.path, top).unlink()
+
+
+def test_a_failed_kernel_ridge_job_is_told_apart_from_a_failed_ranking(app_env):
+    """last_attempt: a rank job with --nonlinear-top counts for the ranking's own request (it ranked first), and
+    for the kernel ridge only with the same N."""
+    from core import jobs
+
+    source, params = _run_source(app_env, 2), RankParams(folds=3, repeats=9)
+    job_dir = app_env.jobs_dir / "rank-20261129-020000-kernel"
+    job_dir.mkdir(parents=True)
+    (job_dir / "status.json").write_text(json.dumps({
+        "kind": "rank", "id": job_dir.name, "state": jobs.FAILED, "started": "2026-11-29T02:00:00+00:00",
+        "argv": rank_jobs.rank_argv(app_env.demo_dir, source, params, 7), "error": "DataError: planted"}))
+    try:
+        assert rank_jobs.last_attempt(app_env, app_env.demo_dir, source, params)["error"] == "DataError: planted"
+        assert rank_jobs.last_attempt(app_env, app_env.demo_dir, source, params, 7)["error"] == "DataError: planted"
+        assert rank_jobs.last_attempt(app_env, app_env.demo_dir, source, params, 8) is None
+        assert rank_jobs.last_attempt(app_env, app_env.demo_dir, source, RankParams(folds=3, repeats=8)) is None
+    finally:
+        import shutil
+
+        shutil.rmtree(job_dir)

@@ -100,6 +100,12 @@ def result_of(ranking, data: Path, started: float, top: int = TOP) -> dict[str, 
     return result
 
 
+def _phase_progress(job: JobReporter, name: str):
+    report = job_progress(job)
+    report(0, 1, name)
+    return lambda done, total, message="": report(done, total, f"{name}: {message}" if message else name)
+
+
 def _num(value: float | None, spec: str = ".3f") -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -124,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
         if args.nonlinear_top:
             from core.ranking.nonlinear import nonlinear_beside_ridge
 
-            job.progress(0, 1, f"kernel ridge for the top {args.nonlinear_top} genes")
-            result["nonlinear"] = nonlinear_beside_ridge(ws, data, source, ranking, params, args.nonlinear_top)
+            result["nonlinear"] = nonlinear_beside_ridge(
+                ws, data, source, ranking, params, args.nonlinear_top,
+                _phase_progress(job, f"kernel ridge for the top {args.nonlinear_top} genes"), job.cancel_requested)
             result["seconds"] = round(time.perf_counter() - started, 3)
         if out is not None:
             with atomic_path(out) as tmp:

@@ -10,12 +10,14 @@ penalty are chosen on the training rows only, as the ridge chooses its penalty.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from core.ranking.cv import RankParams, _median, _r2, _sse, _sums_of_squares
+from core.fileio import atomic_path
+from core.ranking.cv import Cancel, Progress, RankParams, _check_cancel, _median, _r2, _sse, _sums_of_squares
 from core.ranking.folds import donor_folds
 from core.ranking.reduce import fit_reducer
 
@@ -24,6 +26,8 @@ from core.ranking.reduce import fit_reducer
 # local one.
 GAMMAS = (0.1, 0.3, 1.0, 3.0)
 ALPHAS = tuple(float(a) for a in np.logspace(-3, 1, 9))
+# Bumped whenever the kernel ridge's numbers change for the same ranking (its saved tables are then ignored).
+NONLINEAR_VERSION = 1
 
 
 @dataclass
@@ -81,22 +85,27 @@ def fit_kernel_ridge(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarra
 
 
 def kernel_ridge_r2(x: np.ndarray, y: np.ndarray, subject_ids: np.ndarray,
-                    params: RankParams = RankParams()) -> dict[str, np.ndarray]:
+                    params: RankParams = RankParams(), progress: Progress | None = None,
+                    cancel: Cancel | None = None) -> dict[str, np.ndarray]:
     """Out-of-fold R² of kernel ridge per column of `y` on the ranking's donor-grouped folds (same seed,
     folds, repeats and PCA as core.ranking.cv.cross_validate): `r2_kernel` (median over repeats), and the
-    median chosen `gamma` and `alpha` over folds."""
+    median chosen `gamma` and `alpha` over folds. `progress(done, total, message)` after each fold;
+    `cancel()` is asked before each (JobCancelled when it says so)."""
     y = np.asarray(y, np.float64)
     n, n_genes = y.shape
     folds = donor_folds(np.asarray(subject_ids), params.folds, params.repeats, params.seed)
     sse = np.zeros((params.repeats, n_genes))
     gammas, alphas = [], []
     with threadpool_limits(1):
-        for fold in folds:
+        for done, fold in enumerate(folds):
+            _check_cancel(cancel)
             reducer = fit_reducer(x[fold.train], params.components, seed=params.seed)
             fit = fit_kernel_ridge(reducer.transform(x[fold.train]), y[fold.train], reducer.transform(x[fold.test]))
             sse[fold.repeat] += _sse(y[fold.test], fit.pred)
             gammas.append(fit.gamma)
             alphas.append(fit.alpha)
+            if progress is not None:
+                progress(done + 1, len(folds), f"fold {done + 1} of {len(folds)}")
     sst, _ = _sums_of_squares(y, np.zeros(n, dtype=int))
     return {
         "r2_kernel": _median([_r2(sse[r], sst) for r in range(params.repeats)], n_genes),
@@ -106,7 +115,8 @@ def kernel_ridge_r2(x: np.ndarray, y: np.ndarray, subject_ids: np.ndarray,
 
 
 def top_genes_nonlinear(table: pd.DataFrame, x: np.ndarray, y: np.ndarray, gene_ids: np.ndarray,
-                        subject_ids: np.ndarray, params: RankParams = RankParams(), top: int = 50) -> pd.DataFrame:
+                        subject_ids: np.ndarray, params: RankParams = RankParams(), top: int = 50,
+                        progress: Progress | None = None, cancel: Cancel | None = None) -> pd.DataFrame:
     """Kernel ridge beside the ridge for the ranking's `top` genes by R² (the table's order): symbol,
     gene_id, r2 (ridge), r2_kernel, their difference, and the chosen bandwidth and penalty. `y` holds the
     ranking's genes in `gene_ids` order. The genes were picked by the ridge's own R², which favours the
@@ -114,7 +124,7 @@ def top_genes_nonlinear(table: pd.DataFrame, x: np.ndarray, y: np.ndarray, gene_
     best = table.sort_values("r2", ascending=False).head(max(0, int(top)))
     column = {g: i for i, g in enumerate(np.asarray(gene_ids).astype(str))}
     rows = [column[g] for g in best["gene_id"].astype(str)]
-    stats = kernel_ridge_r2(x, np.asarray(y)[:, rows], subject_ids, params)
+    stats = kernel_ridge_r2(x, np.asarray(y)[:, rows], subject_ids, params, progress, cancel)
     out = best[["symbol", "gene_id", "r2"]].reset_index(drop=True)
     out["r2_kernel"] = stats["r2_kernel"]
     out["kernel_minus_ridge"] = out["r2_kernel"] - out["r2"]
@@ -123,17 +133,23 @@ def top_genes_nonlinear(table: pd.DataFrame, x: np.ndarray, y: np.ndarray, gene_
     return out
 
 
-def nonlinear_beside_ridge(ws, data_dir, source, ranking, params: RankParams, top: int = 50) -> dict:
-    """`top_genes_nonlinear` for a finished ranking of `source` (its cached slide embeddings, aligned to the
-    ranking's samples; observed logTPM from the ranking), summarised for the CLI's JSON."""
-    from core.embed import slide_embeddings
+def nonlinear_path(ranking_dir: str | Path, top: int) -> Path:
+    """Where the kernel ridge table of a ranking's `top` genes is kept: inside the ranking's own folder, whose
+    name is the hash of the ranking's inputs (embeddings, expression, samples) and parameters, so the table is
+    keyed by those, by `top` and by NONLINEAR_VERSION."""
+    return Path(ranking_dir) / f"kernel_ridge_top{int(top)}_v{NONLINEAR_VERSION}.csv"
 
-    slides = slide_embeddings(ws, data_dir, source)
-    position = {s: i for i, s in enumerate(np.asarray(slides.sample_ids).astype(str))}
-    samples = ranking.samples
-    x = np.asarray(slides.values, np.float32)[[position[s] for s in samples["sample_id"].astype(str)]]
-    frame = top_genes_nonlinear(ranking.table, x, np.asarray(ranking.arrays["observed"]), ranking.gene_ids,
-                                samples["subject_id"].astype(str).to_numpy(), params, top)
+
+def load_nonlinear(ranking_dir: str | Path, top: int) -> pd.DataFrame | None:
+    """The saved kernel ridge table of a ranking's `top` genes, or None when it was not computed."""
+    try:
+        return pd.read_csv(nonlinear_path(ranking_dir, top), dtype={"gene_id": str, "symbol": str})
+    except (OSError, ValueError):
+        return None
+
+
+def nonlinear_summary(frame: pd.DataFrame) -> dict:
+    """How the kernel ridge fares against the ridge on its genes (the CLI's JSON and the page's figures)."""
     return {
         "model": "RBF kernel ridge on the ridge's folds and PCA components, bandwidth and penalty per gene by "
                  "leave-one-out on the training rows",
@@ -141,6 +157,37 @@ def nonlinear_beside_ridge(ws, data_dir, source, ranking, params: RankParams, to
         "kernel_better": int((frame["kernel_minus_ridge"] > 0).sum()),
         "median_r2_ridge": None if frame.empty else round(float(frame["r2"].median()), 4),
         "median_r2_kernel": None if frame.empty else round(float(frame["r2_kernel"].median()), 4),
+    }
+
+
+def nonlinear_for_ranking(ws, data_dir, source, ranking, params: RankParams, top: int = 50,
+                          progress: Progress | None = None, cancel: Cancel | None = None) -> tuple[pd.DataFrame, bool]:
+    """`top_genes_nonlinear` for a finished ranking of `source` (its cached slide embeddings, aligned to the
+    ranking's samples; observed logTPM from the ranking), read from the ranking's folder when it was computed
+    before, else computed and saved there. Returns the table and whether it came from the cache."""
+    from core.embed import slide_embeddings
+
+    saved = load_nonlinear(ranking.path, top)
+    if saved is not None:
+        return saved, True
+    slides = slide_embeddings(ws, data_dir, source)
+    position = {s: i for i, s in enumerate(np.asarray(slides.sample_ids).astype(str))}
+    samples = ranking.samples
+    x = np.asarray(slides.values, np.float32)[[position[s] for s in samples["sample_id"].astype(str)]]
+    frame = top_genes_nonlinear(ranking.table, x, np.asarray(ranking.arrays["observed"]), ranking.gene_ids,
+                                samples["subject_id"].astype(str).to_numpy(), params, top, progress, cancel)
+    with atomic_path(nonlinear_path(ranking.path, top)) as tmp:
+        frame.to_csv(tmp, index=False)
+    return frame, False
+
+
+def nonlinear_beside_ridge(ws, data_dir, source, ranking, params: RankParams, top: int = 50,
+                           progress: Progress | None = None, cancel: Cancel | None = None) -> dict:
+    """`nonlinear_for_ranking` summarised for the CLI's JSON."""
+    frame, cached = nonlinear_for_ranking(ws, data_dir, source, ranking, params, top, progress, cancel)
+    return {
+        **nonlinear_summary(frame),
+        "cached": cached,
         "top": [{k: (round(float(v), 4) if isinstance(v, float) else v) for k, v in row.items()}
                 for row in frame[["symbol", "gene_id", "r2", "r2_kernel"]].to_dict("records")],
     }
