@@ -186,6 +186,8 @@ def batch_loss(batches: pd.DataFrame) -> go.Figure:
 def confusion_heatmap(confusion: np.ndarray, classes: Sequence[str]) -> go.Figure:
     """Row-normalized confusion matrix (true rows, predicted columns) with per-class accuracy."""
     counts = np.asarray(confusion, dtype=float)
+    if len(classes) != len(counts):  # a config without (or with other) class names: number them
+        classes = [f"class {i}" for i in range(len(counts))]
     totals = counts.sum(axis=1, keepdims=True)
     normalized = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     labels = [f"{name} ({normalized[i, i]:.0%})" for i, name in enumerate(classes)]

@@ -10,6 +10,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from core.config import Workspace
@@ -291,6 +292,24 @@ def read_metrics(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     else:
         batch_frame["step"] = pd.Series(dtype="int64")
     return batch_frame, epoch_frame
+
+
+def latest_confusion(epochs: pd.DataFrame, column: str = "confusion") -> np.ndarray | None:
+    """The latest epoch's confusion matrix [true][predicted] (`column`: "confusion" for the test donors,
+    "val_confusion" for validation) as a square array of counts, or None when that epoch's line has none
+    (runs from before it was logged, synthetic runs) or it is not a square matrix of finite numbers."""
+    if epochs.empty or column not in epochs:
+        return None
+    value = epochs[column].iloc[-1]
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        return None
+    try:
+        matrix = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):  # ragged or not numbers
+        return None
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.size == 0 or not np.isfinite(matrix).all():
+        return None
+    return matrix
 
 
 def delete_run(ws: Workspace, run_id: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -54,10 +53,14 @@ def draw_run(run_dir: Path) -> None:
         st.caption(f"Epoch {chosen['selected_epoch']} selected by {chosen['selected_by']}: test accuracy "
                    f"{_percent(chosen['test_acc_selected'])} there, {_percent(chosen['test_acc_final'])} at the "
                    "latest epoch.")
-    if not epochs.empty and "confusion" in epochs:
-        confusion = np.asarray(epochs["confusion"].iloc[-1])
-        st.plotly_chart(figures.confusion_heatmap(confusion, config.get("classes", [])), width="stretch",
-                        key=f"confusion-{run_dir.name}")
+    if not epochs.empty:
+        confusion = runs.latest_confusion(epochs)
+        if confusion is None:
+            st.caption("No confusion matrix in the latest epoch's metrics (a run from an older version, or an epoch "
+                       "line written without one): nothing to draw there.")
+        else:
+            st.plotly_chart(figures.confusion_heatmap(confusion, config.get("classes", [])), width="stretch",
+                            key=f"confusion-{run_dir.name}")
     state = status.get("state")
     if state == "running":
         if st.button("Cancel training", key=f"cancel-{run_dir.name}"):

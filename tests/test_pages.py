@@ -295,3 +295,50 @@ def test_run_history_shows_the_selected_epoch_and_disk_use_and_prunes_checkpoint
         assert runs.checkpoint_epochs(run_dir) == [2, 3]  # the selected one and the latest
     finally:
         runs.delete_run(app_env, run_dir.name)
+
+
+def _run_with_epochs(ws: Workspace, epoch_lines: list[dict]) -> Path:
+    """A finished run folder (no checkpoints) whose metrics.jsonl holds these epoch lines."""
+    import json
+
+    run_dir = runs.new_run_dir(ws)
+    (run_dir / "config.json").write_text(json.dumps({**TrainConfig(epochs=len(epoch_lines)).to_dict(),
+                                                     "classes": ["A", "B"]}))
+    (run_dir / "summary.json").write_text(json.dumps({"status": "done", "epochs_done": len(epoch_lines)}))
+    lines = [{"type": "epoch", "epoch": i + 1, "train_loss": 1.0 / (i + 1), "train_acc": 0.5, "val_loss": 1.0,
+              "val_acc": 0.5 + 0.1 * i, "test_loss": 1.0, "test_acc": 0.5, **line}
+             for i, line in enumerate(epoch_lines)]
+    (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return run_dir
+
+
+def test_a_run_whose_latest_epoch_has_no_confusion_matrix_is_drawn_without_one(app_env):
+    """Older and synthetic runs log no confusion (NaN in the epochs table): the page says so, no traceback;
+    a run that logs one gets its heatmap."""
+    run_dir = _run_with_epochs(app_env, [{"confusion": [[3, 1], [0, 4]]}, {}])  # the latest line lacks it
+    at = _training_page()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("No confusion matrix in the latest epoch" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert _chart_keys(at) == {f"epochs-{run_dir.name}"}  # the epoch curves only
+    runs.delete_run(app_env, run_dir.name)
+    run_dir = _run_with_epochs(app_env, [{"confusion": [[3, 1], [0, 4]], "val_confusion": [[2, 0], [1, 2]]}])
+    at = _training_page()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any("No confusion matrix" in c.value for c in at.caption)
+    assert _chart_keys(at) == {f"epochs-{run_dir.name}", f"confusion-{run_dir.name}"}
+
+
+def _chart_keys(at: AppTest) -> set[str]:
+    """The keys of the latest run's charts (the run history's own charts have none)."""
+    return {chart.key for chart in at.get("plotly_chart") if getattr(chart, "key", None)}
+
+
+@pytest.mark.parametrize("value", [None, float("nan"), [[1, 2]], [[1, 2], [3]], "x", [[1, None], [0, 1]]])
+def test_latest_confusion_is_none_unless_the_latest_epoch_has_a_square_matrix(value):
+    import pandas as pd
+
+    epochs = pd.DataFrame({"epoch": [1, 2], "confusion": [[[1, 0], [0, 1]], value]})
+    assert runs.latest_confusion(epochs) is None
+    epochs.at[1, "confusion"] = [[5, 1], [2, 7]]
+    assert runs.latest_confusion(epochs).tolist() == [[5, 1], [2, 7]]
+    assert runs.latest_confusion(epochs.iloc[:0]) is None
