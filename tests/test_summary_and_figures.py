@@ -75,6 +75,8 @@ def test_confusion_heatmap_is_row_normalized_with_per_class_accuracy():
     z = np.asarray(fig.data[0].z)
     assert np.allclose(z.sum(axis=1), 1.0)
     assert fig.data[0].y[0] == "A (75%)"
+    unnamed = figures.confusion_heatmap(np.array([[3, 1], [0, 4]]), [])  # a config without class names
+    assert list(unnamed.data[0].y) == ["class 0 (75%)", "class 1 (100%)"]
 
 
 def test_training_curves_put_accuracy_on_the_second_axis():
