@@ -3,7 +3,11 @@ of the slide's tiles, the slide on the reference map. Data in, Figure or DataFra
 
 Tile positions are level-0 pixels (x, y, read_size) and `scale` is level-0 pixels per thumbnail pixel, as in
 core.figures.thumbnail_with_tiles. Tiles sit on a regular grid of step read_size, so a per-tile value becomes a
-grid cell and one Heatmap trace (or one blended image) draws every tile of a GTEx-size slide."""
+grid cell and one Heatmap trace (or one blended image) draws every tile of a GTEx-size slide.
+
+A multi-scene file (CZI, SCN, some OME-TIFFs) has its tiles taken from every scene with tissue, each in its own
+scene's coordinates, but the thumbnail is scene 0's: the heatmaps draw scene 0's tiles only (another scene's
+would land on the wrong place), and `scene_statement` says how many tiles came from the other scenes."""
 
 from __future__ import annotations
 
@@ -18,6 +22,35 @@ import plotly.graph_objects as go
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "template": "plotly_white"}
 _PALETTE = px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
 OVERLAY_ALPHA = (0.15, 0.7)  # a tile's tint from confidence 0 to 1: a doubtful tile lets the tissue show through
+DRAWN_SCENE = 0  # the scene the prediction's thumbnail shows (core.predict.tiles.read_slide opens scene 0)
+
+
+def on_drawn_scene(tiles: pd.DataFrame) -> np.ndarray:
+    """Per row of `tiles`: whether it lies on the thumbnail's scene (every row when there is no scene column)."""
+    if "scene" not in tiles:
+        return np.ones(len(tiles), dtype=bool)
+    return tiles["scene"].fillna(DRAWN_SCENE).astype(int).to_numpy() == DRAWN_SCENE
+
+
+def scene_statement(tiles: pd.DataFrame, scenes: int | None = None) -> str | None:
+    """For a file with several scenes: which scene the heatmaps draw and how many of the kept tiles came from
+    the others (they count in the slide's prediction); None for a one-scene file."""
+    kept = kept_tiles(tiles)
+    other = kept[~on_drawn_scene(kept)]
+    scenes = int(scenes or 1)
+    if scenes <= 1 and other.empty:
+        return None
+    drawn = len(kept) - len(other)
+    named = sorted({int(s) for s in other["scene"]}) if not other.empty else []
+    text = (f"This file holds {max(scenes, 1 + len(named))} scenes; the heatmaps draw scene {DRAWN_SCENE} only "
+            f"({drawn:,} of the {len(kept):,} kept tiles).")
+    if named:
+        where = f"scene {named[0]}" if len(named) == 1 else f"scenes {', '.join(map(str, named))}"
+        text += (f" {len(other):,} kept tiles came from {where}: they count in the slide's predicted tissue and "
+                 "expression but are not drawn.")
+    else:
+        text += " No tile came from the other scenes."
+    return text
 
 
 def tissue_colours(tissues: Sequence[str]) -> dict[str, str]:
@@ -80,9 +113,11 @@ def kept_tiles(tiles: pd.DataFrame) -> pd.DataFrame:
 
 def tissue_overlay(thumbnail: np.ndarray, scale: float, tiles: pd.DataFrame, tissues: Sequence[str] = (),
                    height: int = 560) -> go.Figure:
-    """Each kept tile tinted by its predicted tissue, more opaque the more confident the tile (alpha from
-    OVERLAY_ALPHA); hover names the tissue and the confidence. `tissues` fixes the colours (the run's classes)."""
+    """Each kept tile of the thumbnail's scene tinted by its predicted tissue, more opaque the more confident the
+    tile (alpha from OVERLAY_ALPHA); hover names the tissue and the confidence. `tissues` fixes the colours (the
+    run's classes)."""
     kept = kept_tiles(tiles)
+    kept = kept[on_drawn_scene(kept)]
     fig = _thumbnail_figure(_blend_tissues(thumbnail, scale, kept, tissues), "Predicted tissue per tile", height)
     if kept.empty:
         return fig
@@ -132,12 +167,13 @@ def _blend_tissues(thumbnail: np.ndarray, scale: float, kept: pd.DataFrame, tiss
 def gene_overlay(thumbnail: np.ndarray, scale: float, tiles: pd.DataFrame, values: np.ndarray, label: str,
                  height: int = 560) -> go.Figure:
     """One gene's per-tile predicted log2(1 + TPM) as a heatmap over the thumbnail: `values` has one entry per
-    row of `tiles` (NaN where a tile was rejected, as SlidePrediction.tile_gene_map gives them)."""
+    row of `tiles` (NaN where a tile was rejected, as SlidePrediction.tile_gene_map gives them); tiles of
+    other scenes than the thumbnail's are left out."""
     values = np.asarray(values, dtype=float)
     if len(values) != len(tiles):
         raise ValueError(f"{len(values)} tile values for {len(tiles)} tiles")
     fig = _thumbnail_figure(np.asarray(thumbnail)[..., :3], f"{label}: predicted log2(1 + TPM) per tile", height)
-    shown = np.isfinite(values)
+    shown = np.isfinite(values) & on_drawn_scene(tiles)
     if not shown.any():
         return fig
     grid = tile_grid(tiles[shown], scale)

@@ -453,6 +453,9 @@ def draw(p, request: PredictRequest, request_key: str, name: str) -> None:
         left.plotly_chart(_tissue_figure(sha, request_key, p), width="stretch", key="predict-tissue-map")
         left.caption("Each kept tile tinted by its predicted tissue; the stronger the tint, the more confident the "
                      "tile. Hover a tile for its tissue and confidence.")
+        scenes = pf.scene_statement(p.tiles, info.get("scenes"))
+        if scenes:
+            st.info(scenes, icon=":material/layers:")
         if p.genes is None or p.genes.empty:
             right.info("No gene map: this prediction has no expression (no gene ranking).")
         elif genes.empty:

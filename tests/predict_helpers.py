@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import tifffile
 import torch
 
 from core.config import Workspace, workspace
@@ -66,3 +67,14 @@ def make_predict_workspace(root: Path, rank: bool = True) -> tuple[Workspace, Pa
     request = PredictRequest(run_dir=str(run_dir), ranking=FAST_RANKING, r2_threshold=-1e9, neighbours=3,
                              map_method="pca")
     return ws, run_dir, request
+
+
+def two_scene_ome_tiff(path: Path) -> Path:
+    """An OME-TIFF of two tissue sections (scenes) at the same resolution; scene 1 is wider than scene 0, so its
+    tiles drawn over scene 0's thumbnail would fall off the image."""
+    from tests.test_tiling import tissue_texture
+
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(tissue_texture(1344, 1344, seed=1), photometric="rgb", metadata={"axes": "YXS"})
+        tif.write(tissue_texture(896, 2688, seed=9), photometric="rgb", metadata={"axes": "YXS"})
+    return path

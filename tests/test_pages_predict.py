@@ -155,6 +155,7 @@ def test_upload_is_predicted_drawn_and_found_again_after_a_reload(tiny, launcher
     assert any("magnification 20x" in c.value and "assumed" not in c.value for c in at.caption)
     assert any(f"{prediction.tile_summary['considered']:,} tiles considered" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) == 5  # top 3, tiles, tissue heatmap, gene heatmap, reference map
+    assert not any("draw scene 0 only" in i.value for i in at.info)  # a one-scene file: nothing to say
     table = at.dataframe[0].value
     assert table["R² (reliability)"].is_monotonic_decreasing and (table["R² (reliability)"] >= 0.1).all()
     at.slider(key="predict-r2").set_value(0.0).run()
@@ -355,3 +356,19 @@ def test_runs_whose_tissues_or_resolution_do_not_fit(tiny, launcher, testdata):
         record_dataset_tiling_params(ws, ws.demo_dir, tiling)
         shutil.rmtree(alien)
         shutil.rmtree(coarse)
+
+
+def test_a_multi_scene_slide_says_its_maps_show_scene_0_and_counts_the_other_scenes_tiles(tiny, launcher, tmp_path):
+    from tests.predict_helpers import two_scene_ome_tiff
+
+    ws, _ = tiny
+    data = two_scene_ome_tiff(tmp_path / "sections.ome.tif").read_bytes()
+    at = upload(open_page(), "sections.ome.tif", data)
+    assert not errors(at), errors(at)
+    prediction = core.predict.cached_prediction(ws, hashlib.sha256(data).hexdigest(), launcher.launched[0]["request"])
+    kept = prediction.tiles[prediction.tiles["passed_qc"] & (prediction.tiles["predicted_tissue"] != "")]
+    other = int((kept["scene"] == 1).sum())
+    assert other > 0
+    notes = [i.value for i in at.info if "scenes" in i.value]
+    assert len(notes) == 1 and "draw scene 0 only" in notes[0], [i.value for i in at.info]
+    assert f"{other:,} kept tiles came from scene 1" in notes[0]

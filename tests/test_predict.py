@@ -402,3 +402,28 @@ def test_a_prediction_job_runs_while_a_writer_holds_the_lock_and_deletes_its_upl
     finally:
         jobs.request_cancel(writer)
         jobs.wait(writer, timeout=30)
+
+
+def test_a_two_scene_slide_is_predicted_from_both_scenes_and_its_maps_draw_scene_0(setup, tmp_path: Path) -> None:
+    """A multi-scene file: every scene with tissue gives tiles (each in its own scene's coordinates); the
+    heatmaps are drawn over scene 0's thumbnail, so they show scene 0's tiles only and the page's statement
+    counts the others (scene 1 here is wider than scene 0: drawn there, its tiles would fall off the image)."""
+    from core import predict_figures as pf
+    from tests.predict_helpers import two_scene_ome_tiff
+
+    ws, run_dir, request, svs, prediction = setup
+    result = predict_slide(ws, None, two_scene_ome_tiff(tmp_path / "two-scenes.ome.tif"), request)
+    kept = pf.kept_tiles(result.tiles)
+    per_scene = kept["scene"].value_counts().to_dict()
+    assert result.info["scenes"] == 2 and set(per_scene) == {0, 1}, per_scene
+    assert kept.loc[kept["scene"] == 1, "x"].max() >= 1344  # beyond scene 0's width
+    statement = pf.scene_statement(result.tiles, result.info["scenes"])
+    assert f"draw scene 0 only ({per_scene[0]:,} of the {len(kept):,} kept tiles)" in statement
+    assert f"{per_scene[1]:,} kept tiles came from scene 1" in statement
+    assert pf.scene_statement(prediction.tiles, prediction.info["scenes"]) is None  # the one-scene SVS
+    overlay = pf.tissue_overlay(result.thumbnail, result.thumb_scale, result.tiles, result.classes)
+    hover = np.asarray(overlay.data[1].text, dtype=object)
+    assert (hover != "").sum() == per_scene[0]
+    gene = str(result.genes["gene_id"].iloc[0])
+    heat = pf.gene_overlay(result.thumbnail, result.thumb_scale, result.tiles, result.tile_gene_map(gene), gene)
+    assert np.isfinite(np.asarray(heat.data[1].z, dtype=float)).sum() == per_scene[0]

@@ -87,3 +87,22 @@ def test_tile_outcomes_and_top3_and_reference_map():
     names = [t.name for t in fig.data]
     assert names == ["Adipose", "Lung", "nearest reference slides", "mine.svs"]
     assert list(fig.data[2].x) == [1.0] and tuple(fig.data[3].x) == (0.5,)
+
+
+def test_tiles_of_other_scenes_are_not_drawn_and_are_counted_in_the_statement():
+    """Scene 1's tiles sit at scene 1's own coordinates: drawn over scene 0's thumbnail they would cover scene 0's
+    cells, so the overlays keep scene 0 and scene_statement says how many were left out."""
+    tiles = pd.concat([grid_tiles().assign(scene=0), grid_tiles().assign(scene=1, predicted_tissue="Muscle")],
+                      ignore_index=True)
+    thumb = np.full((300, 300, 3), 200, dtype=np.uint8)
+    fig = pf.tissue_overlay(thumb, SCALE, tiles, tissues=["Adipose", "Lung", "Muscle"])
+    assert sorted(t.name for t in fig.data[2:]) == ["Adipose (2)", "Lung (3)"]  # no Muscle: scene 1 left out
+    values = np.arange(12, dtype=float)
+    z = np.asarray(pf.gene_overlay(thumb, SCALE, tiles, values, "LEP").data[1].z, dtype=float)
+    np.testing.assert_array_equal(z[1], [3.0, 4.0, 5.0])  # scene 0's values, not scene 1's 9, 10, 11
+    statement = pf.scene_statement(tiles, 2)
+    assert "holds 2 scenes" in statement and "draw scene 0 only (5 of the 10 kept tiles)" in statement
+    assert "5 kept tiles came from scene 1" in statement
+    assert pf.scene_statement(tiles[tiles["scene"] == 0], 1) is None
+    assert pf.scene_statement(grid_tiles(), None) is None  # no scene column: a one-scene result
+    assert "No tile came from the other scenes" in pf.scene_statement(tiles[tiles["scene"] == 0], 3)
