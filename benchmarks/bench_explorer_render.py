@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from core.config import workspace  # noqa: E402
-from core.demo import ensure_demo_cohort  # noqa: E402
+from core.demo import demo_is_ready, ensure_demo_cohort  # noqa: E402
 
 SMALL = {"n_donors": 6, "n_tissues": 4, "slide_size": (1536, 1536), "n_genes": 300, "workers": 1}
 CHROMIUM = "/usr/bin/chromium"
@@ -47,7 +47,11 @@ def grow_index_and_embed(ws, n_tiles: int, dim: int) -> int:
     from core.embed import TILE_COLUMNS, cached_tile_embeddings, embeddings_key, selected_tiles
     from core.features import FeatureSource
 
-    path = next(ws.tiles_dir.glob("*/index.parquet"))
+    from core.dataset import load_cohort
+    from core.map_jobs import tile_index_path
+
+    # The index of this cohort's slides (an older cohort's index may still be in the workspace).
+    path = tile_index_path(ws, ws.demo_dir, load_cohort(ws.demo_dir, ws))
     index = pd.read_parquet(path)
     base = index[index["passed_qc"].astype(bool) & index["selected"].astype(bool)].reset_index(drop=True)
     copies = -(-n_tiles // len(base))
@@ -90,7 +94,9 @@ def main() -> int:
         ws = workspace(args.workspace or Path(folder) / "workspace")
         started = time.perf_counter()
         ready = ws.root / f"bench-render-{args.tiles}-{args.dim}.done"
-        if not ready.exists():
+        # A demo generator of another version makes the app regenerate the whole default cohort in the
+        # workspace on opening the page: the set-up is then redone with this generator.
+        if not ready.exists() or not demo_is_ready(ws):
             ensure_demo_cohort(ws, **SMALL)
             core(ws.root, "tiles", "--data", str(ws.demo_dir))
             grow_index_and_embed(ws, args.tiles, args.dim)
