@@ -44,10 +44,9 @@ def grow_index_and_embed(ws, n_tiles: int, dim: int) -> int:
     """Replace the saved tile index by n_tiles rows and store matching synthetic embeddings in the cache."""
     import pandas as pd
 
+    from core.dataset import load_cohort
     from core.embed import TILE_COLUMNS, cached_tile_embeddings, embeddings_key, selected_tiles
     from core.features import FeatureSource
-
-    from core.dataset import load_cohort
     from core.map_jobs import tile_index_path
 
     # The index of this cohort's slides (an older cohort's index may still be in the workspace).

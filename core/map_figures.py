@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,16 +19,23 @@ HALF_WIDTH_TITLE = 48
 _PALETTE = px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
 
 
-def _hover(meta: pd.DataFrame) -> tuple[np.ndarray, str]:
-    """customdata columns (the string id first: a selection's point index only counts within its trace) and
-    the hover template showing sample and tissue. A tile's id starts with its sample id ("sample:x:y") and a
-    slide's is its sample id, so the sample needs no column of its own: every string column costs the
-    browser time to parse on each redraw (a third of a 50,000-point map's payload)."""
-    ids = meta["id"].astype(str).to_numpy()
-    if not all(i.startswith(s) for i, s in zip(ids, meta["sample_id"].astype(str), strict=True)):
-        custom = np.column_stack([ids, meta["tissue"].astype(str), meta["sample_id"].astype(str)])
-        return custom, "%{customdata[2]}<br>%{customdata[1]}<extra></extra>"
-    return np.column_stack([ids, meta["tissue"].astype(str)]), "%{customdata[0]}<br>%{customdata[1]}<extra></extra>"
+def _hover(meta: pd.DataFrame) -> np.ndarray:
+    """One hover string per point, "sample<br>tissue": strings cannot travel as typed arrays, and a flat
+    array of them costs the browser far less than a nested [id, tissue] list per point did."""
+    return (meta["sample_id"].astype(str) + "<br>" + meta["tissue"].astype(str)).to_numpy(dtype=object)
+
+
+def selected_ids(points: list[dict], ids: Sequence[str]) -> list[str]:
+    """The ids of a selection's points, from the row number each carries in its customdata (a selection's
+    point index counts only within its trace: one trace per category). `ids`: the map's point ids, in the
+    order of the rows given to `map_scatter`. Points without a valid row number are skipped."""
+    chosen = []
+    for point in points:
+        row = point.get("customdata")
+        if isinstance(row, int | float) and not isinstance(row, bool) and float(row).is_integer() \
+                and 0 <= row < len(ids):
+            chosen.append(str(ids[int(row)]))
+    return list(dict.fromkeys(chosen))
 
 
 def wrap_title(title: str, width: int) -> list[str]:
@@ -43,14 +51,23 @@ def wrap_title(title: str, width: int) -> list[str]:
 
 def map_scatter(coords: np.ndarray, meta: pd.DataFrame, colour: str | None = None,
                 values: np.ndarray | None = None, title: str = "", height: int = 560,
-                marker_size: float | None = None, legend_below: bool = False) -> go.Figure:
+                marker_size: float | None = None, legend_below: bool = False,
+                rows: np.ndarray | None = None) -> go.Figure:
     """Points at `coords` coloured by meta[colour] (or by `values`, e.g. a gene's expression): one
     Scattergl trace per category for text colours, one trace with a colour bar for numbers. `legend_below`
-    (two maps side by side): the legend under the map, which keeps the map's width."""
+    (two maps side by side): the legend under the map, which keeps the map's width.
+
+    Each point's customdata is its row number (`rows`: the points' rows in the full point set when `meta`
+    is a drawn subset; default 0..n-1), which `selected_ids` maps back to ids. Coordinates, row numbers
+    and colour values are numeric arrays, which reach the browser as base64 typed arrays; the hover's
+    sample and tissue are one string per point."""
     coords = np.asarray(coords, dtype=np.float32)
     size = marker_size or (7 if len(coords) < 2_000 else 4 if len(coords) < 50_000 else 2)
     shown = values if values is not None else (meta[colour].to_numpy() if colour in meta else None)
-    custom, hover = _hover(meta)
+    custom = np.arange(len(meta), dtype=np.int32) if rows is None else np.asarray(rows, dtype=np.int32)
+    if len(custom) != len(meta):
+        raise ValueError(f"rows: {len(custom)} row numbers for {len(meta)} points")
+    hovertext, hover = _hover(meta), "%{hovertext}<extra></extra>"
     fig = go.Figure()
     series = pd.Series(shown) if shown is not None else None
     # Numbers (a gene, a QC metric) get a colour scale; text and flags get one trace per category.
@@ -61,7 +78,8 @@ def map_scatter(coords: np.ndarray, meta: pd.DataFrame, colour: str | None = Non
             marker.update(color=np.asarray(shown, dtype=float), colorscale="Viridis", showscale=True,
                           colorbar={"title": {"text": colour or ""}})
         fig.add_trace(go.Scattergl(x=coords[:, 0], y=coords[:, 1], mode="markers", marker=marker,
-                                   customdata=custom, hovertemplate=hover, name="points", showlegend=False))
+                                   customdata=custom, hovertext=hovertext, hovertemplate=hover, name="points",
+                                   showlegend=False))
     else:
         labels = pd.Series(shown).fillna("").astype(str).replace("", "(none)").to_numpy()
         codes, categories = pd.factorize(labels, sort=True)
@@ -74,16 +92,17 @@ def map_scatter(coords: np.ndarray, meta: pd.DataFrame, colour: str | None = Non
             fig.add_trace(go.Scattergl(
                 x=coords[:, 0], y=coords[:, 1], mode="markers", name=colour or "points", showlegend=False,
                 marker={"size": size, "color": codes.astype(np.int32), "colorscale": scale, "cmin": 0, "cmax": k},
-                customdata=custom, hovertemplate=hover,
+                customdata=custom, hovertext=hovertext, hovertemplate=hover,
             ))
         else:
             order = np.argsort(codes, kind="stable")  # rows of each category, found in one pass
             bounds = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=len(categories)))])
             for i, category in enumerate(categories):
-                rows = order[bounds[i]:bounds[i + 1]]
+                members = order[bounds[i]:bounds[i + 1]]
                 fig.add_trace(go.Scattergl(
-                    x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=str(category),
-                    marker={"size": size, "color": colours[i]}, customdata=custom[rows], hovertemplate=hover,
+                    x=coords[members, 0], y=coords[members, 1], mode="markers", name=str(category),
+                    marker={"size": size, "color": colours[i]}, customdata=custom[members],
+                    hovertext=hovertext[members], hovertemplate=hover,
                 ))
         fig.update_layout(showlegend=len(categories) <= MAX_LEGEND)
     legend = {"itemsizing": "constant"}

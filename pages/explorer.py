@@ -174,7 +174,7 @@ def draw_map(prefix: str, column, request: MapRequest) -> tuple[PointSet | None,
         st.plotly_chart(_variance_figure(mapped.key, mapped.pca.explained_variance_ratio), width="stretch",
                         key=f"{prefix}-pca")
     _exports(prefix, column, request, points, mapped.coords, fig)
-    return points, selected_ids(event)
+    return points, selected_ids(event, points)
 
 
 class _NotComputed(Exception):
@@ -206,12 +206,11 @@ def _figure(points_key: str, map_key: str, run_dir: str, colour: str, limit: int
     rows = seeded_subset(len(_meta), limit or None, seed=0)
     if len(rows) == len(_meta):
         fig = map_figures.map_scatter(_coords, _meta, colour, values=_values, title=title, legend_below=side_by_side)
-    else:
+    else:  # each point keeps its row in the full set as customdata, which selected_ids maps back to its id
         fig = map_figures.map_scatter(np.asarray(_coords)[rows], _meta.iloc[rows].reset_index(drop=True), colour,
                                       values=None if _values is None else np.asarray(_values)[rows], title=title,
-                                      legend_below=side_by_side)
-    # Frozen: st.plotly_chart's to_dict() deep-copies every point's customdata on each rerun otherwise
-    # (1.7 s of a 3 s colour switch at 50,000 points drawn).
+                                      legend_below=side_by_side, rows=rows)
+    # Frozen: st.plotly_chart's to_dict() deep-copies every point's arrays on each rerun otherwise.
     return overview_cache.frozen(fig)
 
 
@@ -260,15 +259,10 @@ def _h5ad(points: PointSet, coords: np.ndarray, method: str) -> bytes:
         return path.read_bytes()
 
 
-def selected_ids(event) -> list[str]:
-    """String ids (customdata[0]) of the selected points; point indices only count within a trace."""
+def selected_ids(event, points: PointSet) -> list[str]:
+    """Ids of the selected points: each point's customdata is its row in `points` (map_figures.selected_ids)."""
     selection = (event or {}).get("selection") or {}
-    ids = []
-    for point in selection.get("points") or []:
-        custom = point.get("customdata")
-        if custom:
-            ids.append(str(custom[0]))
-    return list(dict.fromkeys(ids))
+    return map_figures.selected_ids(selection.get("points") or [], points.meta["id"].to_numpy())
 
 
 def tile_panel(points: PointSet, ids: list[str]) -> None:

@@ -75,21 +75,34 @@ def test_explorer_draws_a_cached_genes_map_with_scores_and_exports(app_env):
     assert {"Silhouette by tissue", "kNN tissue accuracy", "kNN baseline"} <= labels
     downloads = {d.proto.label for d in at.get("download_button")}
     assert {"CSV", "HTML figure"} <= downloads and "AnnData .h5ad" not in downloads  # h5ad: slide level only
-    mapped = _drawn_ids(at)
+    mapped = _drawn(at)
     assert len(mapped) > 3 and any(f"{len(mapped):,} points." in c.value for c in at.caption)
     at.number_input(key="A-draw").set_value(3).run()  # draw a seeded subset of the map, computed on all
     assert not at.exception
-    drawn = _drawn_ids(at)
-    assert len(drawn) == 3 and set(drawn) <= set(mapped)
+    drawn = _drawn(at)
+    assert len(drawn) == 3 and all(mapped[row] == hover for row, hover in drawn.items())  # rows of the full set
     assert any(f"{len(mapped):,} points mapped, a seeded random 3 drawn" in c.value for c in at.caption)
-    assert at.number_input(key="A-draw").set_value(0).run().get("plotly_chart") and len(_drawn_ids(at)) == len(mapped)
+    assert at.number_input(key="A-draw").set_value(0).run().get("plotly_chart") and len(_drawn(at)) == len(mapped)
 
 
-def _drawn_ids(at: AppTest) -> list[str]:
+def _drawn(at: AppTest) -> dict[int, str]:
+    """The map as the browser gets it: each point's row number (customdata, a typed array) -> its hover text."""
+    import base64
     import json
 
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    return [row[0] for trace in spec["data"] for row in trace["customdata"]]
+    drawn = {}
+    for trace in spec["data"]:
+        rows = np.frombuffer(base64.b64decode(trace["customdata"]["bdata"]), dtype=trace["customdata"]["dtype"])
+        drawn.update(zip(rows.tolist(), trace["hovertext"], strict=True))
+    return drawn
+
+
+def _select(at: AppTest, sample: str) -> None:
+    """A click on the drawn point whose hover names `sample`, as plotly reports it (its row in customdata)."""
+    row = next(r for r, hover in _drawn(at).items() if hover.startswith(f"{sample}<br>"))
+    at.session_state["A-map"] = {"selection": {"points": [{"curve_number": 0, "point_index": 0, "customdata": row}],
+                                               "point_indices": [0], "box": [], "lasso": []}}
 
 
 def test_explorer_offers_a_background_job_for_a_missing_map(app_env, monkeypatch):
@@ -116,8 +129,7 @@ def test_injected_selection_on_the_slide_map_opens_the_linked_panel(app_env, mon
     assert "AnnData .h5ad" in {d.proto.label for d in at.get("download_button")}
     chosen = str(fake.sample_ids[2])
     tissue = load_cohort(app_env.demo_dir, app_env).samples.set_index("sample_id").loc[chosen, "tissue"]
-    at.session_state["A-map"] = {"selection": {"points": [{"customdata": [chosen, chosen, tissue]}],
-                                               "point_indices": [0], "box": [], "lasso": []}}
+    _select(at, chosen)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(s.value == "Selection" for s in at.subheader)
@@ -151,13 +163,14 @@ def test_selecting_one_tile_shows_its_image_and_its_slide_with_the_tile_outlined
     colours = at.selectbox(key="A-colour").options
     assert "QC: blur" in colours  # QC metrics joined from the tile index
     chosen = tiles.iloc[3]
-    at.session_state["A-map"] = {"selection": {"points": [{"customdata": [chosen["tile_id"], chosen["sample_id"],
-                                                                          chosen["tissue"]]}],
+    assert _drawn(at)[3] == f"{chosen['sample_id']}<br>{chosen['tissue']}"  # row 3 of the map is this tile
+    at.session_state["A-map"] = {"selection": {"points": [{"curve_number": 1, "point_index": 0, "customdata": 3}],
                                                "point_indices": [0], "box": [], "lasso": []}}
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("1 tile(s) selected" in m.value for m in at.markdown)
     assert len(at.get("image")) >= 1, [c.value for c in at.caption]  # the tile image
+    assert f"{chosen['sample_id']} · {chosen['tissue']}" in str(at.get("image")[0].proto)  # of the chosen tile
     assert len(at.get("plotly_chart")) >= 3  # map, PCA curve, slide thumbnail with the tile outlined
 
 
