@@ -217,7 +217,7 @@ def test_config_saved_before_the_training_details_resumes_unchanged() -> None:
     assert (config.schedule, config.label_smoothing, config.weight_decay) == ("constant", 0.0, 0.01)
     assert (config.dropout, config.stochastic_depth, config.warmup_epochs) == (0.2, 0.2, 0.0)
     assert (config.decay, config.adam_beta2, config.zero_init_residual) == ("all", 0.999, False)
-    assert config.bn_recalibration_tiles == 0
+    assert config.bn_recalibration_tiles == 0 and config.batch_shards == 1
     assert TrainConfig.from_dict({**old, "optimizer": "sgd"}).weight_decay == 0.0
     current = replace(TrainConfig(), schedule="constant", label_smoothing=0.05)
     assert TrainConfig.from_dict({**current.to_dict(), "classes": ["A"]}) == current
@@ -225,7 +225,7 @@ def test_config_saved_before_the_training_details_resumes_unchanged() -> None:
 
 @pytest.mark.parametrize(("field", "value"), [
     ("schedule", "step"), ("label_smoothing", 1.0), ("dropout", -0.1), ("stochastic_depth", 1.5),
-    ("weight_decay", -1e-4), ("warmup_epochs", -1.0), ("decay", "bn"), ("adam_beta2", 1.0),
+    ("weight_decay", -1e-4), ("warmup_epochs", -1.0), ("decay", "bn"), ("adam_beta2", 1.0), ("batch_shards", 0),
     ("bn_recalibration_tiles", -1),
 ])
 def test_bad_training_details_are_refused(field: str, value) -> None:
