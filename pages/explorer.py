@@ -163,9 +163,9 @@ def draw_map(prefix: str, column, request: MapRequest) -> tuple[PointSet | None,
     limit = int(st.session_state.get(f"{prefix}-draw", DRAW_LIMIT))
     fig = _figure(points.key, mapped.key, str(request.run_dir), colour if values is None else colour_label, limit,
                   title, bool(st.session_state.get("compare")), mapped.coords, points.meta, values)
-    event = column.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
-                                key=f"{prefix}-map", width="stretch")
     shown = sum(len(trace.x) for trace in fig.data)
+    event = column.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
+                                config=map_figures.map_config(shown), key=f"{prefix}-map", width="stretch")
     drawn = f"{len(points):,} points" if shown == len(points) else \
         f"{len(points):,} points mapped, a seeded random {shown:,} drawn ('Points drawn' in Map parameters)"
     column.caption(f"{drawn}. Box or lasso select (toolbar) to open the linked panel below.")

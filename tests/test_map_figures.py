@@ -12,9 +12,11 @@ import plotly.io as pio
 import pytest
 
 from core.map_figures import (
+    FULL_RES_BELOW,
     HALF_WIDTH_TITLE,
     MAX_LEGEND,
     explained_variance,
+    map_config,
     map_scatter,
     selected_ids,
     wrap_title,
@@ -126,3 +128,8 @@ def test_numbers_get_one_trace_with_a_colour_scale_and_many_categories_no_legend
 def test_explained_variance_curve_is_cumulative():
     fig = explained_variance(np.array([0.5, 0.3, 0.2]))
     np.testing.assert_allclose(fig.data[1].y, [50, 80, 100])
+
+
+def test_big_maps_draw_their_webgl_layer_at_the_page_resolution():
+    assert map_config(FULL_RES_BELOW - 1) == {}  # plotly.js's default: twice the resolution, crisp 7 px markers
+    assert map_config(50_000) == {"plotGlPixelRatio": 1}
