@@ -601,12 +601,13 @@ class TrainingState:
     amp: bool
     shards: ShardRunner
     epoch: int = 0
+    threads_before: int = 0  # torch's thread count when the state was made, put back by close()
 
     @classmethod
     def create(cls, config: TrainConfig, n_classes: int) -> TrainingState:
         device = pick_device()
         amp = device.type == "cuda"  # mixed precision only where it pays (and is supported by GradScaler)
-        cores = os.cpu_count() or 1
+        cores, threads_before = os.cpu_count() or 1, torch.get_num_threads()
         # Concurrent shards only on CPU and only when the forward draws no random numbers (dropout,
         # stochastic depth): threads would take them from the global generator in a racy order.
         concurrent = device.type == "cpu" and config.dropout == 0 and config.stochastic_depth == 0
@@ -630,7 +631,14 @@ class TrainingState:
             config.weight_decay, config.adam_beta2, device,
         )
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
-        return cls(model, optimizer, scaler, shuffle_gen, augment_gen, device, amp, shards)
+        return cls(model, optimizer, scaler, shuffle_gen, augment_gen, device, amp, shards,
+                   threads_before=threads_before)
+
+    def close(self) -> None:
+        """Stop the shard threads and give torch back its thread count (work after training in the same
+        process, such as the tour's embedding, would otherwise run on one thread)."""
+        self.shards.close()
+        torch.set_num_threads(self.threads_before)
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         self.model.load_state_dict(checkpoint["model"])
@@ -803,7 +811,7 @@ def _session(
                 summary.update(epochs_done=state.epoch, train_seconds=summary.data["train_seconds"] + seconds,
                                **_selection(run_dir))
     finally:
-        state.shards.close()
+        state.close()
     return "done" if last_epoch >= config.epochs else "paused"
 
 

@@ -4,6 +4,7 @@ recalibration agree with the unsharded ones."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -114,6 +115,17 @@ def test_sharded_evaluation_and_recalibration_agree_with_unsharded() -> None:
         runner.close()
     assert one.confusion == two.confusion
     assert one.loss == pytest.approx(two.loss, rel=1e-5)
+
+
+def test_closing_the_state_gives_torch_its_thread_count_back() -> None:
+    torch.set_num_threads(2)
+    try:
+        state = TrainingState.create(replace(CONFIG, threads=1), 3)
+        assert torch.get_num_threads() == 1
+        state.close()
+        assert torch.get_num_threads() == 2 and not state.shards.concurrent
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
 
 
 def test_shards_run_in_order_when_the_forward_draws_random_numbers() -> None:
