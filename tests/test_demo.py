@@ -408,3 +408,15 @@ def test_cli_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFi
     assert "is a file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main([*ws, "demo", "--size", "big"])
+
+
+def test_grain_in_place_gives_the_plain_formulas_pixels() -> None:
+    """The in-place grain is the same image as the plain formula (a cohort made before it is unchanged)."""
+    from core.demo.painter import _add_grain
+
+    rgb = np.random.default_rng(0).integers(0, 256, (600, 700, 3), dtype=np.uint8)
+    patch = (np.random.default_rng(1).standard_normal((509, 509)) * 0.11 * 256).astype(np.int16)
+    grain = np.tile(patch, (2, 2))[:600, :700]
+    darkness = 255 - rgb[..., 1].astype(np.int16)
+    expected = np.clip(rgb - ((darkness * grain) >> 8)[..., None], 0, 255).astype(np.uint8)
+    assert np.array_equal(_add_grain(rgb, np.random.default_rng(1)), expected)
