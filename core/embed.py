@@ -72,8 +72,10 @@ def selected_tiles(tile_index: pd.DataFrame) -> pd.DataFrame:
             keep &= tile_index[column].astype(bool)
     tiles = tile_index[keep].reset_index(drop=True)
     # Same ids as core.train.tile_ids (not imported: that pulls in torch).
-    tiles.insert(0, "tile_id", [f"{s}:{int(x)}:{int(y)}" for s, x, y in zip(tiles["sample_id"], tiles["x"],
-                                                                               tiles["y"], strict=True)])
+    # Built column-wise: a Python loop over 200,000 rows took 0.45 s on every first page load.
+    ids = (tiles["sample_id"].astype(str) + ":" + tiles["x"].astype(np.int64).astype(str) + ":"
+           + tiles["y"].astype(np.int64).astype(str))
+    tiles.insert(0, "tile_id", ids.astype(object))
     return tiles
 
 
@@ -183,7 +185,47 @@ def cached_folders(ws: Workspace, data_dir: str | Path, sources: list[FeatureSou
 def cached_slide_embeddings(ws: Workspace, data_dir: str | Path, source: FeatureSource) -> SlideEmbeddings | None:
     """Slide means of the cached tile embeddings, or None (like cached_tile_embeddings)."""
     tiles = cached_tile_embeddings(ws, data_dir, source)
-    return slide_means(tiles) if tiles is not None else None
+    return saved_slide_means(tiles) if tiles is not None else None
+
+
+SLIDE_MEANS_VERSION = "1"  # bump when slide_means changes what it computes
+
+
+def saved_slide_means(tiles: TileEmbeddings) -> SlideEmbeddings:
+    """slide_means, kept beside the tile embeddings (slide_means.npz, stamped with their file's size and
+    mtime): averaging 200,000 memory-mapped rows took 0.66 s on a page's first slide-level view."""
+    if tiles.path is None:
+        return slide_means(tiles)
+    values_path = Path(tiles.path)
+    sidecar = values_path.with_name("slide_means.npz")
+    try:
+        stat = values_path.stat()
+        stamp = np.array([SLIDE_MEANS_VERSION, str(stat.st_size), str(stat.st_mtime_ns), str(len(tiles.sample_ids))])
+    except OSError:
+        return slide_means(tiles)
+    try:
+        with np.load(sidecar, allow_pickle=False) as saved:
+            if saved["stamp"].tolist() == stamp.tolist():
+                optional = {name: saved[name] if name in saved.files else None
+                            for name in ("tile_counts", "tissues", "subject_ids")}
+                return SlideEmbeddings(sample_ids=saved["sample_ids"], values=saved["values"],
+                                       source_key=tiles.source_key, cached=tiles.cached, **optional)
+    except FileNotFoundError:
+        pass
+    except Exception as exc:  # a damaged sidecar is recomputed, never fatal
+        log.warning("slide means %s unreadable (%s); recomputing", sidecar, exc)
+    slides = slide_means(tiles)
+    arrays = {"stamp": stamp, "sample_ids": slides.sample_ids.astype(str), "values": slides.values}
+    if slides.tile_counts is not None:
+        arrays["tile_counts"] = np.asarray(slides.tile_counts)
+    arrays.update({name: np.asarray(getattr(slides, name)).astype(str) for name in ("tissues", "subject_ids")
+                   if getattr(slides, name) is not None})  # fixed-width text: no pickled objects on disk
+    try:
+        with atomic_path(sidecar) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    except OSError as exc:  # a read-only cache still answers
+        log.warning("could not keep slide means in %s (%s)", sidecar, exc)
+    return slides
 
 
 # ---------------------------------------------------------------- computing
@@ -370,4 +412,4 @@ def slide_embeddings(
     **options,
 ) -> SlideEmbeddings:
     """Per slide, the mean of its selected tiles' embeddings (tile_embeddings does the work and caching)."""
-    return slide_means(tile_embeddings(ws, data_dir, source, progress, cancel, **options))
+    return saved_slide_means(tile_embeddings(ws, data_dir, source, progress, cancel, **options))

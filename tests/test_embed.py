@@ -127,6 +127,33 @@ def test_embeds_the_selected_tiles_then_a_cache_hit_does_no_model_work(
         tile_embeddings(ws, "/unused", FeatureSource.random("resnet50", seed=1, image_size=32), pack_workers=1)
 
 
+def test_slide_means_are_kept_beside_the_tile_embeddings_and_follow_them(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    tiles = pd.DataFrame({"tile_id": ["b:0:0", "a:0:0", "b:1:0"], "sample_id": ["b", "a", "b"],
+                          "tissue": ["Lung", "Liver", "Lung"], "subject_id": ["D2", "D1", "D2"], "x": 0, "y": 0})
+    values_path = tmp_path / "values.npy"
+    np.save(values_path, np.array([[1, 2], [10, 20], [3, 4]], dtype=np.float32))
+
+    def embeddings() -> TileEmbeddings:
+        return TileEmbeddings(tiles["tile_id"].to_numpy(), tiles["sample_id"].to_numpy(),
+                              np.load(values_path, mmap_mode="r"), "k", tiles, values_path, cached=True)
+
+    first = embed.saved_slide_means(embeddings())
+    assert (tmp_path / "slide_means.npz").is_file()
+    real = embed.slide_means
+    monkeypatch.setattr(embed, "slide_means", lambda t: (_ for _ in ()).throw(AssertionError("recomputed")))
+    again = embed.saved_slide_means(embeddings())  # read back: no averaging
+    assert again.sample_ids.tolist() == first.sample_ids.tolist() == ["a", "b"]
+    np.testing.assert_array_equal(again.values, first.values)
+    assert again.tissues.tolist() == ["Liver", "Lung"] and again.subject_ids.tolist() == ["D1", "D2"]
+    assert again.tile_counts.tolist() == [1, 2] and again.cached
+    monkeypatch.setattr(embed, "slide_means", real)
+    np.save(values_path, np.array([[5, 5], [10, 20], [3, 4]], dtype=np.float32))  # new embeddings: stale sidecar
+    np.testing.assert_allclose(embed.saved_slide_means(embeddings()).values, [[10, 20], [4, 4.5]])
+    (tmp_path / "slide_means.npz").write_bytes(b"not a zip")  # damaged: recomputed, never fatal
+    np.testing.assert_allclose(embed.saved_slide_means(embeddings()).values, [[10, 20], [4, 4.5]])
+
+
 def test_cancel_keeps_finished_rows_and_the_next_call_resumes(
     ws: Workspace, fake_dataset: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
