@@ -3,6 +3,10 @@
 Plain arrays in and out, sklearn style. `cached_map` stores every PCA and every map in core.cache, keyed
 by the input's identity (a content key the caller already has, else a hash of the array), the
 parameters and CODE_VERSION, so switching method reuses the PCA and a second request is instant.
+With keep_reducer (the slides level), a UMAP map also keeps its fitted reducer (the map's own PCA and the
+umap.UMAP) in an entry beside the map's: `lookup_reducer` gives it back, so a new point (a predicted slide)
+is placed by UMAP's own transform. It is a separate entry so a map lookup never unpickles umap (whose
+import alone costs seconds).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,6 +77,36 @@ class PcaResult:
 
 
 @dataclass
+class MapReducer:
+    """What places new points on a UMAP map: the map's own PCA (centre and axes, fitted on the map's points)
+    and the fitted umap.UMAP."""
+
+    pca_mean: np.ndarray  # (d,)
+    pca_axes: np.ndarray  # (k, d)
+    umap: Any  # umap.UMAP, fitted on the points' PCA scores
+
+    def project(self, values: np.ndarray) -> np.ndarray:
+        """The points' scores in the map's PCA space (float32, (n, k))."""
+        values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+        if values.shape[1] != self.pca_mean.shape[0]:
+            raise DataError(None, f"points have {values.shape[1]} features; the map was fitted on "
+                                  f"{self.pca_mean.shape[0]}")
+        return ((values - self.pca_mean) @ self.pca_axes.T).astype(np.float32)
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """New points' map coordinates: UMAP's transform of their PCA scores ((n, 2) float32)."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numba / sklearn chatter on a single point
+            return np.asarray(self.umap.transform(self.project(values)), dtype=np.float32)
+
+    @property
+    def n_points(self) -> int:
+        return int(len(self.umap.embedding_))
+
+
+@dataclass
 class MapResult:
     coords: np.ndarray  # (n, 2) float32
     pca: PcaResult
@@ -79,6 +114,7 @@ class MapResult:
     key: str
     cached: bool = False
     seconds: float = 0.0
+    reducer: MapReducer | None = None  # kept only when asked for (UMAP, cached_map(keep_reducer=True))
 
 
 def _checked_values(values: np.ndarray) -> np.ndarray:
@@ -95,6 +131,11 @@ def _checked_values(values: np.ndarray) -> np.ndarray:
 
 def pca(values: np.ndarray, n_components: int = 40, seed: int = 0) -> PcaResult:
     """Centred PCA; k = min(n_components, points, features). Randomized SVD for big inputs."""
+    return _fit_pca(values, n_components, seed)[0]
+
+
+def _fit_pca(values: np.ndarray, n_components: int, seed: int) -> tuple[PcaResult, Any]:
+    """(the PCA scores, the fitted sklearn PCA)."""
     from sklearn.decomposition import PCA
 
     values = _checked_values(values)
@@ -103,7 +144,7 @@ def pca(values: np.ndarray, n_components: int = 40, seed: int = 0) -> PcaResult:
     model = PCA(n_components=k, svd_solver="randomized" if big else "full", random_state=seed)
     scores = model.fit_transform(values).astype(np.float32)
     ratio = np.asarray(model.explained_variance_ratio_, dtype=np.float64)
-    return PcaResult(scores, np.nan_to_num(ratio))
+    return PcaResult(scores, np.nan_to_num(ratio)), model
 
 
 def _padded_2d(components: np.ndarray) -> np.ndarray:
@@ -120,13 +161,42 @@ def _set_numba_cache(ws: Workspace | None) -> None:
 
 WARM_UP_POINTS = 4200
 WARM_UP_EPOCHS = 5
+# umap's transform path runs these numba kernels, which umap-learn does not cache on disk: a new process (a
+# prediction's worker) compiled them for 12-14 CPU s on this machine, about a whole cold prediction. Cached on
+# disk (NUMBA_CACHE_DIR), the app's warm-up compiles them once and a prediction loads them (~0.5 CPU s).
+UMAP_KERNELS = (("umap.umap_", "smooth_knn_dist"), ("umap.umap_", "compute_membership_strengths"),
+                ("umap.utils", "submatrix"), ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch"))
+
+
+def cache_umap_kernels(ws: Workspace | None = None) -> int:
+    """Turn on numba's on-disk cache for UMAP_KERNELS (before their first compile in this process); returns how
+    many it found (another umap-learn version may lack some: those just compile as before)."""
+    import importlib
+
+    from numba.core import config
+
+    _set_numba_cache(ws)
+    config.reload_config()  # NUMBA_CACHE_DIR may be set after numba was imported (core.qc imports it first)
+    found = 0
+    for module, name in UMAP_KERNELS:
+        kernel = getattr(importlib.import_module(module), name, None)
+        if hasattr(kernel, "enable_caching"):
+            kernel.enable_caching()
+            found += 1
+    return found
 
 
 def umap_2d(components: np.ndarray, params: MapParams, n_epochs: int | None = None) -> np.ndarray:
+    return np.asarray(umap_fit(components, params, n_epochs).embedding_, dtype=np.float32)
+
+
+def umap_fit(components: np.ndarray, params: MapParams, n_epochs: int | None = None) -> Any:
+    """The fitted umap.UMAP of `components` (its embedding_ is the map)."""
     import warnings
 
     import umap
 
+    cache_umap_kernels()
     n = len(components)
     neighbours = int(min(params.n_neighbors, n - 1))
     with warnings.catch_warnings():
@@ -139,7 +209,8 @@ def umap_2d(components: np.ndarray, params: MapParams, n_epochs: int | None = No
             init="spectral" if n > neighbours + 2 else "random",
             n_epochs=n_epochs,
         )
-        return np.asarray(model.fit_transform(components), dtype=np.float32)
+        model.fit(components)
+        return model
 
 
 def tsne_2d(components: np.ndarray, params: MapParams, progress: Progress | None = None) -> np.ndarray:
@@ -172,17 +243,34 @@ def tsne_2d(components: np.ndarray, params: MapParams, progress: Progress | None
     return np.asarray(model.fit(components), dtype=np.float32)
 
 
+def _keeps_reducer(params: MapParams, n_points: int, keep_reducer: bool) -> bool:
+    return keep_reducer and params.method == "umap" and n_points >= MIN_POINTS_NONLINEAR
+
+
 def compute_map(values: np.ndarray, params: MapParams = MapParams(), progress: Progress | None = None,
-                pca_result: PcaResult | None = None) -> MapResult:
-    """The map of `values` (points x features), uncached."""
+                pca_result: PcaResult | None = None, keep_reducer: bool = False) -> MapResult:
+    """The map of `values` (points x features), uncached. keep_reducer (UMAP only): the result also holds
+    the fitted reducer (`MapResult.reducer`); the PCA is then fitted here, whatever pca_result says, since
+    the reducer needs its centre and axes."""
     params = params.checked()
     started = time.perf_counter()
     values = _checked_values(values)
-    if pca_result is None:
+    keep = _keeps_reducer(params, len(values), keep_reducer)
+    projection = None
+    if pca_result is None or keep:
         _report(progress, 0, 3, "PCA")
-        pca_result = pca(values, params.pca_components, params.seed)
-    coords = _layout(pca_result.components, params, progress)
-    return MapResult(coords, pca_result, params, key="", seconds=time.perf_counter() - started)
+        pca_result, projection = _fit_pca(values, params.pca_components, params.seed)
+    reducer = None
+    if keep:
+        _report(progress, 1, 3, f"UMAP of {len(values):,} points")
+        fitted = umap_fit(pca_result.components, params)
+        coords = np.asarray(fitted.embedding_, dtype=np.float32)
+        reducer = MapReducer(np.asarray(projection.mean_, np.float64), np.asarray(projection.components_, np.float64),
+                             fitted)
+        _report(progress, 3, 3, "map done")
+    else:
+        coords = _layout(pca_result.components, params, progress)
+    return MapResult(coords, pca_result, params, key="", seconds=time.perf_counter() - started, reducer=reducer)
 
 
 def _layout(components: np.ndarray, params: MapParams, progress: Progress | None) -> np.ndarray:
@@ -219,6 +307,35 @@ def _pca_key(input_key: str, params: MapParams) -> str:
     return cache_key("map-pca", input_key, params.pca_components, params.seed)
 
 
+def reducer_key(input_key: str, params: MapParams) -> str:
+    """The fitted reducer's entry: the map's own key, suffixed (one map, one reducer; never one without
+    the other's key)."""
+    return f"{map_key(input_key, params)}:reducer"
+
+
+def lookup_reducer(ws: Workspace, input_key: str, params: MapParams) -> MapReducer | None:
+    """The fitted reducer kept with this UMAP map, or None: a map cached before reducers were kept, a map
+    computed without keep_reducer, or an entry that no longer unpickles (another umap-learn version).
+    Never computes. Imports umap (seconds) when there is one."""
+    _set_numba_cache(ws)
+    cache = open_cache(ws)
+    try:
+        stored = cache.get(reducer_key(input_key, params))
+    except Exception:  # unreadable (e.g. pickled by another umap-learn): as if it were not kept
+        stored = None
+    finally:
+        cache.close()
+    if not isinstance(stored, dict) or not {"pca_mean", "pca_axes", "umap"} <= set(stored):
+        return None
+    cache_umap_kernels(ws)  # umap is imported now (unpickled): its transform loads compiled kernels from disk
+    return MapReducer(np.asarray(stored["pca_mean"]), np.asarray(stored["pca_axes"]), stored["umap"])
+
+
+def _store_reducer(cache, key: str, reducer: MapReducer) -> None:
+    # A plain dict of arrays and the umap.UMAP: no core class in the pickle.
+    cache.set(key, {"pca_mean": reducer.pca_mean, "pca_axes": reducer.pca_axes, "umap": reducer.umap})
+
+
 def lookup_map(ws: Workspace, input_key: str, params: MapParams) -> MapResult | None:
     """The cached map for this input and these parameters, or None (never computes)."""
     cache = open_cache(ws)
@@ -234,31 +351,50 @@ def lookup_map(ws: Workspace, input_key: str, params: MapParams) -> MapResult | 
 
 
 def cached_map(ws: Workspace, values: np.ndarray, params: MapParams = MapParams(),
-               input_key: str | None = None, progress: Progress | None = None) -> MapResult:
+               input_key: str | None = None, progress: Progress | None = None,
+               keep_reducer: bool = False) -> MapResult:
     """`compute_map` through core.cache: PCA keyed by (input, components, seed), the map by all of
-    the method's parameters. `input_key` (e.g. an embeddings' source key) saves hashing big inputs."""
+    the method's parameters. `input_key` (e.g. an embeddings' source key) saves hashing big inputs.
+    keep_reducer (UMAP): the fitted reducer is stored beside the map (`lookup_reducer`); a map cached
+    without one is fitted again (seeded UMAP: the same layout) so that its reducer is kept."""
     params = params.checked()
     _set_numba_cache(ws)
     started = time.perf_counter()
     input_key = input_key or array_key(np.asarray(values, dtype=np.float32))
     key = map_key(input_key, params)
+    keep = _keeps_reducer(params, len(values), keep_reducer)
     hit = lookup_map(ws, input_key, params)
-    if hit is not None:
+    if hit is not None and (not keep or _has(ws, reducer_key(input_key, params))):
         hit.seconds = time.perf_counter() - started
         return hit
     cache = open_cache(ws)
     try:
         _report(progress, 0, 3, "PCA")
-        stored_pca = cached(cache, _pca_key(input_key, params),
-                            lambda: asdict(pca(values, params.pca_components, params.seed)))
-        pca_result = PcaResult(**stored_pca)
-        result = compute_map(values, params, progress, pca_result=pca_result)
+        if keep:  # the reducer needs the PCA's centre and axes, not only its scores: fitted here
+            result = compute_map(values, params, progress, keep_reducer=True)
+            stored_pca = asdict(result.pca)
+            if _pca_key(input_key, params) not in cache:
+                cache.set(_pca_key(input_key, params), stored_pca)
+        else:
+            stored_pca = cached(cache, _pca_key(input_key, params),
+                                lambda: asdict(pca(values, params.pca_components, params.seed)))
+            result = compute_map(values, params, progress, pca_result=PcaResult(**stored_pca))
         cache.set(key, {"coords": result.coords, "pca": stored_pca})
+        if result.reducer is not None:
+            _store_reducer(cache, reducer_key(input_key, params), result.reducer)
     finally:
         cache.close()
     result.key = key
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _has(ws: Workspace, key: str) -> bool:
+    cache = open_cache(ws)
+    try:
+        return key in cache
+    finally:
+        cache.close()
 
 
 def _from_stored(stored: dict, params: MapParams, key: str, cached: bool) -> MapResult:
@@ -276,9 +412,15 @@ def seeded_subset(n: int, limit: int | None, seed: int = 0) -> np.ndarray:
 
 def warm_up(ws: Workspace | None = None) -> float:
     """Compile UMAP's numba code with a tiny map (seconds taken). Run in its own process at app start,
-    so the on-disk numba cache is filled before a user's first map job."""
+    so the on-disk numba cache is filled before a user's first map job, and UMAP's transform of one point
+    (a predicted slide's placement; its kernels cached on disk by cache_umap_kernels) before the first
+    prediction's worker process needs it."""
     _set_numba_cache(ws)
     started = time.perf_counter()
+    # A slides-sized map and one new point: the exact-neighbour transform path placements take.
+    points = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    model = umap_fit(points, replace(MapParams(), n_neighbors=5), n_epochs=WARM_UP_EPOCHS)
+    MapReducer(np.zeros(8), np.eye(8), model).transform(points[:1] + 0.1)
     # Above umap-learn's 4,096-point threshold, so the approximate neighbour search (pynndescent) a real map
     # uses is compiled too, not only the exact one of tiny sets; few epochs keep the layout itself short.
     points = np.random.default_rng(0).normal(size=(WARM_UP_POINTS, 8)).astype(np.float32)

@@ -389,7 +389,8 @@ def _map(t: _Tour) -> dict[str, Any]:
         return {"cached": True, "points": len(points), "method": request.params.method}
     points = points_for(t.ws, t.data_dir, t.cohort(), request, compute=True, progress=t.checked_progress,
                         cancel=t.cancelled)
-    mapped = cached_map(t.ws, points.values, request.params, input_key=points.key, progress=t.checked_progress)
+    mapped = cached_map(t.ws, points.values, request.params, input_key=points.key, progress=t.checked_progress,
+                        keep_reducer=True)  # slides level: a UMAP keeps its reducer for predictions
     return {"cached": bool(mapped.cached), "points": len(points), "method": request.params.method}
 
 

@@ -196,29 +196,88 @@ def test_neighbours_are_nearest_in_embedding_space_and_the_map_projects_the_slid
     assert np.isfinite(place["point"]).all()
 
 
-def test_on_a_cached_umap_the_slide_sits_at_its_nearest_reference_slides_weighted_mean(tmp_path: Path) -> None:
+def _toy_reference(tmp_path: Path, values: np.ndarray, tissues: np.ndarray | None = None):
+    from core.predict.reference import Reference
+
+    n = len(values)
+    tissues = np.array(["A", "B"] * (n // 2) + ["A"] * (n % 2)) if tissues is None else tissues
+    return Reference(tmp_path, None, np.array([f"S{i}" for i in range(n)]), values, tissues,
+                     np.array([""] * n), "slides-level:test", None)
+
+
+def test_an_old_umap_map_without_its_reducer_places_by_nearest_reference_slides_and_says_so(tmp_path: Path) -> None:
     from core.cache import open_cache
     from core.predict.placement import place_on_map
-    from core.predict.reference import Reference
     from core.reduce import MapParams, map_key
 
     ws = workspace(tmp_path / "ws")
     rng = np.random.default_rng(0)
     values = rng.normal(size=(12, 6)).astype(np.float32)
-    reference = Reference(tmp_path, None, np.array([f"S{i}" for i in range(12)]), values,
-                          np.array(["A", "B"] * 6), np.array([""] * 12), "slides-level:test", None)
+    reference = _toy_reference(tmp_path, values)
     point = values[3] + 0.01
     assert place_on_map(ws, reference, point, "umap")["method"] == "pca"  # no UMAP cached: PCA, said so
     coords = rng.uniform(-10, 10, size=(12, 2)).astype(np.float32)
-    cache = open_cache(ws)
+    cache = open_cache(ws)  # a map entry as cached before reducers were kept: coordinates and PCA only
     cache.set(map_key(reference.key, MapParams(method="umap")), {"coords": coords, "pca": {
         "components": values[:, :2], "explained_variance_ratio": np.array([0.5, 0.3])}})
     cache.close()
     placed = place_on_map(ws, reference, point, "umap")
-    assert placed["method"] == "umap" and "nearest reference slides" in placed["note"]
+    assert placed["method"] == "umap" and placed["placement"] == "neighbours"
+    assert "approximate" in placed["note"] and "without its fitted UMAP" in placed["note"]
     np.testing.assert_allclose(placed["reference"][["x", "y"]].to_numpy(), coords, rtol=1e-6)
     # the nearest slide (3, at distance ~0.01 in PCA space) dominates the inverse-distance weights
     assert np.linalg.norm(np.array(placed["point"]) - coords[3]) < 0.2 * np.ptp(coords, axis=0).max()
+
+
+def _clustered(n_per: int = 15, dim: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=6.0, size=(3, dim))
+    labels = np.repeat(np.arange(3), n_per)
+    return (centres[labels] + rng.normal(size=(len(labels), dim))).astype(np.float32), labels
+
+
+def test_on_a_umap_map_kept_with_its_reducer_the_slide_is_placed_by_umaps_transform(tmp_path: Path) -> None:
+    from core.predict.placement import place_on_map
+    from core.reduce import MapParams, cached_map, lookup_reducer, pca
+
+    ws = workspace(tmp_path / "ws")
+    values, labels = _clustered()
+    reference = _toy_reference(tmp_path, values, np.array(["ABC"[c] for c in labels]))
+    params = MapParams(method="umap")
+    mapped = cached_map(ws, values, params, input_key=reference.key, keep_reducer=True)
+    coords = mapped.coords.astype(np.float64)
+    spread = np.ptp(coords, axis=0).max()
+    own_pca = pca(values, params.pca_components, params.seed).components  # the map's PCA, fitted on the reference
+    model = lookup_reducer(ws, reference.key, params).umap
+    for k in (0, 20, 44):  # a reference slide lands on (very near) its own map point, inside its cluster
+        placed = place_on_map(ws, reference, values[k].astype(np.float64), "umap")
+        assert placed["method"] == "umap" and placed["placement"] == "transform"
+        assert "transform" in placed["note"]
+        np.testing.assert_allclose(placed["reference"][["x", "y"]].to_numpy(), coords, rtol=1e-6)
+        xy = np.array(placed["point"])
+        np.testing.assert_allclose(xy, model.transform(own_pca[k:k + 1])[0], atol=1e-3 * spread)
+        assert np.linalg.norm(xy - coords[k]) < 0.1 * spread
+        centroids = np.stack([coords[labels == c].mean(axis=0) for c in range(3)])
+        assert np.argmin(np.linalg.norm(centroids - xy, axis=1)) == labels[k]
+    # a new slide between clusters 0 and 1 but much nearer 1 lands in cluster 1's part of the map
+    new = (0.1 * values[labels == 0].mean(axis=0) + 0.9 * values[labels == 1].mean(axis=0)).astype(np.float64)
+    xy = np.array(place_on_map(ws, reference, new, "umap")["point"])
+    centroids = np.stack([coords[labels == c].mean(axis=0) for c in range(3)])
+    assert np.argmin(np.linalg.norm(centroids - xy, axis=1)) == 1
+
+
+def test_on_tsne_the_slide_is_placed_on_the_pca_map_and_the_note_says_so(tmp_path: Path) -> None:
+    from core.predict.placement import place_on_map
+    from core.reduce import pca
+
+    ws = workspace(tmp_path / "ws")
+    values, _ = _clustered(n_per=4)
+    reference = _toy_reference(tmp_path, values)
+    placed = place_on_map(ws, reference, values[5].astype(np.float64), "tsne")
+    assert placed["method"] == "pca" and placed["placement"] == "pca" and "t-SNE" in placed["note"]
+    scores = pca(values).components
+    np.testing.assert_allclose(placed["point"], scores[5, :2], atol=1e-3)
+    np.testing.assert_allclose(placed["reference"][["x", "y"]].to_numpy(), scores[:, :2], atol=1e-3)
 
 
 def test_a_reference_slide_finds_itself_nearest(setup) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from core import reduce
 from core.errors import DataError
-from core.reduce import MapParams, cached_map, compute_map, lookup_map, pca, seeded_subset
+from core.reduce import MapParams, cached_map, compute_map, lookup_map, lookup_reducer, pca, seeded_subset
 
 
 def _clusters(n_per: int = 30, dim: int = 50, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -56,6 +56,45 @@ def test_umap_map_is_seeded_and_separates_clusters():
     centroids = np.stack([first[labels == c].mean(axis=0) for c in range(3)])
     nearest = np.argmin(np.linalg.norm(first[:, None] - centroids[None], axis=2), axis=1)
     assert (nearest == labels).mean() > 0.95
+
+
+def test_a_umap_map_keeps_its_fitted_reducer_beside_it_only_when_asked(ws):
+    values, _ = _clusters(n_per=15)
+    params = MapParams(method="umap", n_neighbors=8)
+    plain = cached_map(ws, values, params, input_key="plain")
+    assert plain.reducer is None and lookup_reducer(ws, "plain", params) is None
+    kept = cached_map(ws, values, params, input_key="kept", keep_reducer=True)
+    reducer = lookup_reducer(ws, "kept", params)
+    assert reducer is not None and reducer.n_points == len(values)
+    np.testing.assert_allclose(reducer.umap.embedding_, kept.coords, atol=1e-6)  # the map is its embedding
+    # its projection is the map's own PCA (the scores the UMAP was fitted on)
+    np.testing.assert_allclose(reducer.project(values), kept.pca.components, atol=1e-3)
+    np.testing.assert_allclose(reducer.project(values), pca(values).components, atol=1e-3)
+    assert lookup_map(ws, "kept", params) is not None and lookup_map(ws, "kept", params).reducer is None
+    with pytest.raises(DataError, match="features"):
+        reducer.project(values[:, :10])
+
+
+def test_a_map_cached_without_its_reducer_gets_one_when_asked_again(ws, monkeypatch):
+    values, _ = _clusters(n_per=15)
+    params = MapParams(method="umap", n_neighbors=8)
+    first = cached_map(ws, values, params, input_key="old")  # as a map cached before reducers were kept
+    assert cached_map(ws, values, params, input_key="old").cached  # without keep_reducer: a plain hit
+    again = cached_map(ws, values, params, input_key="old", keep_reducer=True)
+    assert not again.cached and lookup_reducer(ws, "old", params) is not None
+    np.testing.assert_allclose(again.coords, first.coords, atol=1e-4)  # seeded: the same layout
+    monkeypatch.setattr(reduce, "umap_fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("refitted")))
+    assert cached_map(ws, values, params, input_key="old", keep_reducer=True).cached
+
+
+def test_an_unreadable_or_foreign_reducer_entry_is_as_if_none_was_kept(ws):
+    from core.cache import open_cache
+
+    params = MapParams(method="umap")
+    cache = open_cache(ws)
+    cache.set(reduce.reducer_key("x", params), {"umap": None})  # not what cached_map stores
+    cache.close()
+    assert lookup_reducer(ws, "x", params) is None
 
 
 def _fake_layout(monkeypatch) -> list[int]:

@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         report = job_progress(job, check_cancel=True)
         points = points_for(ws, data, cohort, request, compute=True, progress=report, cancel=job.cancel_requested)
-        mapped = cached_map(ws, points.values, request.params, input_key=points.key, progress=report)
+        # Slides: the fitted UMAP is kept too, so a predicted slide is placed by its transform (core.predict).
+        mapped = cached_map(ws, points.values, request.params, input_key=points.key, progress=report,
+                            keep_reducer=request.level == "slides")
         out = ws.root / "maps" / f"{request.level}-{request.params.method}-{mapped.key.split(':')[-1]}.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
         if not out.exists():

@@ -95,8 +95,8 @@ class SlidePrediction:
             "epoch": int(self.epoch),
             "magnification": self.info.get("magnification"),
             "magnification_assumed": bool(self.info.get("magnification_assumed")),
-            "map": {"method": self.map.get("method"), "point": list(self.map.get("point", ())),
-                    "note": self.map.get("note", "")},
+            "map": {"method": self.map.get("method"), "placement": self.map.get("placement", ""),
+                    "point": list(self.map.get("point", ())), "note": self.map.get("note", "")},
             "notes": dict(self.notes),
             "folder": str(self.folder) if self.folder else None,
         }
