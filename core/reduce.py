@@ -3,8 +3,8 @@
 Plain arrays in and out, sklearn style. `cached_map` stores every PCA and every map in core.cache, keyed
 by the input's identity (a content key the caller already has, else a hash of the array), the
 parameters and CODE_VERSION, so switching method reuses the PCA and a second request is instant.
-With keep_reducer (the slides level), a UMAP map also keeps its fitted reducer (the map's own PCA and the
-umap.UMAP) in an entry beside the map's: `lookup_reducer` gives it back, so a new point (a predicted slide)
+With keep_reducer (the slides level), a UMAP map also keeps its fitted reducer (the map's own fitted PCA
+and the umap.UMAP) in an entry beside the map's: `lookup_reducer` gives it back, so a new point (a predicted slide)
 is placed by UMAP's own transform. It is a separate entry so a map lookup never unpickles umap (whose
 import alone costs seconds).
 """
@@ -78,23 +78,24 @@ class PcaResult:
 
 @dataclass
 class MapReducer:
-    """What places new points on a UMAP map: the map's own PCA (centre and axes, fitted on the map's points)
+    """What places new points on a UMAP map: the map's own fitted PCA (sklearn, fitted on the map's points)
     and the fitted umap.UMAP."""
 
-    pca_mean: np.ndarray  # (d,)
-    pca_axes: np.ndarray  # (k, d)
+    pca: Any  # sklearn.decomposition.PCA
     umap: Any  # umap.UMAP, fitted on the points' PCA scores
 
     def project(self, values: np.ndarray) -> np.ndarray:
-        """The points' scores in the map's PCA space (float32, (n, k))."""
-        values = np.atleast_2d(np.asarray(values, dtype=np.float64))
-        if values.shape[1] != self.pca_mean.shape[0]:
+        """The points' scores in the map's PCA space (float32, (n, k)), as the map's PCA transforms them."""
+        values = np.atleast_2d(np.asarray(values, dtype=np.float32))
+        if values.shape[1] != self.pca.n_features_in_:
             raise DataError(None, f"points have {values.shape[1]} features; the map was fitted on "
-                                  f"{self.pca_mean.shape[0]}")
-        return ((values - self.pca_mean) @ self.pca_axes.T).astype(np.float32)
+                                  f"{self.pca.n_features_in_}")
+        return np.asarray(self.pca.transform(values), dtype=np.float32)
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        """New points' map coordinates: UMAP's transform of their PCA scores ((n, 2) float32)."""
+        """New points' map coordinates: UMAP's transform of their PCA scores ((n, 2) float32). UMAP's
+        transform is exact only for the same input bits (its random stream follows every float comparison),
+        so the scores always come from `project`."""
         import warnings
 
         with warnings.catch_warnings():
@@ -104,6 +105,10 @@ class MapReducer:
     @property
     def n_points(self) -> int:
         return int(len(self.umap.embedding_))
+
+    @property
+    def n_components(self) -> int:
+        return int(self.pca.n_components_)
 
 
 @dataclass
@@ -265,8 +270,7 @@ def compute_map(values: np.ndarray, params: MapParams = MapParams(), progress: P
         _report(progress, 1, 3, f"UMAP of {len(values):,} points")
         fitted = umap_fit(pca_result.components, params)
         coords = np.asarray(fitted.embedding_, dtype=np.float32)
-        reducer = MapReducer(np.asarray(projection.mean_, np.float64), np.asarray(projection.components_, np.float64),
-                             fitted)
+        reducer = MapReducer(projection, fitted)
         _report(progress, 3, 3, "map done")
     else:
         coords = _layout(pca_result.components, params, progress)
@@ -325,15 +329,15 @@ def lookup_reducer(ws: Workspace, input_key: str, params: MapParams) -> MapReduc
         stored = None
     finally:
         cache.close()
-    if not isinstance(stored, dict) or not {"pca_mean", "pca_axes", "umap"} <= set(stored):
+    if not isinstance(stored, dict) or not {"pca", "umap"} <= set(stored):
         return None
     cache_umap_kernels(ws)  # umap is imported now (unpickled): its transform loads compiled kernels from disk
-    return MapReducer(np.asarray(stored["pca_mean"]), np.asarray(stored["pca_axes"]), stored["umap"])
+    return MapReducer(stored["pca"], stored["umap"])
 
 
 def _store_reducer(cache, key: str, reducer: MapReducer) -> None:
-    # A plain dict of arrays and the umap.UMAP: no core class in the pickle.
-    cache.set(key, {"pca_mean": reducer.pca_mean, "pca_axes": reducer.pca_axes, "umap": reducer.umap})
+    # A plain dict of the fitted sklearn PCA and umap.UMAP: no core class in the pickle.
+    cache.set(key, {"pca": reducer.pca, "umap": reducer.umap})
 
 
 def lookup_map(ws: Workspace, input_key: str, params: MapParams) -> MapResult | None:
@@ -415,12 +419,16 @@ def warm_up(ws: Workspace | None = None) -> float:
     so the on-disk numba cache is filled before a user's first map job, and UMAP's transform of one point
     (a predicted slide's placement; its kernels cached on disk by cache_umap_kernels) before the first
     prediction's worker process needs it."""
+    import warnings
+
     _set_numba_cache(ws)
     started = time.perf_counter()
     # A slides-sized map and one new point: the exact-neighbour transform path placements take.
     points = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
     model = umap_fit(points, replace(MapParams(), n_neighbors=5), n_epochs=WARM_UP_EPOCHS)
-    MapReducer(np.zeros(8), np.eye(8), model).transform(points[:1] + 0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.transform(points[:1] + 0.1)
     # Above umap-learn's 4,096-point threshold, so the approximate neighbour search (pynndescent) a real map
     # uses is compiled too, not only the exact one of tiny sets; few epochs keep the layout itself short.
     points = np.random.default_rng(0).normal(size=(WARM_UP_POINTS, 8)).astype(np.float32)

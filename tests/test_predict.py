@@ -237,8 +237,10 @@ def _clustered(n_per: int = 15, dim: int = 24, seed: int = 0) -> tuple[np.ndarra
 
 
 def test_on_a_umap_map_kept_with_its_reducer_the_slide_is_placed_by_umaps_transform(tmp_path: Path) -> None:
+    from sklearn.decomposition import PCA
+
     from core.predict.placement import place_on_map
-    from core.reduce import MapParams, cached_map, lookup_reducer, pca
+    from core.reduce import MapParams, cached_map, lookup_reducer
 
     ws = workspace(tmp_path / "ws")
     values, labels = _clustered()
@@ -247,22 +249,28 @@ def test_on_a_umap_map_kept_with_its_reducer_the_slide_is_placed_by_umaps_transf
     mapped = cached_map(ws, values, params, input_key=reference.key, keep_reducer=True)
     coords = mapped.coords.astype(np.float64)
     spread = np.ptp(coords, axis=0).max()
-    own_pca = pca(values, params.pca_components, params.seed).components  # the map's PCA, fitted on the reference
-    model = lookup_reducer(ws, reference.key, params).umap
+    centroids = np.stack([coords[labels == c].mean(axis=0) for c in range(3)])
     for k in (0, 20, 44):  # a reference slide lands on (very near) its own map point, inside its cluster
         placed = place_on_map(ws, reference, values[k].astype(np.float64), "umap")
         assert placed["method"] == "umap" and placed["placement"] == "transform"
         assert "transform" in placed["note"]
         np.testing.assert_allclose(placed["reference"][["x", "y"]].to_numpy(), coords, rtol=1e-6)
         xy = np.array(placed["point"])
-        np.testing.assert_allclose(xy, model.transform(own_pca[k:k + 1])[0], atol=1e-3 * spread)
         assert np.linalg.norm(xy - coords[k]) < 0.1 * spread
-        centroids = np.stack([coords[labels == c].mean(axis=0) for c in range(3)])
+        assert np.argmin(np.linalg.norm(centroids - xy, axis=1)) == labels[k]
+    # a new slide: exactly the kept UMAP's transform of its row in the map's PCA (fitted on the reference alone)
+    model = lookup_reducer(ws, reference.key, params).umap
+    own_pca = PCA(n_components=min(params.pca_components, *values.shape), svd_solver="full").fit(values)
+    rng = np.random.default_rng(5)
+    for k in (3, 30):
+        new = values[k].astype(np.float64) + rng.normal(scale=0.5, size=values.shape[1])
+        xy = np.array(place_on_map(ws, reference, new, "umap")["point"])
+        scores = own_pca.transform(new[None, :].astype(np.float32))  # the slide's PCA row (float32, as embedded)
+        np.testing.assert_allclose(xy, model.transform(scores)[0], atol=1e-6 * spread)
         assert np.argmin(np.linalg.norm(centroids - xy, axis=1)) == labels[k]
     # a new slide between clusters 0 and 1 but much nearer 1 lands in cluster 1's part of the map
     new = (0.1 * values[labels == 0].mean(axis=0) + 0.9 * values[labels == 1].mean(axis=0)).astype(np.float64)
     xy = np.array(place_on_map(ws, reference, new, "umap")["point"])
-    centroids = np.stack([coords[labels == c].mean(axis=0) for c in range(3)])
     assert np.argmin(np.linalg.norm(centroids - xy, axis=1)) == 1
 
 

@@ -56,7 +56,7 @@ def _umap_placement(ws: Workspace, reference: Reference, point: np.ndarray, para
             why = f"the kept UMAP could not place the slide ({type(exc).__name__}: {exc})"
         else:
             if np.isfinite(xy).all():
-                note = (f"placed by the fitted UMAP's transform of the slide's {reducer.pca_axes.shape[0]} PCA "
+                note = (f"placed by the fitted UMAP's transform of the slide's {reducer.n_components} PCA "
                         "components (the map's own PCA of the reference slides)")
                 return coords, xy, "transform", note
             why = "the kept UMAP placed the slide at a non-finite point"
