@@ -49,7 +49,7 @@ LOCK_NAME = "demo.lock"
 
 MPP = 0.5  # level-0 microns per pixel ("20x")
 APP_MAG = 20
-# 20 donors on slides of 3072 x 2048 (~15-25 tissue tiles of 448 px): about as many pixels (and so tiles to
+# 20 donors on slides of 3072 x 2048 (a 6 x 4 grid of 448 px tiles): about as many pixels (and so tiles to
 # train on, and generation time) as v2's 13 donors on 3584 x 2560, with 1.5x the samples to rank genes by.
 DEFAULT_SLIDE_SIZE = (3072, 2048)  # level-0 width, height
 DEFAULT_DONORS = 20
