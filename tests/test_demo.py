@@ -19,6 +19,7 @@ import tifffile
 from core import demo
 from core.__main__ import main as cli_main
 from core.config import Workspace, workspace
+from core.demo.canvas import Canvas, image_array
 from core.errors import DataError
 
 TINY = {"n_donors": 2, "n_tissues": 3, "slide_size": (640, 512), "n_genes": 200, "workers": 1}
@@ -420,3 +421,119 @@ def test_grain_in_place_gives_the_plain_formulas_pixels() -> None:
     darkness = 255 - rgb[..., 1].astype(np.int16)
     expected = np.clip(rgb - ((darkness * grain) >> 8)[..., None], 0, 255).astype(np.uint8)
     assert np.array_equal(_add_grain(rgb, np.random.default_rng(1)), expected)
+
+
+# -- fast paths draw the same pixels as the plain formulas -----------------------------------
+
+
+def _canvas(seed: int = 0, height: int = 96, width: int = 128) -> Canvas:
+    factors = dict.fromkeys(demo.FACTORS, 0.5)
+    return Canvas(np.random.default_rng(seed), height, width, factors)
+
+
+@pytest.mark.parametrize("box", [(20, 30, 12, 9), (0, 0, 5, 7), (40, 55, 8, 9), (0, 0, 48, 64)])
+def test_up_box_equals_the_full_upsample(box: tuple[int, int, int, int]) -> None:
+    """A box of non-zero field pixels (inside, at a corner, at the far edge, everywhere) upsamples as in `up`."""
+    c = _canvas()
+    top, left, rows, cols = box
+    field = np.zeros((c.fh, c.fw), np.float32)
+    field[top : top + rows, left : left + cols] = np.random.default_rng(1).random((rows, cols)) + 0.1
+    full = c.up(field)
+    r, k, values = c.up_box(field)
+    assert np.array_equal(values, full[r, k])
+    rest = full.copy()
+    rest[r, k] = 0
+    assert not rest.any()  # nothing outside the box
+    assert values.size < full.size or box == (0, 0, 48, 64)
+
+
+def test_up_box_of_nothing_and_of_odd_canvases() -> None:
+    c = _canvas()
+    r, k, values = c.up_box(np.zeros((c.fh, c.fw), np.float32))
+    assert values.size == 0 and c.hema[r, k].size == 0
+    odd = _canvas(height=95, width=127)  # not an exact 2x: the whole upsample, unchanged
+    field = np.zeros((odd.fh, odd.fw), np.float32)
+    field[10:14, 20:25] = 1.0
+    r, k, values = odd.up_box(field)
+    assert np.array_equal(odd.hema[r, k].shape, values.shape) and np.array_equal(values, odd.up(field))
+
+
+def test_carve_field_and_add_match_the_full_size_formulas() -> None:
+    region = np.zeros((48, 64), bool)
+    region[10:20, 30:41] = True
+    region[25, 5] = True
+    painted = []
+    for local in (False, True):
+        c = _canvas(seed=4)
+        c.hema[:] = np.random.default_rng(2).random(c.hema.shape)
+        c.eosin[:] = -0.0  # a negative zero stays as it was where nothing is carved
+        if local:
+            c.carve_field(region.astype(np.float32))
+            c.add(0.3, 0.2, where=region)
+        else:
+            c.carve(c.up(region.astype(np.float32)))
+            c.hema += c.up(np.where(region, np.float32(0.3), np.float32(0)))
+            c.eosin += c.up(np.where(region, np.float32(0.2), np.float32(0)))
+        painted.append([c.hema, c.eosin, c.open])
+    for fast, plain in zip(*painted, strict=True):
+        assert np.array_equal(fast, plain)
+
+
+def test_blob_is_the_soft_disc_formula_computed_in_its_box() -> None:
+    from core.demo import structures
+
+    for cy, cx, radius in ((40, 60, 20.0), (2, 120, 35.0), (90, 5, 60.0)):
+        fast, plain = _canvas(seed=7), _canvas(seed=7)
+        d = np.hypot(plain.fy - cy, plain.fx - cx) / radius
+        expected = np.clip(1.5 - d - 0.25 * plain.noise(radius * 0.8), 0.0, 1.0)
+        got = structures.blob(fast, cy, cx, radius)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
+        assert expected.any() and not expected.all()
+
+
+def test_worley_nearest_cell_is_the_brute_force_nearest_seed() -> None:
+    """The 3 x 3 neighbour search finds each pixel's nearest seed point and that cell's random value."""
+    c = _canvas(seed=5)
+    cell = 9.0
+    rng = np.random.default_rng(5)  # the same draws as the canvas, to rebuild every seed point
+    f1, _, nearest, _ = c.worley(cell)
+    u, v = c.fx / cell, c.fy / cell
+    u0, v0 = int(np.floor(u.min())) - 1, int(np.floor(v.min())) - 1
+    nu, nv = int(np.ceil(u.max())) - u0 + 2, int(np.ceil(v.max())) - v0 + 2
+    jitter = rng.random((2, nv, nu), dtype=np.float32) * 0.9 + 0.05
+    rand = rng.random((nv, nu), dtype=np.float32)
+    gv, gu = np.mgrid[0:nv, 0:nu]
+    seed_u, seed_v = (gu + jitter[0] + u0).ravel(), (gv + jitter[1] + v0).ravel()
+    dist = np.hypot(u.ravel()[:, None] - seed_u[None, :], v.ravel()[:, None] - seed_v[None, :])
+    closest = dist.argmin(axis=1)
+    assert np.mean(rand.ravel()[closest] == nearest.ravel()) > 0.999
+    assert np.allclose(dist.min(axis=1) * cell, f1.ravel(), atol=1e-3)
+
+
+def test_image_array_is_the_pixels_of_the_image() -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    field = Image.fromarray(rng.random((300, 500), dtype=np.float32), mode="F")
+    rgb = Image.fromarray(rng.integers(0, 256, (2100, 2100, 3), dtype=np.uint8))  # > one 16 MB block
+    for image in (field, rgb):
+        assert np.array_equal(image_array(image), np.asarray(image))
+
+
+def test_transmitted_light_planes_are_the_interleaved_formula() -> None:
+    from core.demo import painter
+
+    rng = np.random.default_rng(6)
+    hema, eosin, blood = (rng.random((40, 50), dtype=np.float32) * s for s in (1.5, 1.0, 0.3))
+    inside = (rng.random((40, 50)) < 0.8).astype(np.float32) * 1.5
+    extra = rng.random((40, 50, 3), dtype=np.float32) * 0.2
+    hema_od, eosin_od = painter._HEMATOXYLIN * np.float32(1.05), painter._EOSIN * np.float32(0.9)
+    sensor = rng.normal(0.0, 1.6, (40, 50)).astype(np.float32)
+    od = np.empty((40, 50, 3), np.float32)
+    for ch in range(3):
+        od[..., ch] = (hema * hema_od[ch] + eosin * eosin_od[ch] + blood * painter._BLOOD[ch]) * inside
+        od[..., ch] += painter._GLASS[ch]
+    od += extra
+    expected = np.clip(np.exp(-od) * 255.0 + sensor[..., None], 0, 255).astype(np.uint8)
+    got = painter._transmitted_rgb(hema, eosin, blood, inside, extra, hema_od, eosin_od, sensor)
+    assert np.array_equal(got, expected)

@@ -9,10 +9,26 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from PIL import Image
 
 DRAW_SCALE = 2  # level-0 px per draw px; at 0.5 um/px level 0 a draw px is 1 um
 FIELD_SCALE = 2  # draw px per field px (2 um)
+
+
+def image_array(image: Image.Image) -> np.ndarray:
+    """A read-only array view of a PIL image, without copying where Pillow can share its memory.
+
+    `np.asarray(image)` goes through `tobytes()` (two copies: it cost as much as the resize
+    before it); Pillow's Arrow export shares an image held in one memory block.
+    """
+    try:
+        flat = pa.array(image).to_numpy(zero_copy_only=True)
+    except (ValueError, TypeError, pa.ArrowException):  # rows in several blocks, or a mode Arrow lacks
+        return np.asarray(image)
+    bands = len(image.getbands())
+    shape = (image.height, image.width) if bands == 1 else (image.height, image.width, bands)
+    return flat.reshape(shape)
 
 
 def resize_field(field: np.ndarray, shape: tuple[int, int], resample: int = Image.BILINEAR) -> np.ndarray:
@@ -20,7 +36,7 @@ def resize_field(field: np.ndarray, shape: tuple[int, int], resample: int = Imag
     if field.shape == shape:
         return field.astype(np.float32, copy=False)
     image = Image.fromarray(np.ascontiguousarray(field, dtype=np.float32), mode="F")
-    return np.asarray(image.resize((shape[1], shape[0]), resample), dtype=np.float32)
+    return image_array(image.resize((shape[1], shape[0]), resample))
 
 
 @lru_cache(maxsize=512)
@@ -80,6 +96,24 @@ class Canvas:
         """A field-resolution array at draw resolution."""
         return resize_field(field, (self.h, self.w))
 
+    def up_box(self, field: np.ndarray) -> tuple[slice, slice, np.ndarray]:
+        """`up(field)` over the box around `field`'s non-zero pixels: (rows, cols, values), where values
+        equal `self.up(field)[rows, cols]` exactly and `self.up(field)` is 0 everywhere else.
+
+        A lymphoid aggregate or a portal tract covers a few percent of the slide; upsampling only its box
+        saves a full-slide resize per structure. The box keeps two zero pixels of margin: bilinear taps reach
+        one pixel, so the crop's own edge (where PIL renormalises its weights) only ever sees zeros.
+        """
+        if (self.h, self.w) != (2 * self.fh, 2 * self.fw) or field.shape != (self.fh, self.fw):
+            return slice(None), slice(None), self.up(field)  # not an exact 2x: crops would shift the taps
+        rows, cols = np.flatnonzero(field.any(axis=1)), np.flatnonzero(field.any(axis=0))
+        if rows.size == 0:
+            return slice(0, 0), slice(0, 0), np.zeros((0, 0), np.float32)
+        r0, r1 = max(0, int(rows[0]) - 2), min(self.fh, int(rows[-1]) + 3)
+        c0, c1 = max(0, int(cols[0]) - 2), min(self.fw, int(cols[-1]) + 3)
+        values = resize_field(field[r0:r1, c0:c1], (2 * (r1 - r0), 2 * (c1 - c0)))
+        return slice(2 * r0, 2 * r1), slice(2 * c0, 2 * c1), values
+
     def worley(
         self, cell_um: float, stretch: float = 1.0, angle: float = 0.0, warp_um: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -108,16 +142,18 @@ class Canvas:
         frac_v = v - np.floor(v)
         f1 = np.full(u.shape, np.inf, np.float32)
         f2 = np.full(u.shape, np.inf, np.float32)
-        nearest = np.zeros(u.shape, np.float32)
-        for du in (-1, 0, 1):
-            for dv in (-1, 0, 1):
-                neighbour = cell + (dv * nu + du)
-                d_u = (du + jit_u.take(neighbour) - frac_u) * stretch
-                d_v = dv + jit_v.take(neighbour) - frac_v
-                d = np.sqrt(d_u * d_u + d_v * d_v)
-                np.copyto(nearest, rand_flat.take(neighbour), where=d < f1)
-                np.minimum(f2, np.maximum(f1, d), out=f2)
-                np.minimum(f1, d, out=f1)
+        offsets = np.array([dv * nu + du for du in (-1, 0, 1) for dv in (-1, 0, 1)], np.int32)
+        closest = np.zeros(u.shape, np.int8)  # which of the 9 neighbours is nearest; one gather at the end
+        for k, offset in enumerate(offsets):
+            neighbour = cell + offset
+            du, dv = k // 3 - 1, k % 3 - 1
+            d_u = (du + jit_u.take(neighbour) - frac_u) * stretch
+            d_v = dv + jit_v.take(neighbour) - frac_v
+            d = np.sqrt(d_u * d_u + d_v * d_v)
+            np.copyto(closest, k, where=d < f1)
+            np.minimum(f2, np.maximum(f1, d), out=f2)
+            np.minimum(f1, d, out=f1)
+        nearest = rand_flat.take(cell + offsets.take(closest))
         f1 *= cell_um
         f2 *= cell_um
         # Seed points back in draw px (unwarped: close enough to the cell they seed).
@@ -220,6 +256,14 @@ class Canvas:
                 np.multiply.at(layer.reshape(-1), index, keep)
             np.maximum.at(self.open.reshape(-1), index, 1.0 - keep)
 
+    def carve_field(self, field: np.ndarray) -> None:
+        """`carve(up(field))`, touching only the box where `field` is non-zero (carving 0 changes nothing)."""
+        rows, cols, amount = self.up_box(field)
+        keep = 1.0 - np.clip(amount, 0.0, 1.0)
+        for layer in (self.hema, self.eosin, self.nuclei, self.blood):
+            layer[rows, cols] *= keep
+        np.maximum(self.open[rows, cols], 1.0 - keep, out=self.open[rows, cols])
+
     def carve(self, amount: np.ndarray) -> None:
         """Empty space over a whole field (draw resolution, 0..1): air, fat vacuoles, clefts."""
         keep = 1.0 - np.clip(amount, 0.0, 1.0)
@@ -242,5 +286,7 @@ class Canvas:
                     raise ValueError("stain and region must have the same resolution")
                 value = np.where(where, value, np.float32(0.0))
             if value.ndim == 2 and value.shape != layer.shape:
-                value = self.up(value)
-            layer += value
+                rows, cols, values = self.up_box(value)
+                layer[rows, cols] += values
+            else:
+                layer += value

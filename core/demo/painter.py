@@ -120,15 +120,56 @@ def _add_grain(rgb: np.ndarray, rng: np.random.Generator, strength: float = 0.11
     h, w, _ = rgb.shape
     period = 509
     patch = (rng.standard_normal((period, period)) * strength * 256).astype(np.int16)
-    grain = np.tile(patch, (-(-h // period), -(-w // period)))[:h, :w]
-    # In place on int16 (the same numbers as (255 - green) * grain >> 8 subtracted and clipped): 2.4x faster.
+    # On int16 ((255 - green) * grain >> 8, subtracted and clipped), the patch applied block by block
+    # instead of tiled into a slide-sized array, one channel at a time: an (h, w, 3) array broadcast
+    # against (h, w, 1) runs numpy's inner loop 3 items long (1.4x slower).
     amount = np.subtract(255, rgb[..., 1], dtype=np.int16)  # darkness in green: the channel both stains absorb
-    amount *= grain
+    for top in range(0, h, period):
+        for left in range(0, w, period):
+            block = amount[top : top + period, left : left + period]
+            block *= patch[: block.shape[0], : block.shape[1]]
     amount >>= 8
-    out = rgb.astype(np.int16)
-    out -= amount[..., None]
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
+    out = np.empty((h, w, 3), np.uint8)
+    channel = np.empty((h, w), np.int16)
+    for ch in range(3):
+        np.subtract(rgb[..., ch], amount, out=channel, dtype=np.int16)
+        np.clip(channel, 0, 255, out=channel)
+        out[..., ch] = channel
+    return out
+
+
+def _transmitted_rgb(
+    hema: np.ndarray,
+    eosin: np.ndarray,
+    blood: np.ndarray,
+    inside: np.ndarray,
+    extra: np.ndarray,
+    hema_od: np.ndarray,
+    eosin_od: np.ndarray,
+    sensor: np.ndarray,
+) -> np.ndarray:
+    """uint8 RGB light through the stains: exp(-OD) * 255 plus sensor noise, OD = stains * `inside` + glass + `extra`.
+
+    One colour plane at a time, in place: the same float32 operations in the same order as on an
+    (h, w, 3) array, without its temporaries and its 3-item inner loops.
+    """
+    rgb = np.empty((*hema.shape, 3), np.uint8)
+    plane = np.empty(hema.shape, np.float32)
+    term = np.empty(hema.shape, np.float32)
+    for ch in range(3):
+        np.multiply(hema, hema_od[ch], out=plane)
+        plane += np.multiply(eosin, eosin_od[ch], out=term)
+        plane += np.multiply(blood, _BLOOD[ch], out=term)
+        plane *= inside
+        plane += _GLASS[ch]
+        plane += extra[..., ch]
+        np.negative(plane, out=plane)
+        np.exp(plane, out=plane)
+        plane *= 255.0
+        plane += sensor
+        np.clip(plane, 0, 255, out=plane)
+        rgb[..., ch] = plane
+    return rgb
 
 
 def render_slide(
@@ -161,12 +202,8 @@ def render_slide(
     hema = np.maximum(c.hema, 0) + nuclei
     eosin = np.maximum(c.eosin, 0) * (0.94 + 0.12 * grain)
     inside = c.tissue.astype(np.float32) * (1.0 + 0.9 * fold)  # a fold doubles the section
-    od = np.empty((dh, dw, 3), np.float32)
-    for ch in range(3):
-        od[..., ch] = (hema * hema_od[ch] + eosin * eosin_od[ch] + c.blood * _BLOOD[ch]) * inside + _GLASS[ch]
-    od += extra
-    rgb = np.exp(-od) * 255.0 + rng.normal(0.0, 1.6, (dh, dw)).astype(np.float32)[..., None]
-    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    sensor = rng.normal(0.0, 1.6, (dh, dw)).astype(np.float32)
+    rgb = _transmitted_rgb(hema, eosin, c.blood, inside, extra, hema_od, eosin_od, sensor)
     image = Image.fromarray(rgb).resize((dw * DRAW_SCALE, dh * DRAW_SCALE), Image.BILINEAR)
     level0 = _add_grain(np.asarray(image)[:height, :width], rng)
     _apply_pixel_artifacts(level0, artifacts or [], rng)

@@ -32,7 +32,8 @@ def _paint_adipose(c: Canvas, breast: bool = False) -> None:
     n_lobules = max(1, int(c.rng.poisson(3.0 * st.tissue_area_mm2(c) * (1 - share))))
     for cy, cx in candidates[c.rng.integers(0, len(candidates), n_lobules)]:
         lobule = st.blob(c, cy, cx, c.rng.uniform(90, 150)) > 0.5
-        c.eosin -= 0.2 * c.up(lobule.astype(np.float32))  # looser, paler stroma
+        rows, cols, looser = c.up_box(lobule.astype(np.float32))
+        c.eosin[rows, cols] -= 0.2 * looser  # looser, paler stroma
         st.lymphocytes(c, lobule.astype(np.float32), 6.0)
         n_acini = int(c.rng.integers(6, 16))
         centres = np.array([[cy], [cx]]) + c.rng.normal(0, 50, (2, n_acini))
@@ -144,7 +145,7 @@ def _paint_lung(c: Canvas) -> None:
     for cy, cx in st.random_in_tissue(c, int(c.rng.integers(0, 3))).T:
         blob = st.blob(c, cy, cx, c.rng.uniform(70, 140))
         ring = (blob > 0.3) & (blob < 0.75)
-        c.carve(c.up(ring.astype(np.float32)))
+        c.carve_field(ring.astype(np.float32))
         st.smooth_muscle(c, ring, c.rng.uniform(0, math.pi))
     st.vessels(c, 4.0)
 
@@ -178,7 +179,7 @@ def _paint_liver(c: Canvas) -> None:
     # Portal tracts: collagen islands with a bile duct and lymphocytes.
     for cy, cx in st.random_in_tissue(c, max(1, round(st.tissue_area_mm2(c) / 0.6))).T:
         tract = st.blob(c, cy, cx, c.rng.uniform(60, 110) * (1 + 0.8 * c.factors["fibrosis"])) > 0.5
-        c.carve(c.up(tract.astype(np.float32)))
+        c.carve_field(tract.astype(np.float32))
         st.stroma(c, tract, density=0.45)
         st.lymphocytes(c, tract.astype(np.float32), 12.0)
         st.glands(c, np.array([[cy], [cx]], np.int32), 14.0, 0.35, 0.4, 3.0)
@@ -275,6 +276,7 @@ def common_features(c: Canvas, tissue: str) -> None:
     n_aggregates = round(AGGREGATES_PER_MM2 * f["immune_infiltrate"] * st.tissue_area_mm2(c))
     for cy, cx in st.random_in_tissue(c, n_aggregates).T:
         blob = st.blob(c, cy, cx, c.rng.uniform(60, 110))
-        c.eosin *= 1.0 - 0.35 * c.up(blob)
+        rows, cols, pale = c.up_box(blob)  # the aggregate's box only: elsewhere the factor is exactly 1
+        c.eosin[rows, cols] *= 1.0 - 0.35 * pale
         st.lymphocytes(c, blob * 0.9, 110.0)
     st.lymphocytes(c, solid * f["immune_infiltrate"], 3.0)
