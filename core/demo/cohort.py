@@ -89,12 +89,14 @@ def make_demo_cohort(
     plan = plan_cohort(seed, n_donors, TISSUES[:n_tissues], slide_size=(width, height))
     slides = plan[plan["has_slide"]]
     total = len(slides) + 1
-    report(0, total, "writing the histology table and expression matrix")
-    expression = simulate_expression(plan, n_genes, seed)
-    atomic_write_bytes(out / HISTOLOGY_CSV, histology_csv(plan, seed))
-    atomic_write_bytes(out / EXPRESSION_GCT, gct_bytes(expression))
-    atomic_write_json(out / TRUTH_JSON, _truth(plan, expression, seed, width, height, n_genes))
-    report(1, total, "tables written")
+
+    def write_tables() -> None:
+        report(0, total, "writing the histology table and expression matrix")
+        expression = simulate_expression(plan, n_genes, seed)
+        atomic_write_bytes(out / HISTOLOGY_CSV, histology_csv(plan, seed))
+        atomic_write_bytes(out / EXPRESSION_GCT, gct_bytes(expression))
+        atomic_write_json(out / TRUTH_JSON, _truth(plan, expression, seed, width, height, n_genes))
+        report(1, total, "tables written")
 
     wanted = {f"{sid}.svs" for sid in slides["sample_id"]}
     for stale in slides_dir.glob("*.svs"):
@@ -116,6 +118,7 @@ def make_demo_cohort(
     ]
     done = 1
     if workers == 1 or len(tasks) < 2:
+        write_tables()
         for task in tasks:
             done += 1
             report(done, total, f"slide {_make_slide(task)}")
@@ -123,6 +126,7 @@ def make_demo_cohort(
         with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_pool_context()) as pool:
             futures = [pool.submit(_make_slide, task) for task in tasks]
             try:
+                write_tables()  # here, while the workers start and draw: slides need only the plan
                 for future in as_completed(futures):
                     done += 1
                     report(done, total, f"slide {future.result()}")
