@@ -43,6 +43,18 @@ def _elapsed(status: dict) -> float | None:
     return max(0.0, (end - start).total_seconds())
 
 
+def done_message(rows: list[dict], seconds: float | None) -> str:
+    """What a finished tour says; a tour that only found cached results says so, not that the work took 1 s."""
+    cached = sum(row["state"] == tour.CACHED for row in rows)
+    took = _duration(seconds)
+    if rows and cached == len(rows):
+        when = f" (checked in {took})" if took else ""
+        return f"The demo tour is done: every step's result was already there{when}. Every page opens on its results."
+    parts = [part for part in (took, f"{cached} of {len(rows)} steps were already done" if cached else "") if part]
+    detail = " (" + "; ".join(parts) + ")" if parts else ""
+    return f"The demo tour is done{detail}: every page now opens on its results."
+
+
 def _step_line(row: dict) -> str:
     state = row["state"]
     text = f"{ICONS.get(state, '')} **{row['label']}** · {state}"
@@ -156,8 +168,7 @@ def tour_section(ws: Workspace) -> None:
     rows = tour.step_rows(status)
     state = status.get("state")
     if state == jobs.DONE:
-        st.success(f"The demo tour is done ({_duration(_elapsed(status))}): every page now opens on its results.",
-                   icon=":material/check_circle:")
+        st.success(done_message(rows, _elapsed(status)), icon=":material/check_circle:")
         _links(rows)
         with st.expander("The tour's steps"):
             draw_steps(status)

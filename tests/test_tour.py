@@ -288,3 +288,18 @@ def test_first_start_shows_the_running_tour_instead_of_starting_a_demo_job(tmp_p
         assert "Generate the demo cohort" in shown and "Rank genes" in shown
         assert at.button(key="tour-cancel")
         assert jobs.list_jobs(ws, kind="demo") == []  # the page did not launch a second generation
+
+
+def test_a_tour_that_found_everything_cached_does_not_claim_the_work_took_a_second():
+    from pages.tour_panel import done_message
+
+    steps = ["demo", "tiles", "train", "embed", "map", "rank", "predict"]
+    all_cached = [{"name": name, "state": CACHED} for name in steps]
+    assert done_message(all_cached, 1.2) == (
+        "The demo tour is done: every step's result was already there (checked in 1 s). "
+        "Every page opens on its results.")
+    mixed = [{"name": "demo", "state": CACHED}] + [{"name": name, "state": "done"} for name in steps[1:]]
+    assert done_message(mixed, 421.0) == (f"The demo tour is done ({runs.format_duration(421.0)}; 1 of 7 steps were "
+                                          "already done): every page now opens on its results.")
+    fresh = [{"name": name, "state": "done"} for name in steps]
+    assert done_message(fresh, None) == "The demo tour is done: every page now opens on its results."
