@@ -596,6 +596,9 @@ def funnel_caption(index_path: str | Path) -> str:
     """What the QC funnel of a saved index describes: the considered sample (quota) or the full grid."""
     saved = read_json_object(Path(index_path).parent / "summary.json") or {}
     considered, candidates = int(saved.get("considered", 0)), int(saved.get("candidates", 0))
+    if saved.get("mode") == "quota" and considered >= candidates:
+        return (f"The funnel describes the {considered:,} tiles considered: every tissue cell, since no slide had "
+                "enough passing tiles to stop at its quota before its cells ran out.")
     if saved.get("mode") == "quota":
         return (f"The funnel describes the {considered:,} tiles considered, not all {candidates:,} tissue cells: "
                 "per slide, cells are QC'd in a seeded random order until its quota of passing tiles is reached. "

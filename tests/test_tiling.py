@@ -421,3 +421,18 @@ def test_cli_bad_slide_exits_2_naming_the_file(ws: Workspace, tmp_path: Path, ca
     fake.write_text("text")
     assert main(["--workspace", str(ws.root), "tiles", "--slide", str(fake)]) == 2
     assert f"error: {fake}: not a slide" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("summary", "says", "never"),
+    [
+        ({"mode": "quota", "considered": 900, "candidates": 2400}, "not all 2,400 tissue cells", "every tissue cell"),
+        ({"mode": "quota", "considered": 2613, "candidates": 2613}, "every tissue cell", "not all"),
+        ({"mode": "all", "considered": 2613, "candidates": 2613}, "every tissue cell", "quota"),
+    ],
+)
+def test_funnel_caption_says_whether_every_cell_was_qcd(tmp_path: Path, summary: dict, says: str, never: str) -> None:
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    caption = tiling.funnel_caption(tmp_path / "index.parquet")
+    assert says in caption and never not in caption
+    assert f"{summary['considered']:,}" in caption
