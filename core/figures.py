@@ -183,8 +183,9 @@ def batch_loss(batches: pd.DataFrame) -> go.Figure:
     return _style(fig, "Per-batch training loss", height=300)
 
 
-def confusion_heatmap(confusion: np.ndarray, classes: Sequence[str]) -> go.Figure:
-    """Row-normalized confusion matrix (true rows, predicted columns) with per-class accuracy."""
+def confusion_heatmap(confusion: np.ndarray, classes: Sequence[str], which: str = "latest epoch") -> go.Figure:
+    """Row-normalized confusion matrix (true rows, predicted columns) with per-class accuracy; `which` names the
+    epoch in the title."""
     counts = np.asarray(confusion, dtype=float)
     if len(classes) != len(counts):  # a config without (or with other) class names: number them
         classes = [f"class {i}" for i in range(len(counts))]
@@ -196,7 +197,7 @@ def confusion_heatmap(confusion: np.ndarray, classes: Sequence[str]) -> go.Figur
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{z:.2f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title="true tissue (per-class accuracy)")
     fig.update_xaxes(title="predicted tissue", tickangle=35)
-    return _style(fig, "Normalized confusion matrix (latest epoch)", height=max(420, 45 * len(classes) + 150))
+    return _style(fig, f"Normalized confusion matrix, test donors, {which}", height=max(420, 45 * len(classes) + 150))
 
 
 def seconds_per_epoch_by_arch(runs: pd.DataFrame) -> go.Figure:

@@ -295,12 +295,24 @@ def read_metrics(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def latest_confusion(epochs: pd.DataFrame, column: str = "confusion") -> np.ndarray | None:
-    """The latest epoch's confusion matrix [true][predicted] (`column`: "confusion" for the test donors,
-    "val_confusion" for validation) as a square array of counts, or None when that epoch's line has none
-    (runs from before it was logged, synthetic runs) or it is not a square matrix of finite numbers."""
+    """The latest epoch's confusion matrix: `epoch_confusion` of the last epoch line."""
+    return epoch_confusion(epochs, None, column)
+
+
+def epoch_confusion(epochs: pd.DataFrame, epoch: int | None, column: str = "confusion") -> np.ndarray | None:
+    """Epoch `epoch`'s confusion matrix [true][predicted] (the latest epoch's when None; `column`: "confusion"
+    for the test donors, "val_confusion" for validation) as a square array of counts, or None when that epoch's
+    line has none (runs from before it was logged, synthetic runs, an epoch not logged) or it is not a square
+    matrix of finite numbers."""
     if epochs.empty or column not in epochs:
         return None
-    value = epochs[column].iloc[-1]
+    if epoch is None:
+        value = epochs[column].iloc[-1]
+    else:
+        rows = epochs.loc[epochs["epoch"] == epoch, column]
+        if rows.empty:
+            return None
+        value = rows.iloc[-1]
     if not isinstance(value, (list, tuple, np.ndarray)):
         return None
     try:

@@ -25,8 +25,26 @@ st.caption("A tissue classifier on the QC-passed tiles, split by donor into trai
 donor_banner(get_cohort(root))
 
 
+def _draw_confusion(run_dir: Path, epochs, selected: int, classes: list[str]) -> None:
+    """The test donors' confusion matrix at the selected epoch (the model the other pages use), or the latest."""
+    latest = int(epochs["epoch"].iloc[-1])
+    options = {f"epoch {selected} (selected)": selected}
+    if latest != selected:
+        options[f"epoch {latest} (latest)"] = latest
+    label = next(iter(options))
+    if len(options) > 1:
+        label = st.radio("Confusion matrix of", list(options), horizontal=True, key=f"confusion-epoch-{run_dir.name}")
+    confusion = runs.epoch_confusion(epochs, options[label])
+    if confusion is None:
+        st.caption(f"No confusion matrix in the metrics of {label} (a run from an older version, or an epoch "
+                   "line written without one): nothing to draw there.")
+        return
+    st.plotly_chart(figures.confusion_heatmap(confusion, classes, label), width="stretch",
+                    key=f"confusion-{run_dir.name}")
+
+
 def draw_run(run_dir: Path) -> None:
-    """Progress, per-batch and per-epoch curves and the latest confusion matrix of one run."""
+    """Progress, per-batch and per-epoch curves and the confusion matrix of one run."""
     job = jobs.Job(run_dir)
     status = runs.run_job_status(run_dir)
     progress = status.get("progress") or {}
@@ -54,13 +72,7 @@ def draw_run(run_dir: Path) -> None:
                    f"{_percent(chosen['test_acc_selected'])} there, {_percent(chosen['test_acc_final'])} at the "
                    "latest epoch.")
     if not epochs.empty:
-        confusion = runs.latest_confusion(epochs)
-        if confusion is None:
-            st.caption("No confusion matrix in the latest epoch's metrics (a run from an older version, or an epoch "
-                       "line written without one): nothing to draw there.")
-        else:
-            st.plotly_chart(figures.confusion_heatmap(confusion, config.get("classes", [])), width="stretch",
-                            key=f"confusion-{run_dir.name}")
+        _draw_confusion(run_dir, epochs, runs.select_epoch(epochs)["selected_epoch"], config.get("classes", []))
     state = status.get("state")
     if state == "running":
         if st.button("Cancel training", key=f"cancel-{run_dir.name}"):

@@ -318,7 +318,8 @@ def test_a_run_whose_latest_epoch_has_no_confusion_matrix_is_drawn_without_one(a
     run_dir = _run_with_epochs(app_env, [{"confusion": [[3, 1], [0, 4]]}, {}])  # the latest line lacks it
     at = _training_page()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("No confusion matrix in the latest epoch" in c.value for c in at.caption), [c.value for c in at.caption]
+    captions = [c.value for c in at.caption]
+    assert any("No confusion matrix in the metrics of epoch 2" in c for c in captions), captions
     assert _chart_keys(at) == {f"epochs-{run_dir.name}"}  # the epoch curves only
     runs.delete_run(app_env, run_dir.name)
     run_dir = _run_with_epochs(app_env, [{"confusion": [[3, 1], [0, 4]], "val_confusion": [[2, 0], [1, 2]]}])
@@ -331,6 +332,47 @@ def test_a_run_whose_latest_epoch_has_no_confusion_matrix_is_drawn_without_one(a
 def _chart_keys(at: AppTest) -> set[str]:
     """The keys of the latest run's charts (the run history's own charts have none)."""
     return {chart.key for chart in at.get("plotly_chart") if getattr(chart, "key", None)}
+
+
+def test_the_confusion_matrix_is_the_selected_epochs_and_the_latest_is_one_click_away(app_env):
+    """The selected epoch is the model every other page uses: its test confusion is drawn first."""
+    import base64
+    import json
+
+    import numpy as np
+
+    matrices = {1: [[1, 3], [3, 1]], 2: [[4, 0], [1, 3]], 3: [[2, 2], [0, 4]]}
+    run_dir = _run_with_epochs(app_env, [{"val_acc": acc, "confusion": matrices[i + 1]}
+                                         for i, acc in enumerate((0.5, 0.9, 0.6))])
+    try:
+        at = _training_page()
+        assert not at.exception, [e.value for e in at.exception]
+
+        def drawn() -> tuple[np.ndarray, str]:
+            chart = next(c for c in at.get("plotly_chart") if c.key == f"confusion-{run_dir.name}")
+            spec = json.loads(chart.proto.spec)
+            z = spec["data"][0]["z"]  # plotly's typed array: base64 bytes, dtype and shape
+            values = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(2, 2)
+            return values, spec["layout"]["title"]["text"]
+
+        choice = at.radio(key=f"confusion-epoch-{run_dir.name}")
+        assert choice.options == ["epoch 2 (selected)", "epoch 3 (latest)"] and choice.value == "epoch 2 (selected)"
+        z, title = drawn()
+        assert np.allclose(z, np.array(matrices[2]) / 4) and "epoch 2 (selected)" in title
+        choice.set_value("epoch 3 (latest)").run()
+        z, title = drawn()
+        assert np.allclose(z, np.array(matrices[3]) / 4) and "epoch 3 (latest)" in title
+    finally:
+        runs.delete_run(app_env, run_dir.name)
+
+
+def test_epoch_confusion_reads_the_named_epoch():
+    import pandas as pd
+
+    epochs = pd.DataFrame({"epoch": [1, 2], "confusion": [[[1, 0], [0, 1]], [[5, 1], [2, 7]]]})
+    assert runs.epoch_confusion(epochs, 1).tolist() == [[1, 0], [0, 1]]
+    assert runs.epoch_confusion(epochs, None).tolist() == [[5, 1], [2, 7]]
+    assert runs.epoch_confusion(epochs, 3) is None  # not logged
 
 
 @pytest.mark.parametrize("value", [None, float("nan"), [[1, 2]], [[1, 2], [3]], "x", [[1, None], [0, 1]]])
