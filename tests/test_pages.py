@@ -15,6 +15,7 @@ from core.dataset import load_cohort
 from core.demo import ensure_demo_cohort
 from core.tiling import TilingParams, build_tile_index
 from core.train import TrainConfig
+from tests.run_helpers import run_with_epochs
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TINY = {"n_donors": 4, "n_tissues": 4, "slide_size": (1792, 1792), "n_genes": 300, "workers": 1}
@@ -297,32 +298,17 @@ def test_run_history_shows_the_selected_epoch_and_disk_use_and_prunes_checkpoint
         runs.delete_run(app_env, run_dir.name)
 
 
-def _run_with_epochs(ws: Workspace, epoch_lines: list[dict]) -> Path:
-    """A finished run folder (no checkpoints) whose metrics.jsonl holds these epoch lines."""
-    import json
-
-    run_dir = runs.new_run_dir(ws)
-    (run_dir / "config.json").write_text(json.dumps({**TrainConfig(epochs=len(epoch_lines)).to_dict(),
-                                                     "classes": ["A", "B"]}))
-    (run_dir / "summary.json").write_text(json.dumps({"status": "done", "epochs_done": len(epoch_lines)}))
-    lines = [{"type": "epoch", "epoch": i + 1, "train_loss": 1.0 / (i + 1), "train_acc": 0.5, "val_loss": 1.0,
-              "val_acc": 0.5 + 0.1 * i, "test_loss": 1.0, "test_acc": 0.5, **line}
-             for i, line in enumerate(epoch_lines)]
-    (run_dir / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    return run_dir
-
-
 def test_a_run_whose_latest_epoch_has_no_confusion_matrix_is_drawn_without_one(app_env):
     """Older and synthetic runs log no confusion (NaN in the epochs table): the page says so, no traceback;
     a run that logs one gets its heatmap."""
-    run_dir = _run_with_epochs(app_env, [{"confusion": [[3, 1], [0, 4]]}, {}])  # the latest line lacks it
+    run_dir = run_with_epochs(app_env, [{"confusion": [[3, 1], [0, 4]]}, {}])  # the latest line lacks it
     at = _training_page()
     assert not at.exception, [e.value for e in at.exception]
     captions = [c.value for c in at.caption]
     assert any("No confusion matrix in the metrics of epoch 2" in c for c in captions), captions
     assert _chart_keys(at) == {f"epochs-{run_dir.name}"}  # the epoch curves only
     runs.delete_run(app_env, run_dir.name)
-    run_dir = _run_with_epochs(app_env, [{"confusion": [[3, 1], [0, 4]], "val_confusion": [[2, 0], [1, 2]]}])
+    run_dir = run_with_epochs(app_env, [{"confusion": [[3, 1], [0, 4]], "val_confusion": [[2, 0], [1, 2]]}])
     at = _training_page()
     assert not at.exception, [e.value for e in at.exception]
     assert not any("No confusion matrix" in c.value for c in at.caption)
@@ -342,7 +328,7 @@ def test_the_confusion_matrix_is_the_selected_epochs_and_the_latest_is_one_click
     import numpy as np
 
     matrices = {1: [[1, 3], [3, 1]], 2: [[4, 0], [1, 3]], 3: [[2, 2], [0, 4]]}
-    run_dir = _run_with_epochs(app_env, [{"val_acc": acc, "confusion": matrices[i + 1]}
+    run_dir = run_with_epochs(app_env, [{"val_acc": acc, "confusion": matrices[i + 1]}
                                          for i, acc in enumerate((0.5, 0.9, 0.6))])
     try:
         at = _training_page()

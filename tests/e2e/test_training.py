@@ -98,3 +98,28 @@ def test_a_running_training_survives_reload_new_tab_and_server_restart(browser, 
     finally:
         jobs.request_cancel(job)
         jobs.wait(job, timeout=120)
+
+
+def test_the_confusion_matrix_switches_from_the_selected_to_the_latest_epoch(page, app_url, e2e_workspace):
+    from core import runs
+    from core.config import workspace
+    from tests.run_helpers import run_with_epochs
+
+    matrices = {1: [[1, 3], [3, 1]], 2: [[4, 0], [1, 3]], 3: [[2, 2], [0, 4]]}
+    run_dir = run_with_epochs(workspace(e2e_workspace), [{"val_acc": acc, "confusion": matrices[i + 1]}
+                                                         for i, acc in enumerate((0.5, 0.9, 0.6))])
+    title = "() => [...document.querySelectorAll('.js-plotly-plot')].map(p => p.layout?.title?.text || '')" \
+            ".find(t => t.includes('Normalized confusion'))"
+    try:
+        page.goto(f"{app_url}/training")
+        wait_for_app(page)
+        assert_no_exception(page)
+        page.get_by_text(f"Latest run: {run_dir.name}").wait_for(timeout=60_000)
+        page.wait_for_function(f"() => ({title})() !== undefined", timeout=60_000)
+        assert "epoch 2 (selected)" in page.evaluate(title)  # plotly wraps titles in <b> tags
+        page.get_by_text("epoch 3 (latest)").click()
+        page.wait_for_function(f"() => ({title})()?.includes('epoch 3 (latest)')", timeout=60_000)
+        wait_for_app(page)
+        assert_no_exception(page)
+    finally:
+        runs.delete_run(workspace(e2e_workspace), run_dir.name)
