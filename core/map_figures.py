@@ -44,6 +44,17 @@ def selected_ids(points: list[dict], ids: Sequence[str]) -> list[str]:
 FULL_RES_BELOW = 10_000
 
 
+def spread_over(rows: pd.DataFrame, n: int, by: Sequence[str] = ("tissue", "sample_id")) -> pd.DataFrame:
+    """Up to `n` rows taken in turn from each group of `by[0]`, and within it in turn from each group of the next
+    key (groups in order of first appearance; missing keys are skipped). A selection's first rows often come
+    from one slide of one tissue; these show as many tissues, then slides, as fit."""
+    for key in reversed([key for key in by if key in rows]):  # innermost first: each pass keeps the order within
+        group = pd.factorize(rows[key])[0]
+        turn = rows.groupby(key, sort=False).cumcount().to_numpy()
+        rows = rows.iloc[np.lexsort((group, turn))]
+    return rows.head(n)
+
+
 def map_config(n_points: int) -> dict:
     """The Plotly config of a map of `n_points` drawn points (st.plotly_chart's `config`)."""
     return {} if n_points < FULL_RES_BELOW else {"plotGlPixelRatio": 1}

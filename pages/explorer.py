@@ -268,11 +268,14 @@ def selected_ids(event, points: PointSet) -> list[str]:
 def tile_panel(points: PointSet, ids: list[str]) -> None:
     index = _tile_index()
     meta = points.meta.set_index("id").loc[ids]
-    st.markdown(f"**{len(ids)} tile(s) selected** (first 12 shown)")
     rows = meta.reset_index().merge(index, on=["sample_id", "x", "y"], how="left", suffixes=("", "_index")) \
         if index is not None else meta.reset_index()
+    shown = map_figures.spread_over(rows, 12)
+    slides, tissues = rows["sample_id"].nunique(), rows["tissue"].nunique()
+    st.markdown(f"**{len(ids)} tile(s) selected** from {slides} slide{'s' if slides != 1 else ''} of {tissues} "
+                f"tissue{'s' if tissues != 1 else ''} ({len(shown)} shown{', spread over them' if slides > 1 else ''})")
     cols = st.columns(6)
-    for i, row in enumerate(rows.head(12).to_dict("records")):
+    for i, row in enumerate(shown.to_dict("records")):
         try:
             cols[i % 6].image(read_tile(row, out_size=160), caption=f"{row['sample_id']} · {row['tissue']}",
                               width="stretch")

@@ -19,6 +19,7 @@ from core.map_figures import (
     map_config,
     map_scatter,
     selected_ids,
+    spread_over,
     wrap_title,
 )
 
@@ -133,3 +134,13 @@ def test_explained_variance_curve_is_cumulative():
 def test_big_maps_draw_their_webgl_layer_at_the_page_resolution():
     assert map_config(FULL_RES_BELOW - 1) == {}  # plotly.js's default: twice the resolution, crisp 7 px markers
     assert map_config(50_000) == {"plotGlPixelRatio": 1}
+
+
+def test_spread_over_takes_rows_in_turn_from_each_tissue_then_slide():
+    rows = pd.DataFrame({"tissue": ["Lung"] * 6 + ["Liver"] * 2, "sample_id": list("AAAABBCD"), "x": range(8)})
+    shown = spread_over(rows, 5)
+    assert shown["tissue"].tolist() == ["Lung", "Liver", "Lung", "Liver", "Lung"]
+    assert shown["x"].tolist() == [0, 6, 4, 7, 1]  # Lung: slides A, B, A in turn; Liver: C, D
+    assert spread_over(rows, 20)["x"].tolist() == [0, 6, 4, 7, 1, 5, 2, 3]
+    assert spread_over(rows.drop(columns="tissue"), 3)["x"].tolist() == [0, 4, 6]  # slides only
+    assert spread_over(rows[["x"]], 3)["x"].tolist() == [0, 1, 2]
