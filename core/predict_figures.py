@@ -178,7 +178,10 @@ def gene_overlay(thumbnail: np.ndarray, scale: float, tiles: pd.DataFrame, value
         return fig
     grid = tile_grid(tiles[shown], scale)
     fig.add_trace(_heatmap(grid, _grid_values(grid, values[shown]), colorscale="Viridis", opacity=0.7, name=label,
-                           colorbar={"title": {"text": "log2(1+TPM)"}},
+                           # Below the slide, as the tissue map's legend: both slides then draw at one size.
+                           colorbar={"title": {"text": "log2(1+TPM)", "side": "top"}, "orientation": "h",
+                                     "x": 0, "xanchor": "left", "y": -0.02, "yanchor": "top", "len": 0.6,
+                                     "thickness": 12},
                            hovertemplate=f"{label}: %{{z:.2f}}<extra></extra>"))
     return fig
 
