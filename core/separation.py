@@ -148,6 +148,13 @@ def spread_epochs(epochs: list[int], n: int = 8) -> list[int]:
     return [epochs[i] for i in picks]
 
 
+def epochs_to_score(available: list[int], scored: set[int], n: int = 8) -> list[int]:
+    """The epochs a page offers to score next: the spread ones not scored yet, else a spread of the unscored
+    ones (never an epoch already scored; empty when every checkpoint is)."""
+    fresh = [e for e in spread_epochs(available, n) if e not in scored]
+    return fresh or spread_epochs([e for e in available if e not in scored], n)
+
+
 def _epoch_sources(run_dir: Path, epochs: list[int] | None, include_random: bool) -> list[tuple[int, Any]]:
     from core.features import FeatureSource, checkpoint_epochs
 

@@ -17,7 +17,7 @@ from core.levels import QC_COLUMNS, PointSet, gene_expression, top_genes
 from core.map_jobs import MapRequest, launch_map, points_for, tile_index_path
 from core.models import ARCHITECTURES
 from core.reduce import MapParams, lookup_map, seeded_subset
-from core.separation import scored_epochs, separation, spread_epochs
+from core.separation import epochs_to_score, scored_epochs, separation
 from core.tiling import read_tile
 from pages import overview_cache
 from pages.common import (
@@ -349,7 +349,7 @@ def epochs_section(run_dir: str) -> None:
     if set(available) <= scored:
         return
     chosen = st.multiselect("Epochs to score (each is one embedding of every selected tile)", available,
-                            default=[e for e in spread_epochs(available) if e not in scored] or available[-1:],
+                            default=epochs_to_score(available, scored),
                             key="epochs-chosen")
     if jobs.active_job(ws) is None and chosen and st.button("Score these epochs and random weights "
                                                             "(background job)", key="epochs-go"):

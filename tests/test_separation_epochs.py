@@ -19,7 +19,13 @@ from core.embed import TileEmbeddings, selected_tiles
 from core.errors import DataError
 from core.map_figures import separation_across_epochs as epochs_figure
 from core.models import build_model
-from core.separation import embedding_scores, scored_epochs, separation_across_epochs, spread_epochs
+from core.separation import (
+    embedding_scores,
+    epochs_to_score,
+    scored_epochs,
+    separation_across_epochs,
+    spread_epochs,
+)
 from core.train import save_checkpoint
 
 COLOURS = {"Lung": (200, 80, 90), "Liver": (90, 60, 50), "Skin": (230, 200, 180)}
@@ -167,3 +173,13 @@ def test_cli_epochs_option_round_trips_and_rejects_bad_lists(tmp_path: Path) -> 
     for bad in ("x", "0,3", ","):
         with pytest.raises(SystemExit):
             parser.parse_args(["embed", "--all-epochs", "--epochs", bad])
+
+
+def test_epochs_to_score_never_offers_a_scored_epoch() -> None:
+    available = list(range(1, 31))
+    assert epochs_to_score(available, set()) == spread_epochs(available)
+    assert epochs_to_score(available, {1, 30}) == [e for e in spread_epochs(available) if e not in {1, 30}]
+    after_the_default = set(spread_epochs(available))  # what the page scored first (the demo tour's run: 8 epochs)
+    offered = epochs_to_score(available, after_the_default)
+    assert offered and not set(offered) & after_the_default and len(offered) == 8
+    assert epochs_to_score(available, set(available)) == []
