@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def compare(ref: str, rounds: int, workers: int) -> None:
             if identical is None:
                 identical = file_hashes(outs["this checkout"]) == file_hashes(outs[ref])
             for out in outs.values():
-                subprocess.run(["rm", "-rf", str(out)], check=True)
+                shutil.rmtree(out)
         ours, theirs = statistics.median(times["this checkout"]), statistics.median(times[ref])
         print(f"median: this checkout {ours:.1f} s, {ref} {theirs:.1f} s   ratio {ours / theirs:.2f}   "
               f"budget {BUDGET_S:.0f} s: ratio {ours / BUDGET_S:.2f} (slowest run {max(times['this checkout']):.1f} s)")

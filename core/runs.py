@@ -294,11 +294,6 @@ def read_metrics(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return batch_frame, epoch_frame
 
 
-def latest_confusion(epochs: pd.DataFrame, column: str = "confusion") -> np.ndarray | None:
-    """The latest epoch's confusion matrix: `epoch_confusion` of the last epoch line."""
-    return epoch_confusion(epochs, None, column)
-
-
 def epoch_confusion(epochs: pd.DataFrame, epoch: int | None, column: str = "confusion") -> np.ndarray | None:
     """Epoch `epoch`'s confusion matrix [true][predicted] (the latest epoch's when None; `column`: "confusion"
     for the test donors, "val_confusion" for validation) as a square array of counts, or None when that epoch's

@@ -71,8 +71,7 @@ def draw_run(run_dir: Path) -> None:
         st.caption(f"Epoch {chosen['selected_epoch']} selected by {chosen['selected_by']}: test accuracy "
                    f"{_percent(chosen['test_acc_selected'])} there, {_percent(chosen['test_acc_final'])} at the "
                    "latest epoch.")
-    if not epochs.empty:
-        _draw_confusion(run_dir, epochs, runs.select_epoch(epochs)["selected_epoch"], config.get("classes", []))
+        _draw_confusion(run_dir, epochs, chosen["selected_epoch"], config.get("classes", []))
     state = status.get("state")
     if state == "running":
         if st.button("Cancel training", key=f"cancel-{run_dir.name}"):

@@ -366,7 +366,7 @@ def test_latest_confusion_is_none_unless_the_latest_epoch_has_a_square_matrix(va
     import pandas as pd
 
     epochs = pd.DataFrame({"epoch": [1, 2], "confusion": [[[1, 0], [0, 1]], value]})
-    assert runs.latest_confusion(epochs) is None
+    assert runs.epoch_confusion(epochs, None) is None
     epochs.at[1, "confusion"] = [[5, 1], [2, 7]]
-    assert runs.latest_confusion(epochs).tolist() == [[5, 1], [2, 7]]
-    assert runs.latest_confusion(epochs.iloc[:0]) is None
+    assert runs.epoch_confusion(epochs, None).tolist() == [[5, 1], [2, 7]]
+    assert runs.epoch_confusion(epochs.iloc[:0], None) is None

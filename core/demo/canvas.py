@@ -259,17 +259,15 @@ class Canvas:
     def carve_field(self, field: np.ndarray) -> None:
         """`carve(up(field))`, touching only the box where `field` is non-zero (carving 0 changes nothing)."""
         rows, cols, amount = self.up_box(field)
+        self.carve(amount, rows, cols)
+
+    def carve(self, amount: np.ndarray, rows: slice = slice(None), cols: slice = slice(None)) -> None:
+        """Empty space over a whole field (draw resolution, 0..1), or over its box `rows, cols`: air, fat
+        vacuoles, clefts."""
         keep = 1.0 - np.clip(amount, 0.0, 1.0)
         for layer in (self.hema, self.eosin, self.nuclei, self.blood):
             layer[rows, cols] *= keep
         np.maximum(self.open[rows, cols], 1.0 - keep, out=self.open[rows, cols])
-
-    def carve(self, amount: np.ndarray) -> None:
-        """Empty space over a whole field (draw resolution, 0..1): air, fat vacuoles, clefts."""
-        keep = 1.0 - np.clip(amount, 0.0, 1.0)
-        for layer in (self.hema, self.eosin, self.nuclei, self.blood):
-            layer *= keep
-        np.maximum(self.open, 1.0 - keep, out=self.open)
 
     def add(self, hema: Any = 0.0, eosin: Any = 0.0, where: np.ndarray | None = None) -> None:
         """Add stain (field- or draw-resolution arrays, or scalars) to the base layers.
