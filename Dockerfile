@@ -6,7 +6,7 @@ WORKDIR /app
 COPY requirements.txt requirements-dev.txt Makefile ./
 RUN make .venv/.runtime-installed
 COPY . .
-RUN .venv/bin/python -c "from core.qc import warm_up; warm_up()"
+RUN .venv/bin/python -c "from core.tiles.qc import warm_up; warm_up()"
 ENV HISTOGENE_WORKSPACE=/data/workspace
 VOLUME ["/data"]
 EXPOSE 8501

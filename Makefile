@@ -21,8 +21,8 @@ $(RUNTIME_STAMP): requirements.txt | $(PY)
 
 # The QC's numba code compiled once (cached in core/__pycache__), not in the first tiling run.
 QC_STAMP := $(VENV)/.qc-compiled
-$(QC_STAMP): core/qc.py $(RUNTIME_STAMP)
-	$(PY) -c "from core.qc import warm_up; warm_up()"
+$(QC_STAMP): core/tiles/qc.py $(RUNTIME_STAMP)
+	$(PY) -c "from core.tiles.qc import warm_up; warm_up()"
 	touch $@
 
 $(DEV_STAMP): requirements.txt requirements-dev.txt $(RUNTIME_STAMP)

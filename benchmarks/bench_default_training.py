@@ -29,12 +29,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import workspace  # noqa: E402
-from core.dataset import load_cohort  # noqa: E402
+from core.base.config import workspace  # noqa: E402
+from core.data.dataset import load_cohort  # noqa: E402
 from core.demo import HARD_PAIRS, ensure_demo_cohort  # noqa: E402
-from core.runs import new_run_dir, read_metrics, run_path, select_epoch  # noqa: E402
-from core.tiling import TilingParams, build_tile_index  # noqa: E402
-from core.train import TrainConfig, train_run, training_tiles  # noqa: E402
+from core.tiles.index import TilingParams, build_tile_index  # noqa: E402
+from core.train.config import TrainConfig  # noqa: E402
+from core.train.loop import train_run, training_tiles  # noqa: E402
+from core.train.runs import new_run_dir, read_metrics, run_path, select_epoch  # noqa: E402
 
 TARGET_ACC = 0.80
 BUDGET_S = 600.0  # the limit for tile pack + training on 2 cores

@@ -1,4 +1,4 @@
-"""Embedding throughput: core.embed (tile pack -> batched inference -> float32 rows on disk, with progress,
+"""Embedding throughput: core.embed.compute (tile pack -> batched inference -> float32 rows on disk, with progress,
 flushes and cancel checks) vs a bare forward of the same model on the same batches already in memory.
 
 Same model, batches, image size and device, one run. The tile pack is built before either is timed, and
@@ -21,11 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import workspace  # noqa: E402
-from core.embed import embed_tiles, selected_tiles  # noqa: E402
-from core.features import FeatureSource, calibration_rows, load_feature_model  # noqa: E402
-from core.models import pick_device  # noqa: E402
-from core.tilepack import build_tilepack  # noqa: E402
+from core.base.config import workspace  # noqa: E402
+from core.embed.compute import embed_tiles, selected_tiles  # noqa: E402
+from core.embed.features import FeatureSource, calibration_rows, load_feature_model  # noqa: E402
+from core.tiles.pack import build_tilepack  # noqa: E402
+from core.train.models import pick_device  # noqa: E402
 
 
 def random_tile(row: pd.Series, out_size: int | None = None) -> np.ndarray:
@@ -107,7 +107,7 @@ def main() -> None:
             ours = ((d1 - d0) / (t1 - t0), (d1 - d0) / (c1 - c0))
             # CPU time as well: on a shared machine the wall rate follows other processes' load.
             for what, rate in (("bare forward on in-memory batches (baseline)", bare),
-                               ("core.embed (pack -> model -> rows on disk)  ", ours)):
+                               ("core.embed.compute (pack -> model -> rows on disk)  ", ours)):
                 print(f"[{repeat + 1}] {what}: {rate[0]:8.1f} tiles/s wall, {rate[1]:8.1f} tiles per CPU-s")
             print(f"[{repeat + 1}] ratio {ours[0] / bare[0]:.2f} wall, {ours[1] / bare[1]:.2f} CPU (goal >= 0.90)")
             print(f"[{repeat + 1}] embed_tiles wall incl. model load and BatchNorm calibration: {wall:.1f} s "

@@ -27,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.config import workspace  # noqa: E402
+from core.base.config import workspace  # noqa: E402
 from core.demo import demo_is_ready, ensure_demo_cohort  # noqa: E402
 
 SMALL = {"n_donors": 6, "n_tissues": 4, "slide_size": (1536, 1536), "n_genes": 300, "workers": 1}
@@ -44,10 +44,10 @@ def grow_index_and_embed(ws, n_tiles: int, dim: int) -> int:
     """Replace the saved tile index by n_tiles rows and store matching synthetic embeddings in the cache."""
     import pandas as pd
 
-    from core.dataset import load_cohort
-    from core.embed import TILE_COLUMNS, cached_tile_embeddings, embeddings_key, selected_tiles
-    from core.features import FeatureSource
-    from core.map_jobs import tile_index_path
+    from core.data.dataset import load_cohort
+    from core.embed.compute import TILE_COLUMNS, cached_tile_embeddings, embeddings_key, selected_tiles
+    from core.embed.features import FeatureSource
+    from core.maps.jobs import tile_index_path
 
     # The index of this cohort's slides (an older cohort's index may still be in the workspace).
     path = tile_index_path(ws, ws.demo_dir, load_cohort(ws.demo_dir, ws))

@@ -1,4 +1,4 @@
-"""GCT load speed and memory: core.dataset.read_gct cold / warm against pandas.read_csv of the whole file.
+"""GCT load speed and memory: core.data.dataset.read_gct cold / warm against pandas.read_csv of the whole file.
 
 Generates a GTEx-shaped GCT (default 56,200 genes x 17,382 samples, 4.9 GB of text) outside the repo,
 then runs each measurement in its own subprocess and reads that child's peak RSS with os.wait4
@@ -52,7 +52,7 @@ def measure(kind: str, gct: Path, cache_dir: Path) -> dict:
     """Runs inside the child process: one measurement, timed around the work only."""
     import pandas as pd
 
-    from core.dataset import read_gct
+    from core.data.dataset import read_gct
 
     started, cpu_started = time.perf_counter(), time.process_time()
     if kind == "baseline":

@@ -7,7 +7,7 @@ Quota tiling is the default mode at the study's 100 tiles per slide (a tissue wi
 so the tissue target asks no more of each): cells in a seeded random order, QC'd until 100 passed.
 
 - A lone slide: `build_tile_index` of that one slide (a run this small has no process pool: see
-  core.tile_run.INLINE_CELLS), and `python -m core tiles --slide` end to end in a new process
+  core.tiles.run.INLINE_CELLS), and `python -m core tiles --slide` end to end in a new process
   (interpreter, imports, the compiled QC loaded from numba's cache, the index written), as a user runs it.
 - The cost of one more slide in a cohort: the pool forced on, (4 copies of the slide in one build -
   1 slide) / 3, so the pool's start-up (measured apart on a tiny slide) cancels out.
@@ -41,9 +41,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.gtex_slide import make_gtex_size_svs  # noqa: E402
-from core import tile_run  # noqa: E402
-from core.config import workspace  # noqa: E402
-from core.tiling import TilingParams, build_tile_index  # noqa: E402
+from core.base.config import workspace  # noqa: E402
+from core.tiles import run as tile_run  # noqa: E402
+from core.tiles.index import TilingParams, build_tile_index  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TISSUE = "Skin - Sun Exposed (Lower leg)"
@@ -91,7 +91,7 @@ def time_cli(slide: Path, workers: int) -> tuple[float, float]:
 def time_cold_compile() -> tuple[float, float]:
     """(wall s, CPU s) the first QC call costs beyond a cached one: two processes, the first with an empty
     NUMBA_CACHE_DIR, the second with the cache the first left."""
-    script = ("import time; from core.qc import warm_up; t = time.process_time(); w = time.perf_counter(); "
+    script = ("import time; from core.tiles.qc import warm_up; t = time.process_time(); w = time.perf_counter(); "
               "warm_up(); print(time.perf_counter() - w, time.process_time() - t)")
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
@@ -151,7 +151,7 @@ def main() -> int:
               f"{quota['considered'] / full['considered']:.1%} of the cells)")
     compile_s, compile_cpu = time_cold_compile()
     print(f"numba compile of the QC       : + {compile_s:.1f} s wall, {compile_cpu:.1f} s CPU once, in a process that "
-          f"finds no cache (`make run` and `make bench` run core.qc.warm_up first; cached in core/__pycache__)")
+          f"finds no cache (`make run` and `make bench` run core.tiles.qc.warm_up first; cached in core/__pycache__)")
     for label, seconds in (("wall", per_slide), ("CPU", per_slide_cpu)):
         for cores in (workers, 16):
             hours = [n * seconds * workers / cores / 3600 for n in (1_000, 25_000)]

@@ -1,4 +1,4 @@
-"""Map wall time: PCA + UMAP and PCA + t-SNE (core.reduce.cached_map) at 10k, 50k and 200k points, cold
+"""Map wall time: PCA + UMAP and PCA + t-SNE (core.maps.reduce.cached_map) at 10k, 50k and 200k points, cold
 (compute + store) and warm (cache hit), beside baselines measured in the same run:
 
 - t-SNE: scikit-learn's TSNE on the same 40 PCA components (the alternative to openTSNE);
@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import workspace  # noqa: E402
-from core.reduce import MapParams, cached_map, pca, warm_up  # noqa: E402
+from core.base.config import workspace  # noqa: E402
+from core.maps.reduce import MapParams, cached_map, pca, warm_up  # noqa: E402
 
 
 def embeddings(n: int, dim: int, seed: int = 0) -> np.ndarray:

@@ -35,11 +35,11 @@ from streamlit.runtime.scriptrunner import script_runner  # noqa: E402
 from streamlit.runtime.scriptrunner.script_cache import ScriptCache  # noqa: E402
 from streamlit.testing.v1 import AppTest, app_test, local_script_runner  # noqa: E402
 
-import core.cache  # noqa: E402
-from core.config import DATA_ENV, WORKSPACE_ENV, Workspace, workspace  # noqa: E402
-from core.dataset import load_cohort  # noqa: E402
+import core.base.cache  # noqa: E402
+from core.base.config import DATA_ENV, WORKSPACE_ENV, Workspace, workspace  # noqa: E402
+from core.data.dataset import load_cohort  # noqa: E402
 from core.demo import COMPLETE_MARKER, ensure_demo_cohort, make_demo_cohort  # noqa: E402
-from core.tiling import TilingParams, build_tile_index, find_tile_index  # noqa: E402
+from core.tiles.index import TilingParams, build_tile_index, find_tile_index  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 GOALS_S = {"demo": 0.3, "large": 0.5}
@@ -121,19 +121,19 @@ def measure(ws: Workspace, data: Path | None, runs: int) -> dict[str, float]:
     else:
         os.environ[DATA_ENV] = str(data)
     hashed = [0]
-    content_fingerprint = core.cache._content_fingerprint
+    content_fingerprint = core.base.cache._content_fingerprint
 
     def counting(path: Path, stat: os.stat_result) -> str:
         hashed[0] += 1
         return content_fingerprint(path, stat)
 
-    core.cache._content_fingerprint = counting
+    core.base.cache._content_fingerprint = counting
     try:
         app = AppTest.from_file(APP, default_timeout=900)
         _run(app)  # imports and first-time set-up, not counted
         st.cache_data.clear()
         st.cache_resource.clear()
-        core.cache._MEMO.clear()
+        core.base.cache._MEMO.clear()
         hashed[0] = 0
         uncached = _run(app)
         uncached_hashed = hashed[0]
@@ -141,7 +141,7 @@ def measure(ws: Workspace, data: Path | None, runs: int) -> dict[str, float]:
         warm = [_run(app) for _ in range(runs)]
         read_kb = (_rchar() - before) / 1024 / runs
     finally:
-        core.cache._content_fingerprint = content_fingerprint
+        core.base.cache._content_fingerprint = content_fingerprint
     return {"uncached": uncached[1][0], "uncached_cpu": uncached[1][1], "uncached_hashed": uncached_hashed,
             "warm": statistics.median(s for _, (s, _) in warm), "warm_max": max(s for _, (s, _) in warm),
             "warm_cpu": statistics.median(c for _, (_, c) in warm),

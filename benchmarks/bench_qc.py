@@ -7,7 +7,7 @@ demand, or `--svs PATH`), and the real CMU-1-Small-Region.svs. On each, the cell
 grid's tissue cells (thumbnail tissue mask, as tiling selects candidates; `--limit` keeps the first
 N in grid order). Measured in this one run, one process, one core each:
 
-- ours: `core.qc.read_and_qc` (read every cell at 448 px and QC it: all five stages' metrics);
+- ours: `core.tiles.qc.read_and_qc` (read every cell at 448 px and QC it: all five stages' metrics);
 - bare slideio: `Scene.read_block(rect, size)` of each cell and nothing else;
 - OpenSlide DeepZoom: `DeepZoomGenerator(tile_size=448, overlap=0).get_tile` of the same cells at
   full resolution, as a numpy array (the reader most pipelines use; no QC).
@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gtex_slide  # noqa: E402
 
-from core.qc import QcParams, read_and_qc  # noqa: E402
-from core.slides import open_slide  # noqa: E402
-from core.tiling import tissue_mask  # noqa: E402
+from core.data.slides import open_slide  # noqa: E402
+from core.tiles.index import tissue_mask  # noqa: E402
+from core.tiles.qc import QcParams, read_and_qc  # noqa: E402
 
 REAL_SVS = gtex_slide.SOURCE_SVS
 TILE = 448

@@ -1,12 +1,12 @@
-"""QC decisions of core.qc (sampled pass) against the full-resolution metrics, on the demo cohort.
+"""QC decisions of core.tiles.qc (sampled pass) against the full-resolution metrics, on the demo cohort.
 
     .venv/bin/python benchmarks/bench_qc_agreement.py [--demo PATH] [--workers 2]
 
 The default demo cohort (88 slides, generated into benchmarks/out/demo when `--demo` is not given):
-every tissue cell of each slide's 448 px grid is read once and measured twice, by `core.qc`
+every tissue cell of each slide's 448 px grid is read once and measured twice, by `core.tiles.qc`
 (`read_and_qc`, what tiling uses) and by the full-resolution numpy metrics from before
 (tests/qc_reference.py). Prints how often the decisions agree, the time each QC takes, and per
-artifact kind of truth.json the share rejected and by which stage (core.tiling.check_qc).
+artifact kind of truth.json the share rejected and by which stage (core.tiles.index.check_qc).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
 from bench_qc import tissue_cells  # noqa: E402
 from qc_reference import reference_metrics  # noqa: E402
 
-from core.dataset import load_cohort  # noqa: E402
+from core.data.dataset import load_cohort  # noqa: E402
+from core.data.slides import open_slide  # noqa: E402
 from core.demo import TRUTH_JSON, make_demo_cohort  # noqa: E402
-from core.qc import METRIC_COLUMNS, QcParams, qc_reason, tile_metrics  # noqa: E402
-from core.slides import open_slide  # noqa: E402
-from core.tiling import check_qc  # noqa: E402
+from core.tiles.index import check_qc  # noqa: E402
+from core.tiles.qc import METRIC_COLUMNS, QcParams, qc_reason, tile_metrics  # noqa: E402
 
 TILE = 448
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import runs  # noqa: E402
-from core.config import workspace  # noqa: E402
-from core.features import FeatureSource  # noqa: E402
+from core.base.config import workspace  # noqa: E402
+from core.embed.features import FeatureSource  # noqa: E402
 from core.ranking.api import rank_genes  # noqa: E402
 from core.ranking.cv import RankParams  # noqa: E402
 from core.ranking.truth import truth_report  # noqa: E402
+from core.train import runs  # noqa: E402
 
 RECALL_GOAL, NOISE_GOAL = 0.8, 0.05
 

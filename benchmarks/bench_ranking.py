@@ -37,8 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.ranking.cv import RankParams, cross_validate  # noqa: E402
+from core.ranking.fold_pca import fit_reducer  # noqa: E402
 from core.ranking.folds import donor_folds  # noqa: E402
-from core.ranking.reduce import fit_reducer  # noqa: E402
 from core.ranking.ridge import fit_ridge_cv  # noqa: E402
 from core.ranking.table import build_table  # noqa: E402
 

@@ -21,8 +21,8 @@ import slideio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import workspace  # noqa: E402
-from core.tiling import TilingParams, build_tile_index  # noqa: E402
+from core.base.config import workspace  # noqa: E402
+from core.tiles.index import TilingParams, build_tile_index  # noqa: E402
 
 SVS = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "CMU-1-Small-Region.svs"
 

@@ -21,11 +21,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import workspace  # noqa: E402
-from core.models import build_model, pick_device  # noqa: E402
-from core.runs import read_metrics  # noqa: E402
-from core.tilepack import build_tilepack  # noqa: E402
-from core.train import TrainConfig, train_run, training_tiles  # noqa: E402
+from core.base.config import workspace  # noqa: E402
+from core.tiles.pack import build_tilepack  # noqa: E402
+from core.train.config import TrainConfig  # noqa: E402
+from core.train.loop import train_run, training_tiles  # noqa: E402
+from core.train.models import build_model, pick_device  # noqa: E402
+from core.train.runs import read_metrics  # noqa: E402
 
 TISSUES = ("Lung", "Liver", "Skin", "Colon")
 

@@ -34,11 +34,11 @@ def main() -> int:
 
     import pandas as pd
 
-    from core.config import workspace
-    from core.dataset import load_cohort
+    from core.base.config import workspace
+    from core.data.dataset import load_cohort
     from core.demo.cohort import make_demo_cohort
     from core.predict import predict_slide, request_for, run_model
-    from core.runs import run_split
+    from core.train.runs import run_split
 
     ws = workspace(args.workspace)
     request = request_for(ws, args.run)

@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-from core.errors import DataError, JobBusyError
+from core.base.errors import DataError, JobBusyError
 from core.jobs import record_failure_before_reporting, traceback_logged
 
 # Each command lives in core/cli/<name>.py with register(subparsers) and run(args) -> int.

@@ -9,13 +9,21 @@ import pandas as pd
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from core import jobs, load_jobs, runs
-from core.config import WORKSPACE_ENV, Workspace, configured_data_dir, workspace
-from core.dataset import Cohort, expression_ready, load_cohort
+from core import jobs
+from core.base import (
+    WORKSPACE_ENV,
+    DataError,
+    JobBusyError,
+    Workspace,
+    configured_data_dir,
+    load_dataset_settings,
+    workspace,
+)
+from core.data import Cohort, expression_ready, load_cohort
+from core.data import jobs as load_jobs
 from core.demo import demo_is_ready
-from core.errors import DataError, JobBusyError
-from core.features import FeatureSource, checkpoint_epochs
-from core.settings import load_dataset_settings
+from core.embed import FeatureSource, checkpoint_epochs
+from core.train import runs
 
 ROUTED_KEY = "_routed_by_app"  # set by app.py before st.navigation runs a page
 
@@ -27,7 +35,7 @@ def _workspace(root: str) -> Workspace:
 
 @st.cache_resource
 def _numba_warm_up(root: str) -> bool:
-    from core.reduce import start_warm_up
+    from core.maps import start_warm_up
 
     return start_warm_up(workspace(root or None)) is not None
 
@@ -221,7 +229,7 @@ def feature_source_controls(ws: Workspace, prefix: str, column) -> tuple[Feature
         seed = int(column.number_input("Seed", 0, 10_000, 0, key=f"{prefix}-seed")) if weights == "random" else 0
         if run_dir is not None:  # the baselines at the run's own architecture and input size
             return FeatureSource.for_run(run_dir, weights, seed=seed), run_dir
-        from core.models import ARCHITECTURES  # imports torch: only when no run names the architecture
+        from core.train import ARCHITECTURES  # imports torch: only when no run names the architecture
 
         arch = column.selectbox("Architecture", ARCHITECTURES, key=f"{prefix}-arch")
         size = int(column.number_input("Input size (px)", 16, 512, 64, key=f"{prefix}-size"))

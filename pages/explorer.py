@@ -10,15 +10,28 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import embed_jobs, export, jobs, map_figures, summary
-from core.errors import DataError, JobBusyError
-from core.features import FeatureSource, checkpoint_epochs
-from core.levels import QC_COLUMNS, PointSet, gene_expression, top_genes
-from core.map_jobs import MapRequest, launch_map, points_for, tile_index_path
-from core.models import ARCHITECTURES
-from core.reduce import MapParams, lookup_map, seeded_subset
-from core.separation import epochs_to_score, scored_epochs, separation
-from core.tiling import read_tile
+from core import jobs
+from core.base import DataError, JobBusyError
+from core.embed import FeatureSource, checkpoint_epochs, epochs_to_score, scored_epochs, separation
+from core.embed import jobs as embed_jobs
+from core.maps import (
+    QC_COLUMNS,
+    MapParams,
+    MapRequest,
+    PointSet,
+    export,
+    gene_expression,
+    launch_map,
+    lookup_map,
+    points_for,
+    seeded_subset,
+    tile_index_path,
+    top_genes,
+)
+from core.maps import figures as map_figures
+from core.tiles import read_tile
+from core.tiles import views as tile_views
+from core.train import ARCHITECTURES
 from pages import overview_cache
 from pages.common import (
     dataset_dir,
@@ -248,7 +261,7 @@ def _exports(prefix: str, column, request: MapRequest, points: PointSet, coords:
 
 
 def _h5ad(points: PointSet, coords: np.ndarray, method: str) -> bytes:
-    from core.levels import genes_level
+    from core.maps import genes_level
 
     try:
         genes = genes_level(cohort)
@@ -284,11 +297,11 @@ def tile_panel(points: PointSet, ids: list[str]) -> None:
     if len(ids) == 1 and index is not None and len(rows):
         row = rows.iloc[0]
         try:
-            shown = summary.slide_thumbnail(ws, row["slide_path"])
+            shown = tile_views.slide_thumbnail(ws, row["slide_path"])
         except DataError as exc:
             st.error(str(exc))
             return
-        from core import figures
+        from core.tiles import figures
 
         st.plotly_chart(figures.thumbnail_with_tiles(shown["thumb"], shown["scale"], rows.head(1)),
                         width="stretch", key="tile-thumb")

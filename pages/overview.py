@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import jobs, summary
-from core.errors import DataError, JobBusyError
-from core.genes import GeneFilterParams
-from core.settings import update_dataset_settings
-from core.tiling import dataset_tiling_params, funnel_caption
+from core import jobs
+from core.base import DataError, JobBusyError, update_dataset_settings
+from core.data import GeneFilterParams
+from core.data import views as summary
+from core.tiles import dataset_tiling_params, funnel_caption
 from pages import overview_cache as cached
 from pages.common import dataset_dir, donor_banner, expression_loader, get_cohort, get_workspace, job_panel
 from pages.tour_panel import tour_section

@@ -26,12 +26,12 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from core import dataset, figures, summary, tiling
-from core.cache import file_fingerprint
-from core.config import Workspace
-from core.dataset import Cohort
-from core.errors import DataError
-from core.genes import GeneFilterParams
+from core.base import DataError, Workspace, file_fingerprint
+from core.data import Cohort, GeneFilterParams, dataset
+from core.data import views as summary
+from core.tiles import figures
+from core.tiles import index as tiling
+from core.tiles import views as tile_views
 
 # (path, size, mtime_ns, inode): any rewrite of the index file moves its stat, so the stat names its content.
 IndexKey = tuple[str, int, int, int]
@@ -79,12 +79,12 @@ def _memo(cohort: Cohort, name: Any, build: Callable[[], Any]) -> Any:
 
 
 def cohort_info(cohort: Cohort) -> dict[str, Any]:
-    """core.dataset.cohort_info, once per loaded cohort."""
+    """core.data.dataset.cohort_info, once per loaded cohort."""
     return _memo(cohort, "info", lambda: dataset.cohort_info(cohort))
 
 
 def find_tile_index(cohort: Cohort, params: tiling.TilingParams, ws: Workspace) -> Path | None:
-    """core.tiling.find_tile_index of the cohort's slides. The index key (fingerprints, parameters) is
+    """core.tiles.index.find_tile_index of the cohort's slides. The index key (fingerprints, parameters) is
     computed once per cohort, params and slide stats: a rerun stats each slide (memoized fingerprints),
     then checks whether that index exists (it may have been built since the last run)."""
     slides = _memo(cohort, "slides", lambda: cohort.samples[cohort.samples["has_slide"]])
@@ -173,7 +173,7 @@ def slide_view(ws: Workspace, slide_path: str, index: pd.DataFrame | None,
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _slide_view(root: str, slide_path: str, fingerprint: str, key: IndexKey | None, sample_id: str,
                 _ws: Workspace, _index: pd.DataFrame | None) -> tuple[go.Figure, dict[str, Any]]:
-    shown = summary.slide_thumbnail(_ws, slide_path)
+    shown = tile_views.slide_thumbnail(_ws, slide_path)
     tiles = _index[_index["sample_id"] == sample_id] if _index is not None else pd.DataFrame()
     figure = figures.thumbnail_with_tiles(shown["thumb"], shown["scale"], tiles, shown["mask"])
     return frozen(figure), shown["meta"]

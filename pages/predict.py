@@ -13,11 +13,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import jobs, rank_jobs, summary
-from core import predict_figures as pf
-from core import upload as uploads
-from core.errors import DataError, JobBusyError
-from core.features import FeatureSource, checkpoint_epochs
+from core import jobs
+from core.base import DataError, JobBusyError
+from core.embed import FeatureSource, checkpoint_epochs
 from core.predict import (
     STEP_SHARES,
     STEPS,
@@ -27,8 +25,11 @@ from core.predict import (
     launch_prediction,
     predict_argv,
 )
-from core.ranking.cv import RankParams
-from core.ranking.saved import saved_ranking_params
+from core.predict import figures as pf
+from core.predict import upload as uploads
+from core.ranking import RankParams, saved_ranking_params
+from core.ranking import jobs as rank_jobs
+from core.tiles import views as tile_views
 from pages.common import dataset_dir, epoch_picker, get_cohort, get_workspace, runs_with_checkpoints
 from pages.overview_cache import frozen, jpeg_bytes
 
@@ -81,7 +82,7 @@ def restore_from_url(trained: list[Path]) -> None:
 
 
 def open_on_tour(trained: list[Path]) -> None:
-    """A session without a link opens on the demo tour's prediction (core.tour.tour_record): the dataset slide of
+    """A session without a link opens on the demo tour's prediction (core.tour.steps.tour_record): the dataset slide of
     a held-out test donor it predicted with the run this page opens on, so the page shows it at once."""
     from core.tour import tour_record
 
@@ -162,7 +163,7 @@ def upload_input():
     limit = upload_limit_bytes()
     kinds = ", ".join(e.lstrip(".").upper() for e in (".svs", ".ndpi", ".scn", ".czi", ".ome.tiff", ".tiff",
                                                           ".jpeg", ".png"))
-    # No `type=`: Streamlit would refuse other files with an exception; core.upload says which file and why.
+    # No `type=`: Streamlit would refuse other files with an exception; core.predict.upload says which file and why.
     file = st.file_uploader(f"Slide file ({kinds}; up to {uploads.describe_size(limit)})", key="predict-file",
                             help="saved to a private temporary file in the workspace and deleted once the "
                                  "prediction is done, unless you keep it")
@@ -390,7 +391,7 @@ def _small_figures(sha: str, request_key: str, name: str, _p) -> dict[str, Any]:
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _neighbour_thumbnail(path: str, size: int, mtime_ns: int) -> bytes | str:
     try:
-        shown = summary.slide_thumbnail(ws, path, max_side=320)
+        shown = tile_views.slide_thumbnail(ws, path, max_side=320)
     except DataError as exc:
         return str(exc)
     return jpeg_bytes(shown["thumb"])

@@ -10,15 +10,25 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import jobs, map_figures, rank_figures, rank_jobs, rank_views
-from core.errors import DataError, JobBusyError
-from core.features import FeatureSource, checkpoint_epochs
-from core.levels import gene_expression
-from core.models import ARCHITECTURES
-from core.ranking.cv import RankParams
-from core.ranking.nonlinear import load_nonlinear, nonlinear_path, nonlinear_summary
-from core.ranking.store import SUMMARY_JSON, Ranking, load_ranking
-from core.ranking.table import compare_sources
+from core import jobs
+from core.base import DataError, JobBusyError
+from core.embed import FeatureSource, checkpoint_epochs
+from core.maps import figures as map_figures
+from core.maps import gene_expression
+from core.ranking import (
+    SUMMARY_JSON,
+    Ranking,
+    RankParams,
+    compare_sources,
+    load_nonlinear,
+    load_ranking,
+    nonlinear_path,
+    nonlinear_summary,
+)
+from core.ranking import figures as rank_figures
+from core.ranking import jobs as rank_jobs
+from core.ranking import views as rank_views
+from core.train import ARCHITECTURES
 from pages.common import (
     SOURCE_KINDS,
     dataset_dir,
@@ -427,8 +437,8 @@ def explorer_link(gene_id: str, source: FeatureSource) -> dict[str, str]:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _slide_points(data_dir: str, source: FeatureSource, stamp: tuple) -> pd.DataFrame | None:
     """One row per slide: id, sample_id, tissue and the first two principal components of its embedding."""
-    from core import embed
-    from core.reduce import pca
+    from core.embed import compute as embed
+    from core.maps import pca
 
     slides = embed.cached_slide_embeddings(ws, data_dir, source)
     if slides is None or len(slides.sample_ids) < 3:

@@ -1,6 +1,6 @@
 """The demo tour's panel on the first page: a button that starts the tour job, its steps with their state and
 progress while it runs (found again from the job's state on disk after a reload, a new tab or a server
-restart), and links to every page when it is done. No science here: core.tour runs the steps."""
+restart), and links to every page when it is done. No science here: core.tour.steps runs the steps."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from core import jobs, runs, tour
-from core.config import Workspace
-from core.errors import DataError, JobBusyError
+from core import jobs
+from core.base import DataError, JobBusyError, Workspace
+from core.tour import steps as tour
+from core.train import runs
 
 ICONS = {tour.PENDING: ":material/radio_button_unchecked:", tour.RUNNING: ":material/progress_activity:",
          tour.DONE: ":material/check_circle:", tour.CACHED: ":material/check_circle:",

@@ -7,11 +7,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import figures, jobs, runs
-from core.errors import DataError, JobBusyError
-from core.models import ARCHITECTURES, imagenet_weights_status
-from core.train import TrainConfig
-from core.training_jobs import launch_training, resume_training
+from core import jobs
+from core.base import DataError, JobBusyError
+from core.tiles import figures
+from core.train import ARCHITECTURES, TrainConfig, imagenet_weights_status, launch_training, resume_training, runs
 from pages.common import dataset_dir, donor_banner, get_cohort, get_workspace, job_panel
 
 ws = get_workspace()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Workspace, workspace
+from core.base.config import Workspace, workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # No numba warm-up process per app start in tests (AppTest runs app.py once per test; 2 shared cores).

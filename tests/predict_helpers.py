@@ -11,17 +11,17 @@ import numpy as np
 import tifffile
 import torch
 
-from core.config import Workspace, workspace
-from core.dataset import load_cohort
+from core.base.config import Workspace, workspace
+from core.data.dataset import load_cohort
 from core.demo import ensure_demo_cohort
-from core.embed import slide_embeddings
-from core.features import FeatureSource
-from core.models import build_model
+from core.embed.compute import slide_embeddings
+from core.embed.features import FeatureSource
 from core.predict import PredictRequest
-from core.rank_jobs import baseline_source
 from core.ranking.api import rank_genes
+from core.ranking.jobs import baseline_source
 from core.ranking.params import RankParams
-from core.train import save_checkpoint
+from core.train.loop import save_checkpoint
+from core.train.models import build_model
 
 TINY_COHORT = {"n_donors": 6, "n_tissues": 2, "slide_size": (1024, 1024), "n_genes": 120, "workers": 1}
 FAST_RANKING = RankParams(components=4, folds=3, repeats=1, clusters=2, permutation_null=False)

@@ -1,4 +1,4 @@
-"""The full-resolution QC metrics as they were before core.qc computed them in one sampled pass
+"""The full-resolution QC metrics as they were before core.tiles.qc computed them in one sampled pass
 (a verbatim copy of the numpy code): the reference the fast metrics must agree with."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from core.qc import QcParams
+from core.tiles.qc import QcParams
 
 
 def _planes(tile: np.ndarray) -> np.ndarray:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core import runs
-from core.config import Workspace
-from core.train import TrainConfig
+from core.base.config import Workspace
+from core.train import runs
+from core.train.config import TrainConfig
 
 
 def run_with_epochs(ws: Workspace, epoch_lines: list[dict]) -> Path:

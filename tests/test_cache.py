@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import core.cache as cache_module
-from core.cache import cached, file_fingerprint, open_cache
+import core.base.cache as cache_module
+from core.base.cache import cached, file_fingerprint, open_cache
 
 
 def _big_file(path: Path, size: int = 8 * 1024 * 1024) -> Path:

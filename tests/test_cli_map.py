@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from core.__main__ import main
-from core.config import workspace
+from core.base.config import workspace
 from core.demo import ensure_demo_cohort
-from core.map_jobs import MapRequest, map_argv
-from core.reduce import MapParams
+from core.maps.jobs import MapRequest, map_argv
+from core.maps.reduce import MapParams
 
 TINY = {"n_donors": 3, "n_tissues": 3, "slide_size": (640, 512), "n_genes": 200, "workers": 1}
 
@@ -54,7 +54,7 @@ def test_bad_options_are_one_line_errors(demo_ws, capsys, argv, problem):
 
 def test_map_argv_round_trips_through_the_parser(demo_ws):
     from core.cli.map import request_from_args
-    from core.features import FeatureSource
+    from core.embed.features import FeatureSource
 
     request = MapRequest(level="tiles", params=MapParams(method="tsne", perplexity=12.0, seed=3),
                          source=FeatureSource.random("resnet50", 4, 64), limit=500, subset_seed=2, weight=0.3)

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import core.expression as expression_module
+import core.data.expression as expression_module
 from core.__main__ import main
-from core.dataset import (
+from core.base.errors import DataError, DataWarning
+from core.data.dataset import (
     HISTOLOGY_COLUMNS,
     SLIDE_EXTENSIONS,
     Expression,
@@ -25,7 +26,6 @@ from core.dataset import (
     read_histology_csv,
     tissue_sample_id,
 )
-from core.errors import DataError, DataWarning
 
 TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
 REAL_CSV = TESTDATA / "GTEx_Portal_histology_sample.csv"
@@ -499,7 +499,7 @@ def test_cli_prints_the_own_donor_banner_on_stderr(tmp_path: Path, ws, capsys: p
 def test_a_custom_donor_column_from_the_flag_or_the_saved_setting(
     tmp_path: Path, ws, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from core.settings import update_dataset_settings
+    from core.base.settings import update_dataset_settings
 
     write_csv(tmp_path / "histology.csv",
               ["P1-a,Lung,Patient 1 ", "P1-b,Liver,Patient  1", "P2-a,Lung,Patient 2", "P2-b,Liver,"],

@@ -18,9 +18,9 @@ import tifffile
 
 from core import demo
 from core.__main__ import main as cli_main
-from core.config import Workspace, workspace
+from core.base.config import Workspace, workspace
+from core.base.errors import DataError
 from core.demo.canvas import Canvas, image_array
-from core.errors import DataError
 
 TINY = {"n_donors": 2, "n_tissues": 3, "slide_size": (640, 512), "n_genes": 200, "workers": 1}
 

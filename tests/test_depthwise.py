@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from core.depthwise import SmallMapDepthwiseConv2d, _DepthwiseFn, use_small_map_backward
-from core.models import build_model
+from core.train.depthwise import SmallMapDepthwiseConv2d, _DepthwiseFn, use_small_map_backward
+from core.train.models import build_model
 
 
 @pytest.mark.parametrize(("channels", "size", "kernel", "stride", "bias"), [

@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 import torch
 
-from core import embed, features, jobs, tilepack
-from core.config import Workspace
-from core.embed import (
+from core import jobs
+from core.base.config import Workspace
+from core.embed import compute as embed
+from core.embed import features
+from core.embed.compute import (
     TileEmbeddings,
     cached_slide_embeddings,
     selected_tiles,
@@ -24,9 +26,10 @@ from core.embed import (
     slide_means,
     tile_embeddings,
 )
-from core.embed_jobs import launch_embedding
-from core.features import FeatureSource
+from core.embed.features import FeatureSource
+from core.embed.jobs import launch_embedding
 from core.jobs import JobCancelled
+from core.tiles import pack as tilepack
 
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = {"Lung": (200, 80, 90), "Liver": (90, 60, 50)}
@@ -157,7 +160,7 @@ def test_slide_means_are_kept_beside_the_tile_embeddings_and_follow_them(tmp_pat
 def test_cancel_keeps_finished_rows_and_the_next_call_resumes(
     ws: Workspace, fake_dataset: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from core.config import workspace
+    from core.base.config import workspace
 
     reference = run_embed(workspace(tmp_path / "other"))
     counter = CountingModels(monkeypatch)
@@ -232,7 +235,7 @@ def test_cli_bad_options_are_one_line_errors(ws: Workspace, tiny_demo: Path, tmp
 
 
 def test_torch_stays_unimported_for_cache_lookups() -> None:
-    code = ("import sys, core.embed, core.features, core.separation; "
+    code = ("import sys, core.embed.compute, core.embed.features, core.embed.separability; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

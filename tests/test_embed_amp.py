@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.embed import embed_batches
-from core.features import FeatureSource, load_feature_model
+from core.embed.compute import embed_batches
+from core.embed.features import FeatureSource, load_feature_model
 
 
 def _images(n: int = 12, size: int = 32) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""core.export: CSV of coordinates + metadata, standalone HTML, and the slide level as .h5ad read back."""
+"""core.maps.export: CSV of coordinates + metadata, standalone HTML, and the slide level as .h5ad read back."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from core.errors import DataError
-from core.export import coordinates_csv, coordinates_table, figure_html, write_h5ad
-from core.levels import PointSet
+from core.base.errors import DataError
+from core.maps.export import coordinates_csv, coordinates_table, figure_html, write_h5ad
+from core.maps.points import PointSet
 
 
 def _slides(n: int = 6) -> PointSet:

@@ -1,4 +1,4 @@
-"""GCT parsing in parallel blocks (core.gct), value checks, the background `load` job and bounded gene stats."""
+"""GCT parsing in parallel blocks (core.data.gct), value checks, the background `load` job and bounded gene stats."""
 
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import core.expression as expression_module
-import core.gct as gct
-from core import genes, jobs, summary
+import core.data.expression as expression_module
+import core.data.gct as gct
+from core import jobs
 from core.__main__ import main
-from core.config import workspace
-from core.dataset import Expression, expression_ready, load_cohort, read_gct
-from core.errors import DataError, DataWarning
-from core.genes import GeneFilterParams, filter_genes, gene_filter_mask, log_tpm, sample_log_tpm
+from core.base.config import workspace
+from core.base.errors import DataError, DataWarning
+from core.data import genes
+from core.data import views as summary
+from core.data.dataset import Expression, expression_ready, load_cohort, read_gct
+from core.data.genes import GeneFilterParams, filter_genes, gene_filter_mask, log_tpm, sample_log_tpm
 
 CSV_HEADER = "Tissue Sample ID,Tissue,Subject ID,Sex,Age Bracket,Hardy Scale,Pathology Categories,Pathology Notes"
 

@@ -11,10 +11,10 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from core.errors import DataError
-from core.features import FeatureSource, checkpoint_epochs, load_feature_model
-from core.models import build_model
-from core.train import save_checkpoint
+from core.base.errors import DataError
+from core.embed.features import FeatureSource, checkpoint_epochs, load_feature_model
+from core.train.loop import save_checkpoint
+from core.train.models import build_model
 
 TINY_TIMM = "test_resnet"  # timm's own test model: ~100k parameters, random weights, nothing downloaded
 
@@ -56,7 +56,7 @@ def test_random_weights_are_seeded_calibrated_and_leave_the_global_rng_alone() -
 
 
 def make_run(root: Path, arch: str = "efficientnet_b0", epochs: int = 2, image_size: int = 48) -> Path:
-    """A run folder as core.train writes it: config.json and checkpoints/epoch_NNN.pt."""
+    """A run folder as core.train.loop writes it: config.json and checkpoints/epoch_NNN.pt."""
     run_dir = root / "run"
     run_dir.mkdir(parents=True)
     classes = ["Liver", "Lung", "Skin"]

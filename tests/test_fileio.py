@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.fileio import atomic_path, atomic_write_json, read_json_object, temp_path_for
+from core.base.fileio import atomic_path, atomic_write_json, read_json_object, temp_path_for
 
 
 def test_temp_names_differ_within_one_process(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from core.__main__ import main
-from core.dataset import Expression
-from core.genes import (
+from core.data.dataset import Expression
+from core.data.genes import (
     STEP_ALL,
     STEP_EXPRESSED,
     STEP_NAMED,

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from core import jobs as jobs_module
-from core import runs
-from core.config import Workspace
-from core.errors import DataError, JobBusyError
+from core.base.config import Workspace
+from core.base.errors import DataError, JobBusyError
 from core.jobs import (
     HOLDER_NAME,
     LOCK_NAME,
@@ -35,6 +34,7 @@ from core.jobs import (
     request_cancel,
     wait,
 )
+from core.train import runs
 from tests import jobs_worker
 
 pytestmark = pytest.mark.timeout(120)

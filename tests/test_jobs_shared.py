@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from core.config import Workspace
-from core.errors import JobBusyError
+from core.base.config import Workspace
+from core.base.errors import JobBusyError
 from core.jobs import (
     OWN_LOCK_NAME,
     Job,

@@ -1,4 +1,4 @@
-"""core.levels: point sets per level on a tiny demo cohort, unified weighting, splits, gene look-up."""
+"""core.maps.points: point sets per level on a tiny demo cohort, unified weighting, splits, gene look-up."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.config import Workspace, workspace
-from core.dataset import load_cohort
+from core.base.config import Workspace, workspace
+from core.base.errors import DataError, DataWarning
+from core.data.dataset import load_cohort
+from core.data.genes import GeneFilterParams
 from core.demo import ensure_demo_cohort
-from core.embed import SlideEmbeddings, TileEmbeddings
-from core.errors import DataError, DataWarning
-from core.genes import GeneFilterParams
-from core.levels import (
+from core.embed.compute import SlideEmbeddings, TileEmbeddings
+from core.maps.points import (
     PointSet,
     add_split,
     gene_expression,
@@ -145,7 +145,7 @@ def test_unified_keeps_only_samples_with_both_and_rejects_bad_weights():
 
 
 def test_split_colours_train_validation_and_test_donors_from_the_runs_split_csv(cohort, tmp_path):
-    from core.split import save_split
+    from core.train.split import save_split
 
     run = tmp_path / "run"
     run.mkdir()
@@ -169,7 +169,7 @@ def test_a_run_without_a_saved_split_still_draws_without_split_colours(cohort, t
 
 
 def test_split_from_a_split_table(cohort, monkeypatch):
-    from core import runs
+    from core.train import runs
 
     first = cohort.samples["sample_id"].iloc[0]
     monkeypatch.setattr(runs, "run_split", lambda run_dir: pd.DataFrame(

@@ -1,4 +1,4 @@
-"""core.map_figures: one trace per category, each point's row number in customdata (mapped back to ids for a
+"""core.maps.figures: one trace per category, each point's row number in customdata (mapped back to ids for a
 selection), numeric arrays sent as typed arrays, a colour scale for numbers."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.io as pio
 import pytest
 
-from core.map_figures import (
+from core.maps.figures import (
     FULL_RES_BELOW,
     HALF_WIDTH_TITLE,
     MAX_LEGEND,

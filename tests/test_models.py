@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import models
-from core.errors import DataError
-from core.models import ARCHITECTURES, build_model, embedding_dim, imagenet_weights_status, pick_device
+from core.base.errors import DataError
+from core.train import models
+from core.train.config import ARCHITECTURES
+from core.train.models import build_model, embedding_dim, imagenet_weights_status, pick_device
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs, runs
-from core.config import Workspace, workspace
-from core.dataset import load_cohort
+from core import jobs
+from core.base.config import Workspace, workspace
+from core.data.dataset import load_cohort
 from core.demo import ensure_demo_cohort
-from core.tiling import TilingParams, build_tile_index
-from core.train import TrainConfig
+from core.tiles.index import TilingParams, build_tile_index
+from core.train import runs
+from core.train.config import TrainConfig
 from tests.run_helpers import run_with_epochs
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -75,8 +76,9 @@ def test_overview_rerun_rebuilds_no_figure_and_reads_no_slide(app_env, monkeypat
     # seconds per run. Now it reuses them while the index and the slides are unchanged.
     import streamlit as st
 
-    import core.cache
-    from core import figures, tiling
+    import core.base.cache
+    from core.tiles import figures
+    from core.tiles import index as tiling
 
     cohort = load_cohort(app_env.demo_dir, app_env)
     build_tile_index(cohort.samples[cohort.samples["has_slide"]], TilingParams(), app_env, workers=1)
@@ -95,11 +97,11 @@ def test_overview_rerun_rebuilds_no_figure_and_reads_no_slide(app_env, monkeypat
         monkeypatch.setattr(figures, name, counted(name, getattr(figures, name)))
     monkeypatch.setattr(tiling, "read_tile", counted("read_tile", tiling.read_tile))
     monkeypatch.setattr(tiling, "index_key", counted("index_key", tiling.index_key))
-    import core.dataset
+    import core.data.dataset
 
-    monkeypatch.setattr(core.dataset, "cohort_info", counted("cohort_info", core.dataset.cohort_info))
-    monkeypatch.setattr(core.cache, "_content_fingerprint",
-                        counted("hash", core.cache._content_fingerprint))
+    monkeypatch.setattr(core.data.dataset, "cohort_info", counted("cohort_info", core.data.dataset.cohort_info))
+    monkeypatch.setattr(core.base.cache, "_content_fingerprint",
+                        counted("hash", core.base.cache._content_fingerprint))
     at = _run()
     first = set(calls)
     assert {"per_tissue_counts_bar", "qc_funnel", "thumbnail_with_tiles", "log_tpm_histogram", "index_key",
@@ -251,7 +253,7 @@ def test_slide_browser_shows_an_svs_slides_own_metadata(app_env):
 
 def test_overview_warns_when_samples_are_their_own_donors_and_saves_the_chosen_column(app_env, tmp_path,
                                                                                        monkeypatch):
-    from core.settings import load_dataset_settings
+    from core.base.settings import load_dataset_settings
 
     data = tmp_path / "patients"
     data.mkdir()

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import embed, map_jobs
-from core.config import Workspace, workspace
-from core.dataset import load_cohort
+from core.base.config import Workspace, workspace
+from core.data.dataset import load_cohort
 from core.demo import ensure_demo_cohort
-from core.embed import SlideEmbeddings
-from core.map_jobs import MapRequest, points_for
-from core.reduce import MapParams, cached_map
+from core.embed import compute as embed
+from core.embed.compute import SlideEmbeddings
+from core.maps import jobs as map_jobs
+from core.maps.jobs import MapRequest, points_for
+from core.maps.reduce import MapParams, cached_map
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/explorer.py"
@@ -139,15 +140,15 @@ def test_injected_selection_on_the_slide_map_opens_the_linked_panel(app_env, mon
 
 
 def _source_of(at: AppTest):
-    from core.features import FeatureSource
+    from core.embed.features import FeatureSource
 
     return FeatureSource.random(at.selectbox(key="A-arch").value, int(at.number_input(key="A-seed").value),
                                 int(at.number_input(key="A-size").value))
 
 
 def test_selecting_one_tile_shows_its_image_and_its_slide_with_the_tile_outlined(app_env, monkeypatch):
-    from core.embed import TileEmbeddings, selected_tiles
-    from core.tiling import TilingParams, build_tile_index
+    from core.embed.compute import TileEmbeddings, selected_tiles
+    from core.tiles.index import TilingParams, build_tile_index
 
     cohort = load_cohort(app_env.demo_dir, app_env)
     index = build_tile_index(cohort.samples[cohort.samples["has_slide"]], TilingParams(), app_env, workers=1).index
@@ -181,7 +182,8 @@ def test_separation_across_epochs_shows_what_is_scored_and_offers_the_rest(tmp_p
 
     import pandas as pd
 
-    from core import embed_jobs, separation
+    from core.embed import jobs as embed_jobs
+    from core.embed import separability as separation
 
     ws = workspace(tmp_path / "workspace")
     ensure_demo_cohort(ws, **TINY)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import core.expression as expression_module
-from core import load_jobs
+import core.data.expression as expression_module
 from core.__main__ import main
-from core.config import workspace
+from core.base.config import workspace
+from core.data import jobs as load_jobs
 from tests.test_expression import _dataset
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

@@ -25,11 +25,11 @@ from streamlit.testing.v1 import AppTest
 
 import core.predict
 from core import jobs
-from core.config import Workspace, workspace
-from core.errors import DataError
-from core.fileio import atomic_write_json
+from core.base.config import Workspace, workspace
+from core.base.errors import DataError
+from core.base.fileio import atomic_write_json
 from core.predict import predict_slide
-from core.tiling import dataset_tiling_params, record_dataset_tiling_params
+from core.tiles.index import dataset_tiling_params, record_dataset_tiling_params
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/predict.py"
@@ -221,7 +221,7 @@ def test_a_running_prediction_shows_each_steps_share_then_its_result(tiny, launc
 
 
 def test_without_a_ranking_the_tissue_is_shown_and_the_ranking_offered(tiny, launcher, testdata, monkeypatch):
-    from core import rank_jobs
+    from core.ranking import jobs as rank_jobs
 
     ranked = []
     monkeypatch.setattr(rank_jobs, "launch_ranking", lambda ws, root, source, params: ranked.append((source, params)))

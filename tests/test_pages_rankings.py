@@ -2,7 +2,7 @@
 two-source comparison; a missing one is offered as a background job; bad input is a message, not a traceback.
 
 Embeddings are faked (no network runs here): a trained run's two checkpoints exist only as files, and
-core.embed's cache lookup returns vectors tied to a few genes' expression for them."""
+core.embed.compute's cache lookup returns vectors tied to a few genes' expression for them."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import embed, rank_jobs
-from core.config import Workspace, workspace
-from core.dataset import load_cohort
+from core.base.config import Workspace, workspace
+from core.data.dataset import load_cohort
+from core.data.genes import log_tpm
 from core.demo import ensure_demo_cohort
-from core.embed import SlideEmbeddings
-from core.features import FeatureSource
-from core.genes import log_tpm
+from core.embed import compute as embed
+from core.embed.compute import SlideEmbeddings
+from core.embed.features import FeatureSource
+from core.ranking import jobs as rank_jobs
 from core.ranking.cv import RankParams
 from core.ranking.inputs import ranking_inputs
 from core.ranking.store import rank_inputs
@@ -255,8 +256,8 @@ def test_a_dataset_without_expression_gets_a_message(rank_ws, tmp_path, monkeypa
 
 def test_the_explorer_link_colours_the_slide_map_by_the_gene(app_env):
     """The gene detail's link carries gene, level and source; the explorer opens map A with them."""
-    from core.map_jobs import MapRequest, points_for
-    from core.reduce import MapParams, cached_map
+    from core.maps.jobs import MapRequest, points_for
+    from core.maps.reduce import MapParams, cached_map
 
     _precompute(app_env, _run_source(app_env, 2), _page_params(app_env))
     at = _open()

@@ -17,9 +17,10 @@ from PIL import Image
 
 from core import jobs
 from core.__main__ import main
-from core.config import workspace
-from core.dataset import UNKNOWN_TISSUE
-from core.errors import DataError
+from core.base.config import workspace
+from core.base.errors import DataError
+from core.data.dataset import UNKNOWN_TISSUE
+from core.data.slides import open_slide
 from core.jobs import JobCancelled
 from core.predict import (
     PredictRequest,
@@ -35,10 +36,9 @@ from core.predict.expression import fit_gene_models
 from core.predict.reference import load_reference
 from core.predict.request import run_model
 from core.predict.tiles import predict_tiling_params
-from core.rank_jobs import cached_ranking_for
+from core.ranking.jobs import cached_ranking_for
 from core.ranking.params import RankParams
-from core.slides import open_slide
-from core.tiling import TilingParams, build_tile_index, dataset_tiling_params, record_dataset_tiling_params
+from core.tiles.index import TilingParams, build_tile_index, dataset_tiling_params, record_dataset_tiling_params
 from tests.predict_helpers import FAST_RANKING
 
 pytestmark = pytest.mark.timeout(300)
@@ -206,9 +206,9 @@ def _toy_reference(tmp_path: Path, values: np.ndarray, tissues: np.ndarray | Non
 
 
 def test_an_old_umap_map_without_its_reducer_places_by_nearest_reference_slides_and_says_so(tmp_path: Path) -> None:
-    from core.cache import open_cache
+    from core.base.cache import open_cache
+    from core.maps.reduce import MapParams, map_key
     from core.predict.placement import place_on_map
-    from core.reduce import MapParams, map_key
 
     ws = workspace(tmp_path / "ws")
     rng = np.random.default_rng(0)
@@ -239,8 +239,8 @@ def _clustered(n_per: int = 15, dim: int = 24, seed: int = 0) -> tuple[np.ndarra
 def test_on_a_umap_map_kept_with_its_reducer_the_slide_is_placed_by_umaps_transform(tmp_path: Path) -> None:
     from sklearn.decomposition import PCA
 
+    from core.maps.reduce import MapParams, cached_map, lookup_reducer
     from core.predict.placement import place_on_map
-    from core.reduce import MapParams, cached_map, lookup_reducer
 
     ws = workspace(tmp_path / "ws")
     values, labels = _clustered()
@@ -275,8 +275,8 @@ def test_on_a_umap_map_kept_with_its_reducer_the_slide_is_placed_by_umaps_transf
 
 
 def test_on_tsne_the_slide_is_placed_on_the_pca_map_and_the_note_says_so(tmp_path: Path) -> None:
+    from core.maps.reduce import pca
     from core.predict.placement import place_on_map
-    from core.reduce import pca
 
     ws = workspace(tmp_path / "ws")
     values, _ = _clustered(n_per=4)
@@ -475,7 +475,7 @@ def test_a_two_scene_slide_is_predicted_from_both_scenes_and_its_maps_draw_scene
     """A multi-scene file: every scene with tissue gives tiles (each in its own scene's coordinates); the
     heatmaps are drawn over scene 0's thumbnail, so they show scene 0's tiles only and the page's statement
     counts the others (scene 1 here is wider than scene 0: drawn there, its tiles would fall off the image)."""
-    from core import predict_figures as pf
+    from core.predict import figures as pf
     from tests.predict_helpers import two_scene_ome_tiff
 
     ws, run_dir, request, svs, prediction = setup

@@ -1,4 +1,4 @@
-"""core.predict_figures: per-tile values land on the right grid cells over the thumbnail; tables filter and name."""
+"""core.predict.figures: per-tile values land on the right grid cells over the thumbnail; tables filter and name."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import predict_figures as pf
+from core.predict import figures as pf
 
 SCALE = 8.0  # level-0 px per thumbnail px
 STEP = 448  # tile side, level-0 px: 56 thumbnail px

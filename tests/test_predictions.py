@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-from core import train
-from core.errors import DataError
-from core.features import FeatureSource, load_feature_model
-from core.levels import PointSet
-from core.models import build_model
-from core.predictions import NOT_TRAINED, add_predictions, checkpoint_head, predict
-from core.train import save_checkpoint
+from core.base.errors import DataError
+from core.embed.features import FeatureSource, load_feature_model
+from core.embed.heads import NOT_TRAINED, add_predictions, checkpoint_head, predict
+from core.maps.points import PointSet
+from core.train import loop as train
+from core.train.loop import save_checkpoint
+from core.train.models import build_model
 
 CLASSES = ["Liver", "Lung", "Skin"]
 

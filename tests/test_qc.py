@@ -1,4 +1,4 @@
-"""core.qc: the read-and-QC seam the tiler calls, the sampled pixel pass against the full-resolution
+"""core.tiles.qc: the read-and-QC seam the tiler calls, the sampled pixel pass against the full-resolution
 reference metrics (tests/qc_reference.py), and the stages' structure."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from qc_reference import reference_metrics
 
-import core.qc as qc
-from core.qc import METRIC_COLUMNS, QC_STAGES, QcParams, qc_failures, qc_reason, read_and_qc, tile_metrics
-from core.slides import open_slide
+import core.tiles.qc as qc
+from core.data.slides import open_slide
+from core.tiles.qc import METRIC_COLUMNS, QC_STAGES, QcParams, qc_failures, qc_reason, read_and_qc, tile_metrics
 
 SVS_NAME = "CMU-1-Small-Region.svs"
 
@@ -97,7 +97,7 @@ def test_stages_decide_on_their_own_metric_and_threshold():
 
 
 def test_warm_up_compiles_the_pixel_pass_for_the_tiles_tiling_reads() -> None:
-    from core import qc
+    from core.tiles import qc
 
     qc.warm_up()
     assert qc._pixel_pass.signatures and qc._half.signatures  # both compiled (or loaded from the cache)

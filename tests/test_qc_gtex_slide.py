@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.slides import open_slide
-from core.tiling import stained_pixels, tissue_mask
+from core.data.slides import open_slide
+from core.tiles.index import stained_pixels, tissue_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import gtex_slide  # noqa: E402

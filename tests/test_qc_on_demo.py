@@ -14,13 +14,12 @@ import pytest
 from qc_reference import reference_metrics
 from scipy import ndimage
 
-from core.config import workspace
-from core.dataset import load_cohort
+from core.base.config import workspace
+from core.base.errors import DataError
+from core.data.dataset import load_cohort
+from core.data.slides import open_slide
 from core.demo import TRUTH_JSON, make_demo_cohort
-from core.errors import DataError
-from core.qc import METRIC_COLUMNS, qc_reason, read_and_qc
-from core.slides import open_slide
-from core.tiling import (
+from core.tiles.index import (
     TilingParams,
     artifact_overlaps,
     build_tile_index,
@@ -28,10 +27,11 @@ from core.tiling import (
     stained_pixels,
     tissue_mask,
 )
+from core.tiles.qc import METRIC_COLUMNS, qc_reason, read_and_qc
 
 # Seed 28 with 2 donors and 2 tissues (adipose, breast) plants one dust, one pen and one blur box.
 SEED, DONORS, TISSUES, SIZE = 28, 2, 2, (2688, 2240)
-# Each kind and the stage that should name it (folds have no stage: see core.tiling's docstring).
+# Each kind and the stage that should name it (folds have no stage: see core.tiles.index's docstring).
 STAGE_OF = {"pen": "pen", "blur": "blur", "dust": "dirt"}
 
 

@@ -1,4 +1,4 @@
-"""core.rank_views: per-tissue R² against scikit-learn, each gene's top tissue, search and the tissue filter."""
+"""core.ranking.views: per-tissue R² against scikit-learn, each gene's top tissue, search and the tissue filter."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import r2_score
 
-from core import rank_views
+from core.ranking import views as rank_views
 from core.ranking.store import Ranking
 
 

@@ -10,6 +10,7 @@ from sklearn.linear_model import RidgeCV
 from core.ranking import cv as cv_module
 from core.ranking.baselines import group_mean_predict, kmeans_predict
 from core.ranking.cv import RankParams, cross_validate, within_group_r2
+from core.ranking.fold_pca import fit_reducer
 from core.ranking.folds import donor_folds
 from core.ranking.metrics import (
     bh_fdr,
@@ -20,7 +21,6 @@ from core.ranking.metrics import (
     spearman_columns,
     steiger_test,
 )
-from core.ranking.reduce import fit_reducer
 from core.ranking.ridge import fit_ridge_cv
 from core.ranking.table import build_table, compare_sources, summarize
 

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import rank_jobs
 from core.__main__ import main
-from core.config import workspace
-from core.dataset import load_cohort
+from core.base.config import workspace
+from core.data.dataset import load_cohort
 from core.demo import ensure_demo_cohort
-from core.features import FeatureSource
+from core.embed.features import FeatureSource
+from core.ranking import jobs as rank_jobs
 from core.ranking.cv import RankParams
 
 TINY = {"n_donors": 10, "n_tissues": 2, "slide_size": (960, 512), "n_genes": 300, "workers": 1}
@@ -141,10 +141,10 @@ def test_demo_acceptance_planted_genes_rank_high_with_features_that_see_the_morp
     features that carry the planted morphology factors (a noisy linear mix, as a network that learned the
     morphology would give) put the planted genes in the top 2k by R² beyond tissue (recall >= 0.8) while
     noise genes stay at R² <= 0.05; features without them (random) do not. Judged with truth_report."""
+    from core.data.genes import GeneFilterParams
     from core.demo.expression import simulate_expression
     from core.demo.plan import plan_cohort
     from core.demo.spec import FACTORS, TISSUES
-    from core.genes import GeneFilterParams
     from core.ranking.cv import cross_validate
     from core.ranking.table import build_table
     from core.ranking.truth import truth_report

@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import asdict
 
-from core.config import Workspace
+from core.base.config import Workspace
 from core.ranking.cv import RankParams
 from core.ranking.saved import saved_ranking_params
 from core.ranking.store import rankings_dir

@@ -1,13 +1,13 @@
-"""core.reduce: PCA dimensions and variance, map parameters, the cache, subsets, bad input."""
+"""core.maps.reduce: PCA dimensions and variance, map parameters, the cache, subsets, bad input."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core import reduce
-from core.errors import DataError
-from core.reduce import MapParams, cached_map, compute_map, lookup_map, lookup_reducer, pca, seeded_subset
+from core.base.errors import DataError
+from core.maps import reduce
+from core.maps.reduce import MapParams, cached_map, compute_map, lookup_map, lookup_reducer, pca, seeded_subset
 
 
 def _clusters(n_per: int = 30, dim: int = 50, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +88,7 @@ def test_a_map_cached_without_its_reducer_gets_one_when_asked_again(ws, monkeypa
 
 
 def test_an_unreadable_or_foreign_reducer_entry_is_as_if_none_was_kept(ws):
-    from core.cache import open_cache
+    from core.base.cache import open_cache
 
     params = MapParams(method="umap")
     cache = open_cache(ws)

@@ -1,4 +1,4 @@
-"""core.runs: durations, epoch selection on validation, run splits, disk use and checkpoint pruning."""
+"""core.train.runs: durations, epoch selection on validation, run splits, disk use and checkpoint pruning."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core import runs
 from core.__main__ import main
-from core.config import workspace
-from core.errors import DataError
+from core.base.config import workspace
+from core.base.errors import DataError
+from core.train import runs
 
 
 @pytest.mark.parametrize(("seconds", "text"), [

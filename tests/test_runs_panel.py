@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from core import runs
+from core.train import runs
 
 
 def test_live_progress_while_running_uses_the_worker_message():
@@ -37,8 +37,8 @@ def test_run_trained_without_a_job_gets_a_status_from_its_summary(tmp_path):
 def test_history_shows_the_requested_config_before_the_worker_writes_its_own(tmp_path):
     from dataclasses import replace
 
-    from core.config import workspace
-    from core.train import TrainConfig
+    from core.base.config import workspace
+    from core.train.config import TrainConfig
 
     ws = workspace(tmp_path / "ws")
     run = runs.new_run_dir(ws)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.separation import knn_tissue_accuracy, separation, silhouette_by_tissue
+from core.embed.separability import knn_tissue_accuracy, separation, silhouette_by_tissue
 
 TISSUES = ["Lung", "Liver", "Skin", "Thyroid"]
 

@@ -13,20 +13,23 @@ import pandas as pd
 import pytest
 import torch
 
-from core import embed, features, separation, tilepack
-from core.config import Workspace
-from core.embed import TileEmbeddings, selected_tiles
-from core.errors import DataError
-from core.map_figures import separation_across_epochs as epochs_figure
-from core.models import build_model
-from core.separation import (
+from core.base.config import Workspace
+from core.base.errors import DataError
+from core.embed import compute as embed
+from core.embed import features
+from core.embed import separability as separation
+from core.embed.compute import TileEmbeddings, selected_tiles
+from core.embed.separability import (
     embedding_scores,
     epochs_to_score,
     scored_epochs,
     separation_across_epochs,
     spread_epochs,
 )
-from core.train import save_checkpoint
+from core.maps.figures import separation_across_epochs as epochs_figure
+from core.tiles import pack as tilepack
+from core.train.loop import save_checkpoint
+from core.train.models import build_model
 
 COLOURS = {"Lung": (200, 80, 90), "Liver": (90, 60, 50), "Skin": (230, 200, 180)}
 
@@ -159,16 +162,17 @@ def test_cli_epochs_option_round_trips_and_rejects_bad_lists(tmp_path: Path) -> 
     import argparse
 
     from core.cli import embed as cli_embed
-    from core.features import FeatureSource
+    from core.embed import jobs as embed_jobs
+    from core.embed.features import FeatureSource
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command")
     cli_embed.register(sub)
     run_dir = make_run(tmp_path, epochs=1)
-    argv = cli_embed.embed_argv("/data", FeatureSource.checkpoint(run_dir), all_epochs=True, epochs=[10, 2])
+    argv = embed_jobs.embed_argv("/data", FeatureSource.checkpoint(run_dir), all_epochs=True, epochs=[10, 2])
     args = parser.parse_args(argv)
     assert args.all_epochs and args.epochs == [2, 10]
-    assert parser.parse_args(cli_embed.embed_argv("/data", FeatureSource.checkpoint(run_dir),
+    assert parser.parse_args(embed_jobs.embed_argv("/data", FeatureSource.checkpoint(run_dir),
                                                   all_epochs=True)).epochs is None
     for bad in ("x", "0,3", ","):
         with pytest.raises(SystemExit):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.settings import dataset_settings_path, load_dataset_settings, update_dataset_settings
+from core.base.settings import dataset_settings_path, load_dataset_settings, update_dataset_settings
 
 
 def test_settings_are_per_dataset_and_merge_key_by_key(ws, tmp_path: Path) -> None:

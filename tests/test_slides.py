@@ -1,4 +1,4 @@
-"""core.slides on the real Aperio SVS, renamed copies, plain images and broken files."""
+"""core.data.slides on the real Aperio SVS, renamed copies, plain images and broken files."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from core.errors import DataError, DataWarning
-from core.slides import DEFAULT_MAGNIFICATION, DEFAULT_MPP, area_resize, detect_driver, open_slide, slide_info
+from core.base.errors import DataError, DataWarning
+from core.data.slides import DEFAULT_MAGNIFICATION, DEFAULT_MPP, area_resize, detect_driver, open_slide, slide_info
 
 SVS_NAME = "CMU-1-Small-Region.svs"
 
@@ -227,9 +227,9 @@ def test_downsampled_read_uses_the_nearest_pyramid_level_at_or_above_the_target(
 
 
 def test_tile_pack_holds_area_reduced_tiles(svs: Path, tmp_path: Path) -> None:
-    from core.config import workspace
-    from core.tilepack import build_tilepack
-    from core.tiling import read_tile
+    from core.base.config import workspace
+    from core.tiles.index import read_tile
+    from core.tiles.pack import build_tilepack
 
     tiles = pd.DataFrame({"sample_id": "CMU-1", "slide_path": str(svs), "level": 0, "x": [0, 896, 1200],
                           "y": [0, 896, 1792], "read_size": 896, "tile_size": 448})

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.dataset import load_cohort
-from core.errors import DataError
-from core.split import donor_split, donors_by_split, read_split, save_split
+from core.base.errors import DataError
+from core.data.dataset import load_cohort
+from core.train.split import donor_split, donors_by_split, read_split, save_split
 
 
 def _samples(n_donors: int = 10, tissues: tuple[str, ...] = ("Lung", "Liver", "Skin")) -> pd.DataFrame:

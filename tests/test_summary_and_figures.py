@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import figures, summary
-from core.cache import cached, open_cache
-from core.dataset import load_cohort
-from core.genes import GeneFilterParams
-from core.qc import QC_STAGES
+from core.base.cache import cached, open_cache
+from core.data import views as summary
+from core.data.dataset import load_cohort
+from core.data.genes import GeneFilterParams
+from core.tiles import figures
+from core.tiles import views as tile_views
+from core.tiles.qc import QC_STAGES
 
 
 def _index() -> pd.DataFrame:
@@ -108,12 +110,12 @@ def test_gene_funnel_is_cached_in_diskcache(testdata, tmp_path, ws, monkeypatch)
 
 
 def test_slide_thumbnail_of_the_real_svs_is_cached_with_its_mask(testdata, ws, monkeypatch):
-    shown = summary.slide_thumbnail(ws, testdata / "CMU-1-Small-Region.svs", max_side=512)
+    shown = tile_views.slide_thumbnail(ws, testdata / "CMU-1-Small-Region.svs", max_side=512)
     assert max(shown["thumb"].shape[:2]) == 512
     assert shown["mask"].shape == shown["thumb"].shape[:2] and 0.1 < shown["mask"].mean() < 0.9
     assert shown["meta"]["magnification"] == 20 and not shown["meta"]["magnification_assumed"]
-    monkeypatch.setattr(summary, "open_slide", lambda *a, **k: pytest.fail("slide read again"))
-    again = summary.slide_thumbnail(ws, testdata / "CMU-1-Small-Region.svs", max_side=512)
+    monkeypatch.setattr(tile_views, "open_slide", lambda *a, **k: pytest.fail("slide read again"))
+    again = tile_views.slide_thumbnail(ws, testdata / "CMU-1-Small-Region.svs", max_side=512)
     assert np.array_equal(again["thumb"], shown["thumb"])
 
 

@@ -1,4 +1,4 @@
-"""core.tiling: tissue mask, QC stages, balanced sampling, the cached index and the tiles CLI."""
+"""core.tiles.index: tissue mask, QC stages, balanced sampling, the cached index and the tiles CLI."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ import tifffile
 from PIL import Image
 from scipy import ndimage
 
-import core.tile_run as tile_run
-import core.tiling as tiling
+import core.tiles.index as tiling
+import core.tiles.run as tile_run
 from core.__main__ import main
-from core.config import Workspace
-from core.qc import QC_STAGES, qc_failures, qc_reason, tile_metrics
-from core.tiling import (
+from core.base.config import Workspace
+from core.tiles.index import (
     INDEX_COLUMNS,
     TilingParams,
     build_tile_index,
@@ -27,6 +26,7 @@ from core.tiling import (
     tiling_summary,
     tissue_mask,
 )
+from core.tiles.qc import QC_STAGES, qc_failures, qc_reason, tile_metrics
 
 SVS_NAME = "CMU-1-Small-Region.svs"
 PINK, PURPLE, WHITE = (235, 160, 205), (110, 60, 150), (246, 246, 244)
@@ -157,7 +157,7 @@ def test_pen_rejects_marker_ink(ink: tuple[int, int, int]) -> None:
 
 
 def test_real_tissue_passes_and_its_blurred_copy_fails(svs: Path) -> None:
-    from core.slides import open_slide
+    from core.data.slides import open_slide
 
     with open_slide(svs) as slide:
         tile = slide.read_region(896, 896, 448, 448)

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import core.tile_run as tile_run
-from core.config import Workspace
-from core.slides import Slide
-from core.tiling import TilingParams, build_tile_index
+import core.tiles.run as tile_run
+from core.base.config import Workspace
+from core.data.slides import Slide
+from core.tiles.index import TilingParams, build_tile_index
 from tests.test_tiling import samples_table, tissue_texture
 
 # Small tiles keep these tests fast; everything else is the default tiling.
@@ -201,7 +201,7 @@ def test_damaged_part_is_tiled_again(ws: Workspace, slides: dict[str, Path], rea
 
 
 def test_parts_hold_columns_not_rows(ws: Workspace, slides: dict[str, Path]) -> None:
-    from core.tile_parts import load_part, part_key
+    from core.tiles.parts import load_part, part_key
 
     build_tile_index(table(slides, "GTEX-A-1"), PARAMS, ws, workers=1)
     part = load_part(ws.tiles_dir / "parts", part_key(str(slides["GTEX-A-1"]), PARAMS, "Lung"))

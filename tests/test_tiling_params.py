@@ -11,9 +11,9 @@ import tifffile
 from PIL import Image
 
 from core.__main__ import main
-from core.config import Workspace
-from core.slides import open_slide
-from core.tiling import (
+from core.base.config import Workspace
+from core.data.slides import open_slide
+from core.tiles.index import (
     TilingParams,
     build_tile_index,
     dataset_tiling_params,
@@ -125,8 +125,8 @@ def test_tiles_are_224_microns_when_the_mpp_is_known(
 
 
 def test_magnification_rule_when_only_the_magnification_is_known() -> None:
-    from core.slides import SlideInfo
-    from core.tile_plan import read_size_for
+    from core.data.slides import SlideInfo
+    from core.tiles.plan import read_size_for
 
     def info(magnification: float, mpp: float, mpp_assumed: bool) -> SlideInfo:
         return SlideInfo("s.svs", "SVS", 4000, 4000, [(4000, 4000, 1.0)], magnification, mpp, False, mpp_assumed)

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core.config import Workspace, workspace
-from core.qc import read_and_qc
-from core.slides import open_slide
-from core.tile_run import _chunks
-from core.tiling import TilingParams, build_tile_index, select_balanced
+from core.base.config import Workspace, workspace
+from core.data.slides import open_slide
+from core.tiles.index import TilingParams, build_tile_index, select_balanced
+from core.tiles.qc import read_and_qc
+from core.tiles.run import _chunks
 from tests.test_tiling import samples_table, tissue_texture
 
 CELL = 112  # small tiles: a 1792 px slide has 256 cells, QC'd quickly
@@ -105,7 +105,7 @@ def test_full_grid_mode_qcs_every_cell_as_before(ws: Workspace, tmp_path: Path) 
 
 
 def test_quota_then_full_grid_reuses_the_quota_reads(ws: Workspace, big: Path, monkeypatch) -> None:
-    import core.tile_run as tile_run
+    import core.tiles.run as tile_run
 
     samples = samples_table(("GTEX-Q-1", "Lung", big))
     quota = build_tile_index(samples, params(), ws, workers=1)
@@ -119,7 +119,7 @@ def test_quota_then_full_grid_reuses_the_quota_reads(ws: Workspace, big: Path, m
 
 
 def test_a_small_quota_run_starts_no_pool_and_a_large_one_does(tmp_path: Path, big: Path, monkeypatch) -> None:
-    import core.tile_run as tile_run
+    import core.tiles.run as tile_run
 
     pools: list[int] = []
     original = tile_run._pool
@@ -134,7 +134,7 @@ def test_a_small_quota_run_starts_no_pool_and_a_large_one_does(tmp_path: Path, b
 
 
 def test_estimated_cells_counts_quota_left_and_unplanned_full_grids() -> None:
-    from core.tile_run import ASSUMED_PASS_RATE, PLAN_CELLS, SlideTask, estimated_cells
+    from core.tiles.run import ASSUMED_PASS_RATE, PLAN_CELLS, SlideTask, estimated_cells
 
     quota = [SlideTask(f"S{i}", "x.svs", "Lung", None, target=100) for i in range(3)]
     assert estimated_cells(quota) == pytest.approx(3 * (PLAN_CELLS + 100 / ASSUMED_PASS_RATE))
@@ -153,7 +153,7 @@ def test_cli_one_slide_takes_the_per_slide_quota_not_the_tissue_target(ws: Works
 
 
 def test_progress_within_a_slide_as_its_chunks_come_back(ws: Workspace, big: Path, monkeypatch) -> None:
-    import core.tiling as tiling
+    import core.tiles.index as tiling
 
     monkeypatch.setattr(tiling, "CELL_PROGRESS_INTERVAL_S", 0.0)  # every chunk (default: at most once a second)
     calls: list[tuple[float, int, str]] = []

@@ -1,4 +1,4 @@
-"""The demo tour's chain on a tiny cohort with a tiny model (core.tour.TourParams is the seam; its defaults are
+"""The demo tour's chain on a tiny cohort with a tiny model (core.tour.steps.TourParams is the seam; its defaults are
 the real ones): steps in order, a cancel mid-training resumed from the last complete epoch, a rerun that skips
 every step, a failing step named with its message, no second tour while one runs; and the pages opening on
 the tour's results (Overview's links, the explorer's map, the ranking) through AppTest."""
@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs, runs
+from core import jobs
 from core.__main__ import main
-from core.config import Workspace, workspace
+from core.base.config import Workspace, workspace
+from core.base.errors import JobBusyError
 from core.demo import ensure_demo_cohort
-from core.errors import JobBusyError
 from core.jobs import JobReporter
+from core.maps.reduce import MapParams
 from core.predict import cached_prediction, file_sha256
 from core.ranking.cv import RankParams
-from core.reduce import MapParams
-from core.tour import (
+from core.tour.steps import (
     CACHED,
     CANCELLED,
     DONE,
@@ -39,7 +39,8 @@ from core.tour import (
     tour_argv,
     tour_record,
 )
-from core.train import TrainConfig
+from core.train import runs
+from core.train.config import TrainConfig
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TINY = TourParams(

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import torch
 
-from core import runs
-from core.config import Workspace
-from core.errors import DataError
-from core.tilepack import build_tilepack
-from core.train import (
+from core.base.config import Workspace
+from core.base.errors import DataError
+from core.tiles.pack import build_tilepack
+from core.train import runs
+from core.train.loop import (
     TrainConfig,
     latest_checkpoint,
     load_checkpoint,
@@ -102,7 +102,7 @@ def batch_losses(run_dir: Path) -> list[tuple[int, int, float]]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Path]:
     """One uninterrupted 2-epoch run that the other tests compare against."""
-    from core.config import workspace
+    from core.base.config import workspace
 
     ws = workspace(tmp_path_factory.mktemp("ref") / "workspace")
     run_dir, result = run(ws, "reference")
@@ -165,6 +165,7 @@ def test_defaults_keep_the_studys_choices_and_reach_the_cli() -> None:
     import argparse
 
     from core.cli import train as train_cli
+    from core.train import jobs as train_jobs
 
     defaults = TrainConfig().validate()
     # Fixed by the issue: EfficientNet-B0 from scratch at lr 1e-4, augmented, donor split.
@@ -176,7 +177,7 @@ def test_defaults_keep_the_studys_choices_and_reach_the_cli() -> None:
     cli_config = train_cli._config(args)
     assert cli_config == defaults  # fields the CLI has no flag for keep the TrainConfig defaults
     tuned = replace(defaults, lr=3e-4, epochs=7, schedule="constant", weight_decay=0.5, decay="all", augment=False)
-    assert train_cli._config(parser.parse_args(train_cli.train_argv("/data", tuned))) == tuned  # UI -> CLI round trip
+    assert train_cli._config(parser.parse_args(train_jobs.train_argv("/data", tuned))) == tuned  # UI -> CLI round trip
 
 
 @pytest.mark.parametrize(("total", "warmup"), [(1, 0), (10, 0), (100, 0), (100, 7), (5, 9)])
@@ -244,7 +245,7 @@ def test_batchnorm_recalibration_averages_the_given_tiles_without_randomness() -
     recalibrate_batchnorm(model, images, rows, batch_size=4, device=torch.device("cpu"))
     assert torch.equal(torch.get_rng_state(), rng_before)  # dropout stayed off: no random numbers drawn
     assert model.training and norm.momentum == 0.1
-    from core.train import images_to_tensor, normalize
+    from core.train.loop import images_to_tensor, normalize
 
     with torch.no_grad():
         features = model[0](normalize(images_to_tensor(images[rows], torch.device("cpu"))))
@@ -437,7 +438,7 @@ def test_cli_run_killed_mid_training_resumes_to_planned_epochs(testdata: Path, w
 
 def test_a_run_stopped_before_training_restarts_from_its_request_in_its_folder(ws: Workspace, tmp_path: Path) -> None:
     from core import jobs
-    from core.training_jobs import launch_training, resume_training
+    from core.train.jobs import launch_training, resume_training
 
     missing = tmp_path / "gone"
     job = launch_training(ws, missing, replace(TrainConfig(), epochs=2))
@@ -452,7 +453,7 @@ def test_a_run_stopped_before_training_restarts_from_its_request_in_its_folder(w
 
 
 def test_launch_training_refuses_a_bad_option_without_leaving_a_folder(ws: Workspace) -> None:
-    from core.training_jobs import launch_training
+    from core.train.jobs import launch_training
 
     with pytest.raises(DataError, match="bad training option"):
         launch_training(ws, ws.root, replace(TrainConfig(), epochs=0))

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.train import (
+from core.train.loop import (
     ShardRunner,
     TrainConfig,
     TrainingState,

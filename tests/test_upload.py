@@ -1,4 +1,4 @@
-"""core.upload: an uploaded slide streamed to a private temp file (extension kept, name never a path), hashed as
+"""core.predict.upload: an uploaded slide streamed to a private temp file (extension kept, name never a path), hashed as
 written, size-limited, deleted or kept; and the app's upload limit in .streamlit/config.toml."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from core import upload
-from core.config import Workspace
-from core.errors import DataError
+from core.base.config import Workspace
+from core.base.errors import DataError
+from core.predict import upload
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

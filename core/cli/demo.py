@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from core.config import workspace
+from core.base.config import workspace
+from core.base.errors import DataError
 from core.demo import (
     DEFAULT_DONORS,
     DEFAULT_GENES,
@@ -21,7 +22,6 @@ from core.demo import (
     ensure_demo_cohort,
     make_demo_cohort,
 )
-from core.errors import DataError
 from core.jobs import JobReporter
 
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core import runs
-from core.config import Workspace, resolve_data_dir, workspace
-from core.errors import DataError
-from core.features import DEFAULT_IMAGE_SIZE, FeatureSource
+from core.base.config import Workspace, resolve_data_dir, workspace
+from core.base.errors import DataError
+from core.embed.features import DEFAULT_IMAGE_SIZE, FeatureSource
 from core.jobs import JobReporter
+from core.train import runs
 
 WEIGHT_CHOICES = ("checkpoint", "random", "imagenet")
 
@@ -104,23 +104,6 @@ def _fields(source: FeatureSource) -> dict[str, Any]:
     return data
 
 
-def embed_argv(data_dir: str | Path, source: FeatureSource, *, all_epochs: bool = False,
-               epochs: list[int] | None = None) -> list[str]:
-    """The `embed` command line for `source` (what pages hand to core.jobs.launch)."""
-    argv = ["embed", "--data", str(data_dir), "--json"]
-    if source.kind == "checkpoint":
-        argv += ["--run", str(source.run_dir), "--epoch", str(source.epoch)]
-    elif source.kind == "timm":
-        argv += ["--timm", str(source.timm_name), "--timm-weights", str(source.weights_file)]
-    else:
-        argv += ["--weights", source.kind, "--arch", str(source.arch), "--seed", str(source.seed)]
-    if source.kind != "checkpoint":
-        argv += ["--image-size", str(source.image_size)]
-    if not all_epochs:
-        return argv
-    return [*argv, "--all-epochs"] + (["--epochs", ",".join(str(e) for e in epochs)] if epochs else [])
-
-
 class _Progress:
     """Forwards progress to the job and prints it on stderr at most once a second."""
 
@@ -138,8 +121,8 @@ class _Progress:
 
 def _embed(ws: Workspace, data: Path, source: FeatureSource, args: argparse.Namespace, job: JobReporter
            ) -> dict[str, Any]:
-    from core.embed import slide_means, tile_embeddings
-    from core.separation import separation
+    from core.embed.compute import slide_means, tile_embeddings
+    from core.embed.separability import separation
 
     started = time.perf_counter()
     tiles = tile_embeddings(ws, data, source, _Progress(job), job.cancel_requested, batch_size=args.batch_size)
@@ -155,7 +138,7 @@ def _embed(ws: Workspace, data: Path, source: FeatureSource, args: argparse.Name
 
 
 def _all_epochs(ws: Workspace, data: Path, args: argparse.Namespace, job: JobReporter) -> dict[str, Any]:
-    from core.separation import separation_across_epochs
+    from core.embed.separability import separation_across_epochs
 
     if not args.run:
         raise DataError(None, "--all-epochs needs --run")

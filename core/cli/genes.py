@@ -7,9 +7,9 @@ import json
 import sys
 from dataclasses import asdict
 
+from core.base.errors import DataError
 from core.cli.info import add_data_arguments, load_cohort_from_args
-from core.errors import DataError
-from core.genes import GeneFilterParams, filter_genes
+from core.data.genes import GeneFilterParams, filter_genes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,9 +7,9 @@ import json
 import sys
 import warnings
 
-from core.config import resolve_data_dir, workspace
-from core.dataset import Cohort, cohort_info, load_cohort
-from core.errors import DataWarning
+from core.base.config import resolve_data_dir, workspace
+from core.base.errors import DataWarning
+from core.data.dataset import Cohort, cohort_info, load_cohort
 
 
 def add_donor_argument(parser: argparse.ArgumentParser) -> None:

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.config import Workspace, workspace
-from core.errors import DataError
+from core.base.config import Workspace, workspace
+from core.base.errors import DataError
 from core.jobs import JobReporter, list_jobs, request_cancel
 
 SLEEP_DEMO_KIND = "sleep-demo"

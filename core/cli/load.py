@@ -12,10 +12,10 @@ import sys
 import time
 import warnings
 
+from core.base.config import resolve_data_dir, workspace
+from core.base.errors import DataWarning
 from core.cli.info import add_data_arguments, print_cohort_warnings
-from core.config import resolve_data_dir, workspace
-from core.dataset import cohort_info, load_cohort
-from core.errors import DataWarning
+from core.data.dataset import cohort_info, load_cohort
 from core.jobs import JobReporter
 
 _MB = 2**20

@@ -10,18 +10,18 @@ import sys
 import time
 from pathlib import Path
 
-from core import runs
+from core.base.config import resolve_data_dir, workspace
+from core.base.errors import DataError
+from core.base.fileio import atomic_path
 from core.cli.embed import add_source_arguments, job_progress, source_from_args
 from core.cli.info import load_cohort_from_args
-from core.config import resolve_data_dir, workspace
-from core.errors import DataError
-from core.export import coordinates_table
-from core.fileio import atomic_path
-from core.genes import GeneFilterParams
+from core.data.genes import GeneFilterParams
 from core.jobs import JobReporter
-from core.levels import LEVELS
-from core.map_jobs import MapRequest, points_for
-from core.reduce import METHODS, MapParams, cached_map
+from core.maps.export import coordinates_table
+from core.maps.jobs import MapRequest, points_for
+from core.maps.points import LEVELS
+from core.maps.reduce import METHODS, MapParams, cached_map
+from core.train import runs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

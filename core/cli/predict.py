@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from core.config import workspace
-from core.errors import DataError
+from core.base.config import workspace
+from core.base.errors import DataError
 from core.jobs import JobReporter
 from core.predict.request import MAP_METHODS, PredictRequest
 from core.ranking.params import RankParams

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.base.config import resolve_data_dir, workspace
+from core.base.errors import DataError
+from core.base.fileio import atomic_path
 from core.cli.embed import add_source_arguments, job_progress, source_from_args
 from core.cli.info import load_cohort_from_args
-from core.config import resolve_data_dir, workspace
-from core.errors import DataError
-from core.fileio import atomic_path
 from core.jobs import JobReporter
 from core.ranking.cv import RankParams
 from core.ranking.ridge import CRITERIA

@@ -7,9 +7,9 @@ import argparse
 import json
 import sys
 
-from core import runs
-from core.config import workspace
-from core.errors import DataError
+from core.base.config import workspace
+from core.base.errors import DataError
+from core.train import runs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

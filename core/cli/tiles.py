@@ -12,11 +12,11 @@ from typing import Any
 
 import pandas as pd
 
+from core.base.config import Workspace, resolve_data_dir, workspace
+from core.base.errors import DataError
 from core.cli.info import add_donor_argument, print_cohort_warnings
-from core.config import Workspace, resolve_data_dir, workspace
-from core.dataset import UNKNOWN_TISSUE
-from core.errors import DataError
-from core.tiling import TilingParams, build_tile_index, dataset_tiling_params, record_dataset_tiling_params
+from core.data.dataset import UNKNOWN_TISSUE
+from core.tiles.index import TilingParams, build_tile_index, dataset_tiling_params, record_dataset_tiling_params
 
 _BAR_WIDTH = 30
 
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--data", help="dataset folder (default $HISTOGENE_DATA, else the demo cohort)")
     source.add_argument("--slide", help="tile one slide (tissue 'Unknown') for a quick check")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    # Unset flags keep the dataset's recorded tiling (core.tiling.dataset_tiling_params), else the defaults.
+    # Unset flags keep the dataset's recorded tiling (core.tiles.index.dataset_tiling_params), else the defaults.
     defaults = TilingParams()
     parser.add_argument("--tile-size", type=int, default=None,
                         help=f"tile side in px at --magnification (default {defaults.tile_size}: 224 µm at 20x)")
@@ -67,8 +67,8 @@ def _one_slide(path: str) -> pd.DataFrame:
 
 
 def _cohort_samples(data: Path, ws: Workspace, donor_column: str | None = None) -> pd.DataFrame:
-    """Samples with a slide, from core.dataset (the contract's loader)."""
-    from core.dataset import load_cohort
+    """Samples with a slide, from core.data.dataset (the contract's loader)."""
+    from core.data.dataset import load_cohort
 
     cohort = load_cohort(data, ws, donor_column=donor_column)
     print_cohort_warnings(cohort)

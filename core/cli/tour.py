@@ -11,16 +11,16 @@ import sys
 import time
 from typing import Any
 
-from core.config import workspace
-from core.errors import DataError
+from core.base.config import workspace
+from core.base.errors import DataError
 from core.jobs import JobReporter
-from core.tour import KIND, TourParams, run_tour
+from core.tour.steps import KIND, TourParams, run_tour
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("tour", help="the demo tour: tile, train, embed, map, rank on the demo cohort")
     parser.add_argument("--json", action="store_true", help="print the result (steps, run, seconds) as JSON")
-    # Tests run the chain on a tiny cohort and model (core.tour.TourParams as JSON); the defaults are the real ones.
+    # Tests run the chain on a tiny cohort and model (TourParams as JSON); the defaults are the real ones.
     parser.add_argument("--params-json", help=argparse.SUPPRESS)
     parser.add_argument("--job-dir", help=argparse.SUPPRESS)
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pandas as pd
 
-from core import runs
+from core.base.config import Workspace, resolve_data_dir, workspace
+from core.base.errors import DataError, JobBusyError
 from core.cli.info import add_donor_argument, print_cohort_warnings
-from core.config import Workspace, resolve_data_dir, workspace
-from core.errors import DataError, JobBusyError
 from core.jobs import JobReporter
-from core.models import ARCHITECTURES
-from core.train import DECAY_TARGETS, MODES, OPTIMIZERS, SCHEDULES, WEIGHTS, TrainConfig, check_weights, train_run
+from core.train import runs
+from core.train.config import ARCHITECTURES, DECAY_TARGETS, MODES, OPTIMIZERS, SCHEDULES, WEIGHTS, TrainConfig
+from core.train.loop import check_weights, train_run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,8 +89,8 @@ def _tile_index(
     data: Path, ws: Workspace, reporter: _Progress, donor_column: str | None = None
 ) -> tuple[pd.DataFrame, Path]:
     """Build (or reuse) the cohort's tile index with the tiling the dataset uses (dataset_tiling_params)."""
-    from core.dataset import load_cohort
-    from core.tiling import build_tile_index, dataset_tiling_params
+    from core.data.dataset import load_cohort
+    from core.tiles.index import build_tile_index, dataset_tiling_params
 
     cohort = load_cohort(data, ws, donor_column=donor_column)
     print_cohort_warnings(cohort)
@@ -107,7 +107,7 @@ def _tile_index(
 
 
 def _resume_index(saved: dict[str, Any], ws: Workspace, reporter: _Progress) -> pd.DataFrame:
-    from core.tiling import load_tile_index
+    from core.tiles.index import load_tile_index
 
     path = saved.get("tile_index_path")
     if path and Path(path).exists():
@@ -167,15 +167,3 @@ def _accuracy_line(summary: dict[str, Any]) -> str:
             f"(validation {_percent(summary.get('val_acc_selected'))}): test accuracy "
             f"{_percent(summary.get('test_acc_selected'))} there, {_percent(summary.get('test_acc_final'))} "
             "at the final epoch")
-
-
-def train_argv(data_dir: str | Path, config: TrainConfig) -> list[str]:
-    """The `train` command line for `config` (what the UI hands to core.jobs.launch)."""
-    argv = ["train", "--data", str(data_dir), "--arch", config.arch, "--epochs", str(config.epochs),
-            "--lr", repr(config.lr), "--batch-size", str(config.batch_size), "--image-size", str(config.image_size),
-            "--seed", str(config.seed), "--optimizer", config.optimizer, "--weights", config.weights,
-            "--mode", config.mode, "--test-fraction", repr(config.test_fraction),
-            "--val-fraction", repr(config.val_fraction),
-            "--num-workers", str(config.num_workers), "--schedule", config.schedule,
-            "--weight-decay", repr(config.weight_decay), "--decay", config.decay]
-    return argv if config.augment else [*argv, "--no-augment"]

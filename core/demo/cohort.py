@@ -14,7 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from core.config import Workspace
+from core.base.config import Workspace
+from core.base.errors import DataError
+from core.base.fileio import atomic_write_bytes, atomic_write_json, flock
 from core.demo.expression import SimulatedExpression, gct_bytes, simulate_expression
 from core.demo.painter import render_slide
 from core.demo.plan import histology_csv, plan_cohort
@@ -36,8 +38,6 @@ from core.demo.spec import (
     ProgressFn,
 )
 from core.demo.svs import write_aperio_svs
-from core.errors import DataError
-from core.fileio import atomic_write_bytes, atomic_write_json, flock
 
 
 def _make_slide(task: dict[str, Any]) -> str:

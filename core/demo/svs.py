@@ -9,8 +9,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from core.base.fileio import atomic_write_bytes
 from core.demo.spec import APP_MAG, MPP
-from core.fileio import atomic_write_bytes
 
 
 def _aperio_header(width: int, height: int, tile: int, quality: int) -> str:

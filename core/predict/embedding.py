@@ -1,6 +1,6 @@
 """Step 3: embed a slide's kept tiles with the run's checkpoint (penultimate features, batched).
 
-Tiles are read exactly as the training pack read them (core.slides read_region of the level-0 box at the
+Tiles are read exactly as the training pack read them (core.data.slides read_region of the level-0 box at the
 model's input size: nearest pyramid level, then an area filter), so the network sees the same kind of
 pixels. A big slide's tiles are read by a small process pool in chunks while this process embeds the
 chunks already read. The loaded model is kept per process (a page or the tour predicting twice loads once).
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.features import FeatureSource
+from core.embed.features import FeatureSource
 
 # Tiles per chunk handed to a reading process, and the count above which a pool pays for its start-up.
 READ_CHUNK = 256
@@ -30,8 +30,8 @@ _MODELS_GUARD = threading.Lock()
 
 def feature_model(source: FeatureSource):
     """(model, device) for a checkpoint source, loaded once per process."""
-    from core.features import load_feature_model
-    from core.models import pick_device
+    from core.embed.features import load_feature_model
+    from core.train.models import pick_device
 
     with _MODELS_GUARD:
         hit = _MODELS.get(source.key)
@@ -62,8 +62,8 @@ def preload(source: FeatureSource) -> threading.Thread:
 def read_chunk(path: str, scenes: np.ndarray, xs: np.ndarray, ys: np.ndarray, sizes: np.ndarray,
                out_size: int) -> np.ndarray:
     """uint8 (n, S, S, 3) tiles of one slide, each its level-0 box read at `out_size` (pool entry)."""
-    from core.errors import DataWarning
-    from core.slides import open_slide
+    from core.base.errors import DataWarning
+    from core.data.slides import open_slide
 
     warnings.simplefilter("ignore", DataWarning)  # the slide's notes were reported when it was read
     out = np.empty((len(xs), out_size, out_size, 3), np.uint8)
@@ -108,7 +108,7 @@ def embed_slide_tiles(path: str | Path, tiles: pd.DataFrame, source: FeatureSour
     10-21 ms on two, at batch 64-256)."""
     import torch
 
-    from core.embed import embed_batches
+    from core.embed.compute import embed_batches
 
     model, device, dim = feature_model(source)
     values = np.empty((len(tiles), dim), np.float32)

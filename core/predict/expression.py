@@ -2,7 +2,7 @@
 per-tile gene predictions.
 
 The final model of each gene is the ranking's own pipeline refitted on ALL reference slides: standardize +
-PCA(k) (core.ranking.reduce.fit_reducer), then ridge with each gene's penalty chosen by exact leave-one-out
+PCA(k) (core.ranking.fold_pca.fit_reducer), then ridge with each gene's penalty chosen by exact leave-one-out
 (core.ranking.ridge.fit_ridge_cv), the same components, seed and criterion the ranking cross-validated. A
 gene's cross-validated R² from the ranking is its reliability; only genes at or above the threshold are
 predicted. The whole-transcriptome estimate is the ranking's cluster baseline refitted the same way: k-means
@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.cache import cache_key
-from core.config import Workspace
-from core.fileio import atomic_path
+from core.base.cache import cache_key
+from core.base.config import Workspace
+from core.base.fileio import atomic_path
+from core.ranking.fold_pca import Reducer, fit_reducer
 from core.ranking.params import RankParams
-from core.ranking.reduce import Reducer, fit_reducer
 from core.ranking.ridge import fit_ridge_cv
 from core.ranking.store import Ranking
 from core.ranking.threads import one_thread

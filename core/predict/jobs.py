@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core import jobs
-from core.config import Workspace
+from core.base.config import Workspace
 from core.predict.request import PredictRequest
 
 KIND = "predict"

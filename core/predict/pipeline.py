@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from core.cache import cache_key
-from core.config import Workspace
-from core.errors import DataError
-from core.fileio import temp_path_for
+from core.base.cache import cache_key
+from core.base.config import Workspace
+from core.base.errors import DataError
+from core.base.fileio import temp_path_for
 from core.predict.request import PredictRequest, reference_dir, run_model
 from core.predict.result import SlidePrediction, load_prediction, save_prediction
 
@@ -66,7 +66,7 @@ def predictions_dir(ws: Workspace) -> Path:
 def result_folder(ws: Workspace, sha256: str, request: PredictRequest, data_dir: Path) -> Path:
     """Where the result of this file, request and reference is saved: keyed also by the reference dataset's
     folder, its saved tiling settings and the run's classes (read from small files, so pages can call it)."""
-    from core.settings import load_dataset_settings
+    from core.base.settings import load_dataset_settings
 
     tiling = load_dataset_settings(ws, data_dir).get("tiling")
     classes = run_model(request).classes
@@ -273,7 +273,7 @@ def _tile_columns(tiles: pd.DataFrame, probs: np.ndarray, classes: list[str]) ->
 
 def _ranking(ws: Workspace, reference, model, request: PredictRequest, steps: _Steps):
     """(ranking or None, notes, folder it would be saved in when missing)."""
-    from core.rank_jobs import cached_ranking_for
+    from core.ranking.jobs import cached_ranking_for
 
     try:
         lookup = cached_ranking_for(ws, reference.data_dir, reference.cohort, model.source, request.ranking)
@@ -300,16 +300,16 @@ def _compute(ws: Workspace, data: Path, path: Path, sha: str, request: PredictRe
     # Every import of this step first, in this thread: the preload thread below is then the only one importing
     # torch (scikit-learn looks torch up for its array API when torch is loaded; two threads importing torch's
     # modules at once can register its kernels twice).
-    from core.dataset import load_cohort
-    from core.embed import cached_folders
+    from core.data.dataset import load_cohort
+    from core.embed.compute import cached_folders
+    from core.embed.heads import checkpoint_head
     from core.predict.embedding import preload
     from core.predict.expression import gene_models, predict_expression
     from core.predict.placement import place_on_map
     from core.predict.reference import check_tissues_fit, load_reference, nearest
     from core.predict.tiles import predict_tiling_params
     from core.predict.tissue import call_tissue
-    from core.predictions import checkpoint_head
-    from core.tiling import dataset_tiling_params
+    from core.tiles.index import dataset_tiling_params
 
     params = predict_tiling_params(dataset_tiling_params(ws, data), model.classes)
     loading = None

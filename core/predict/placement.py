@@ -1,7 +1,7 @@
 """Step 8: the slide's place on the reference slide map.
 
-PCA map: the PCA of the reference slide embeddings (fitted as core.reduce.pca fits it) transforms the new
-slide exactly. UMAP map: the map's fitted UMAP, kept beside the cached coordinates (core.reduce
+PCA map: the PCA of the reference slide embeddings (fitted as core.maps.reduce.pca fits it) transforms the new
+slide exactly. UMAP map: the map's fitted UMAP, kept beside the cached coordinates (core.maps.reduce
 `lookup_reducer`), transforms the slide's scores in the map's own PCA space (centre and axes fitted on the
 reference slides). A UMAP map cached before reducers were kept has coordinates only: the slide is then placed
 at the distance-weighted mean of its nearest reference slides' map coordinates, neighbours found in the map's
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.config import Workspace
+from core.base.config import Workspace
+from core.maps.reduce import MapParams, lookup_map, lookup_reducer
 from core.predict.reference import Reference
-from core.reduce import MapParams, lookup_map, lookup_reducer
 
 PLACE_NEIGHBOURS = 5
 

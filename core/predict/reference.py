@@ -1,6 +1,6 @@
 """The reference a slide is compared with: the run's dataset, its slides embedded by the same checkpoint.
 
-The reference slide embeddings are core.embed's cached ones (the Explorer and Gene rankings pages use the
+The reference slide embeddings are core.embed.compute's cached ones (the Explorer and Gene rankings pages use the
 same entry); when missing they are computed once (tiling the dataset first if needed) and cached there.
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.config import Workspace
-from core.dataset import Cohort, load_cohort
-from core.errors import DataError
-from core.features import FeatureSource
+from core.base.config import Workspace
+from core.base.errors import DataError
+from core.data.dataset import Cohort, load_cohort
+from core.embed.features import FeatureSource
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Reference:
     tissues: np.ndarray  # str per slide
     slide_paths: np.ndarray  # str per slide ("" when unknown)
     key: str  # the slides-level points key (what the Explorer's maps are cached under)
-    embeddings: object  # core.embed.SlideEmbeddings
+    embeddings: object  # core.embed.compute.SlideEmbeddings
 
 
 def check_tissues_fit(cohort: Cohort, data_dir: Path, classes: tuple[str, ...]) -> list[str]:
@@ -51,8 +51,8 @@ def load_reference(ws: Workspace, data_dir: Path, source: FeatureSource, classes
                    cancel: Callable[[], bool] | None = None, cohort: Cohort | None = None
                    ) -> tuple[Reference, list[str]]:
     """(the reference, warnings). DataError when the run's tissues and the dataset's do not fit."""
-    from core import embed
-    from core.levels import slides_level
+    from core.embed import compute as embed
+    from core.maps.points import slides_level
 
     cohort = cohort if cohort is not None else load_cohort(data_dir, ws)
     notes = check_tissues_fit(cohort, data_dir, classes)

@@ -1,7 +1,7 @@
 """What a prediction is asked for (run, checkpoint, ranking parameters, threshold) and the run it uses.
 
 A request names its run by folder; the checkpoint defaults to the run's epoch selected on its validation
-donors (core.runs.select_epoch), never the best one on test. `RunModel` is everything the prediction reads
+donors (core.train.runs.select_epoch), never the best one on test. `RunModel` is everything the prediction reads
 from the run: the checkpoint as a FeatureSource, its class list, the tiling the run's dataset was cut with
 and the reference dataset. Runs that cannot serve a prediction are a DataError naming the run's file."""
 
@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.cache import cache_key
-from core.config import Workspace, resolve_data_dir
-from core.errors import DataError
-from core.features import FeatureSource, checkpoint_epochs
+from core.base.cache import cache_key
+from core.base.config import Workspace, resolve_data_dir
+from core.base.errors import DataError
+from core.embed.features import FeatureSource, checkpoint_epochs
 from core.ranking.params import RankParams
 
 MAP_METHODS = ("umap", "tsne", "pca")
@@ -74,7 +74,7 @@ class RunModel:
 
 def selected_epoch(run_dir: Path) -> tuple[int | None, str]:
     """(the run's epoch selected on validation, how it was chosen); (None, note) when metrics say nothing."""
-    from core.runs import read_metrics, select_epoch
+    from core.train.runs import read_metrics, select_epoch
 
     _, epochs = read_metrics(run_dir)
     chosen = select_epoch(epochs)
@@ -85,7 +85,7 @@ def selected_epoch(run_dir: Path) -> tuple[int | None, str]:
 
 def run_model(request: PredictRequest) -> RunModel:
     """The run's checkpoint and classes; DataError naming the run's file when it cannot predict."""
-    from core.runs import run_config
+    from core.train.runs import run_config
 
     run_dir = Path(request.run_dir)
     config = run_config(run_dir)  # DataError: not a run
@@ -109,7 +109,7 @@ def run_model(request: PredictRequest) -> RunModel:
 
 def default_run(ws: Workspace) -> Path | None:
     """The best finished run: the highest validation accuracy at its selected epoch (then the newest)."""
-    from core.runs import list_runs
+    from core.train.runs import list_runs
 
     runs = list_runs(ws)
     if runs.empty:
@@ -126,7 +126,7 @@ def default_run(ws: Workspace) -> Path | None:
 def request_for(ws: Workspace, run: str | Path | None = None, epoch: int | None = None, **settings: Any
                 ) -> PredictRequest:
     """A request for `run` (id or folder; default: default_run). DataError when there is no trained run."""
-    from core.runs import run_path
+    from core.train.runs import run_path
 
     if run is None:
         found = default_run(ws)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.fileio import temp_path_for
+from core.base.fileio import temp_path_for
 
 META_JSON = "prediction.json"  # written last: its presence marks a complete entry
 

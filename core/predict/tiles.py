@@ -1,7 +1,7 @@
 """Steps 1-2 for one slide: read it (info, thumbnail, tissue mask) and QC every tissue cell of its grid.
 
-The grid, the tissue mask and the QC are the training data's own (core.tile_plan.plan_slide and
-core.tile_run.run_slides, the functions `tiles --all-tiles` runs), at the run's tiling parameters, so a
+The grid, the tissue mask and the QC are the training data's own (core.tiles.plan.plan_slide and
+core.tiles.run.run_slides, the functions `tiles --all-tiles` runs), at the run's tiling parameters, so a
 predicted slide's tiles are cut and filtered like the tiles the model learnt from. One difference: the
 JPEG-size stage's bar depends on the tissue, which is what is being predicted, so the most lenient bar of
 the run's tissues is used (fat and lung compress small even when they are good tissue).
@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.dataset import UNKNOWN_TISSUE
-from core.errors import DataError, DataWarning
-from core.qc import QC_STAGES
-from core.slides import open_slide
-from core.tile_mask import tissue_mask
-from core.tile_parts import TilePart
-from core.tile_plan import mask_thumbnail_side, plan_slide, read_size_for
-from core.tile_run import SlideTask, run_slides
-from core.tiling import TilingParams
+from core.base.errors import DataError, DataWarning
+from core.data.dataset import UNKNOWN_TISSUE
+from core.data.slides import open_slide
+from core.tiles.index import TilingParams
+from core.tiles.mask import tissue_mask
+from core.tiles.parts import TilePart
+from core.tiles.plan import mask_thumbnail_side, plan_slide, read_size_for
+from core.tiles.qc import QC_STAGES
+from core.tiles.run import SlideTask, run_slides
 
 THUMB_SIDE = 1024  # the thumbnail the heatmaps are drawn over
 # A slide coarser than this many times the run's tile resolution would be upsampled too far to look like

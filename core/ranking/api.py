@@ -1,16 +1,16 @@
 """The one call that ranks genes for a feature source: embed what is missing (the source and its
 random-weights baseline), join the embeddings to the filtered logTPM, and return the cached ranking or
 compute and save it. The CLI (`python -m core rank`) and the page's background job both end here; the
-page's cache-only lookup (core.rank_jobs.cached_ranking_for) builds the same inputs, so it finds it."""
+page's cache-only lookup (core.ranking.jobs.cached_ranking_for) builds the same inputs, so it finds it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from core.config import Workspace
-from core.dataset import Cohort, load_cohort
-from core.errors import DataError
-from core.features import FeatureSource
+from core.base.config import Workspace
+from core.base.errors import DataError
+from core.data.dataset import Cohort, load_cohort
+from core.embed.features import FeatureSource
 from core.ranking.cv import Cancel, Progress, RankParams
 from core.ranking.inputs import ranking_inputs
 from core.ranking.store import Ranking, rank_inputs
@@ -42,12 +42,12 @@ def rank_genes(
     logTPM, params, ranking code version): a second call with the same inputs reads it back
     (`summary["cached"]` True). Embeddings that are missing are computed first (tiling if needed),
     reporting progress as "embeddings: ..." / "random-weights embeddings: ..." then "ranking: ...".
-    With `with_baseline`, the random-weights features of the same architecture (core.rank_jobs.
+    With `with_baseline`, the random-weights features of the same architecture (core.ranking.jobs.
     baseline_source) are ranked on the same folds, which gives `r2_random` and SEQUOIA's `recovered`.
     DataError when the cohort cannot be ranked (no expression, too few donors for the folds, ...).
     """
-    from core.embed import slide_embeddings
-    from core.rank_jobs import baseline_source, check_params
+    from core.embed.compute import slide_embeddings
+    from core.ranking.jobs import baseline_source, check_params
 
     data_dir = Path(data_dir)
     if cohort is None:

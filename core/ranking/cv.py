@@ -13,10 +13,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from core.ranking.baselines import group_mean_predict, kmeans_predict
+from core.ranking.fold_pca import fit_reducer
 from core.ranking.folds import Fold, donor_folds
 from core.ranking.metrics import pearson_columns, spearman_columns
 from core.ranking.params import RankParams  # its own module: importable without sklearn
-from core.ranking.reduce import fit_reducer
 from core.ranking.ridge import fit_ridge_cv
 from core.ranking.threads import single_threaded
 

@@ -9,9 +9,9 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from core.dataset import Cohort
-from core.errors import DataError
-from core.genes import GeneFilterParams, filter_genes
+from core.base.errors import DataError
+from core.data.dataset import Cohort
+from core.data.genes import GeneFilterParams, filter_genes
 
 
 class Embeddings(Protocol):

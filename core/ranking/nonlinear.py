@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from core.fileio import atomic_path
+from core.base.fileio import atomic_path
 from core.ranking.cv import Cancel, Progress, RankParams, _check_cancel, _median, _r2, _sse, _sums_of_squares
+from core.ranking.fold_pca import fit_reducer
 from core.ranking.folds import donor_folds
-from core.ranking.reduce import fit_reducer
 
 # Bandwidths, as multiples of 1 / (median squared distance between training rows), and penalties, as
 # multiples of the kernel's mean eigenvalue: a grid wide enough to reach both a near-linear smooth fit and a
@@ -165,7 +165,7 @@ def nonlinear_for_ranking(ws, data_dir, source, ranking, params: RankParams, top
     """`top_genes_nonlinear` for a finished ranking of `source` (its cached slide embeddings, aligned to the
     ranking's samples; observed logTPM from the ranking), read from the ranking's folder when it was computed
     before, else computed and saved there. Returns the table and whether it came from the cache."""
-    from core.embed import slide_embeddings
+    from core.embed.compute import slide_embeddings
 
     saved = load_nonlinear(ranking.path, top)
     if saved is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.ranking.reduce import thin_svd
+from core.ranking.fold_pca import thin_svd
 
 # Penalties relative to the mean squared singular value of the training design (a scale-free grid).
 RELATIVE_ALPHAS = np.logspace(-4, 2, 13)

@@ -7,7 +7,7 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from core.config import Workspace
+from core.base.config import Workspace
 from core.ranking.cv import RankParams
 from core.ranking.store import SUMMARY_JSON, rankings_dir
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.cache import cache_key
-from core.config import Workspace
-from core.fileio import atomic_write_json, temp_path_for
+from core.base.cache import cache_key
+from core.base.config import Workspace
+from core.base.fileio import atomic_write_json, temp_path_for
 from core.ranking.cv import Cancel, Progress, RankParams, cross_validate
 from core.ranking.inputs import RankInputs
 from core.ranking.table import build_table, summarize

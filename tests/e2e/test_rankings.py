@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from core.config import workspace
+from core.base.config import workspace
 from core.demo import ensure_demo_cohort
 from tests.e2e.conftest import REPO_ROOT, assert_no_exception, running_app, screenshot, wait_for_app
 

@@ -54,9 +54,9 @@ def test_a_running_training_survives_reload_new_tab_and_server_restart(browser, 
     from dataclasses import replace
 
     from core import jobs
-    from core.config import workspace
-    from core.train import TrainConfig
-    from core.training_jobs import launch_training
+    from core.base.config import workspace
+    from core.train.config import TrainConfig
+    from core.train.jobs import launch_training
     from tests.e2e.conftest import running_app
 
     ws = workspace(e2e_workspace)
@@ -101,8 +101,8 @@ def test_a_running_training_survives_reload_new_tab_and_server_restart(browser, 
 
 
 def test_the_confusion_matrix_switches_from_the_selected_to_the_latest_epoch(page, app_url, e2e_workspace):
-    from core import runs
-    from core.config import workspace
+    from core.base.config import workspace
+    from core.train import runs
     from tests.run_helpers import run_with_epochs
 
     matrices = {1: [[1, 3], [3, 1]], 2: [[4, 0], [1, 3]], 3: [[2, 2], [0, 4]]}

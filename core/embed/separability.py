@@ -1,0 +1,238 @@
+"""How well an embedding separates tissues: silhouette by tissue, and k-nearest-neighbour tissue accuracy
+with whole donors held out (a donor's other slides share its staining and would flatter the score).
+Each score comes with its baseline: the accuracy of always guessing the commonest training tissue.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SILHOUETTE_SAMPLE = 5000  # silhouette is O(n^2): tile-level scores use a seeded sample of this many points
+
+
+@dataclass
+class Separation:
+    silhouette: float | None  # -1..1; None with fewer than 2 tissues
+    knn_accuracy: float | None  # share of points whose tissue kNN from other donors gets right
+    chance_accuracy: float | None  # baseline: the commonest tissue of the training folds
+    points: int
+    tissues: int
+    donors: int
+    folds: int
+    k: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _labels(values: np.ndarray, tissues, donors=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    x = np.asarray(values, dtype=np.float32)
+    y = np.asarray(tissues).astype(str)
+    if x.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"values must be (n, d) with one tissue per row; got {x.shape} and {len(y)} tissues")
+    g = np.asarray(donors).astype(str) if donors is not None else None
+    if g is not None and len(g) != len(y):
+        raise ValueError("one donor per row is required")
+    return x, y, g
+
+
+def silhouette_by_tissue(values: np.ndarray, tissues, metric: str = "euclidean", seed: int = 0) -> float | None:
+    """Mean silhouette with tissues as clusters (None when fewer than 2 tissues or a point per tissue)."""
+    from sklearn.metrics import silhouette_score
+
+    x, y, _ = _labels(values, tissues)
+    if len(np.unique(y)) < 2 or len(np.unique(y)) >= len(y):
+        return None
+    size = SILHOUETTE_SAMPLE if len(y) > SILHOUETTE_SAMPLE else None
+    return float(silhouette_score(x, y, metric=metric, sample_size=size, random_state=seed))
+
+
+def knn_tissue_accuracy(values: np.ndarray, tissues, donors, k: int = 5, folds: int = 5,
+                        metric: str = "euclidean") -> tuple[float | None, float | None, int]:
+    """(kNN accuracy, commonest-tissue baseline, folds used) with whole donors held out per fold.
+
+    GroupKFold on the donors: no donor has points on both sides of a fold. None, None, 0 with fewer than
+    two donors.
+    """
+    from sklearn.model_selection import GroupKFold
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, y, g = _labels(values, tissues, donors)
+    n_donors = len(np.unique(g))
+    if n_donors < 2:
+        return None, None, 0
+    n_folds = min(folds, n_donors)
+    correct = baseline = 0
+    for train, test in GroupKFold(n_splits=n_folds).split(x, y, g):
+        neighbours = KNeighborsClassifier(n_neighbors=min(k, len(train)), metric=metric)
+        neighbours.fit(x[train], y[train])
+        correct += int((neighbours.predict(x[test]) == y[test]).sum())
+        names, counts = np.unique(y[train], return_counts=True)
+        baseline += int((y[test] == names[np.argmax(counts)]).sum())
+    return correct / len(y), baseline / len(y), n_folds
+
+
+def separation(values: np.ndarray, tissues, donors, k: int = 5, folds: int = 5,
+               metric: str = "euclidean") -> Separation:
+    """Silhouette and donor-held-out kNN accuracy (with its baseline) of one embedding."""
+    x, y, g = _labels(values, tissues, donors)
+    accuracy, chance, used = knn_tissue_accuracy(x, y, g, k, folds, metric)
+    return Separation(
+        silhouette=silhouette_by_tissue(x, y, metric), knn_accuracy=accuracy, chance_accuracy=chance,
+        points=len(y), tissues=len(np.unique(y)), donors=len(np.unique(g)), folds=used, k=k,
+    )
+
+
+def _clean(value: float | None) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+SCORE_TILES = 5000  # tile-level scores across epochs: a seeded sample of this many tiles per embedding
+SCORES_NAME = "separation.json"  # beside an embedding's values.npy: its scores, so a page only reads them
+_SCORES_VERSION = 1
+EPOCH_TABLE_COLUMNS = (
+    "epoch", "source", "label", "silhouette", "knn_accuracy", "chance_accuracy", "tile_silhouette",
+    "tile_knn_accuracy", "tile_chance_accuracy", "tiles_scored", "val_acc", "test_acc", "source_key",
+)
+
+
+def embedding_scores(tiles, tile_points: int = SCORE_TILES, seed: int = 0) -> dict[str, Any]:
+    """Slide-level (mean of each slide's tiles) and tile-level (seeded sample of `tile_points` tiles) tissue
+    separation of one cached embedding (core.embed.compute.TileEmbeddings), donors held out for kNN.
+
+    Saved as separation.json in the embedding's cache folder and read back by later calls, so a page can show
+    the scores of every embedding already computed without scoring anything.
+    """
+    from core.base.fileio import atomic_write_json, read_json_object
+    from core.embed.compute import slide_means
+
+    folder = Path(tiles.path).parent if tiles.path is not None else None
+    stamp = {"version": _SCORES_VERSION, "tile_points": int(tile_points), "seed": int(seed)}
+    if folder is not None:
+        saved = read_json_object(folder / SCORES_NAME)
+        if saved and all(saved.get(k) == v for k, v in stamp.items()) and isinstance(saved.get("scores"), dict):
+            return saved["scores"]
+    slides = slide_means(tiles)
+    by_slide = separation(slides.values, slides.tissues, slides.subject_ids)
+    meta = tiles.tiles
+    rows = np.arange(len(meta))
+    if len(rows) > tile_points:
+        rows = np.sort(np.random.default_rng(seed).choice(len(rows), tile_points, replace=False))
+    by_tile = separation(np.asarray(tiles.values[rows], dtype=np.float32), meta["tissue"].to_numpy()[rows],
+                         meta["subject_id"].to_numpy()[rows])
+    scores = {
+        "silhouette": by_slide.silhouette, "knn_accuracy": by_slide.knn_accuracy,
+        "chance_accuracy": by_slide.chance_accuracy, "slides": by_slide.points,
+        "tile_silhouette": by_tile.silhouette, "tile_knn_accuracy": by_tile.knn_accuracy,
+        "tile_chance_accuracy": by_tile.chance_accuracy, "tiles_scored": by_tile.points,
+        "tissues": by_slide.tissues, "donors": by_slide.donors,
+    }
+    if folder is not None and folder.is_dir():
+        atomic_write_json(folder / SCORES_NAME, {**stamp, "scores": scores})
+    return scores
+
+
+def spread_epochs(epochs: list[int], n: int = 8) -> list[int]:
+    """Up to n epochs spread over `epochs` (first and last always in): what a CPU can score in minutes."""
+    epochs = sorted(set(int(e) for e in epochs))
+    if len(epochs) <= n:
+        return epochs
+    picks = np.unique(np.round(np.linspace(0, len(epochs) - 1, n)).astype(int))
+    return [epochs[i] for i in picks]
+
+
+def epochs_to_score(available: list[int], scored: set[int], n: int = 8) -> list[int]:
+    """The epochs a page offers to score next: the spread ones not scored yet, else a spread of the unscored
+    ones (never an epoch already scored; empty when every checkpoint is)."""
+    fresh = [e for e in spread_epochs(available, n) if e not in scored]
+    return fresh or spread_epochs([e for e in available if e not in scored], n)
+
+
+def _epoch_sources(run_dir: Path, epochs: list[int] | None, include_random: bool) -> list[tuple[int, Any]]:
+    from core.embed.features import FeatureSource, checkpoint_epochs
+
+    available = checkpoint_epochs(run_dir)
+    chosen = sorted(set(int(e) for e in epochs)) if epochs is not None else available
+    missing = sorted(set(chosen) - set(available))
+    if missing:
+        from core.base.errors import DataError
+
+        raise DataError(run_dir / "checkpoints", f"no checkpoint for epoch(s) {missing}; saved: {available}")
+    sources = [(0, FeatureSource.for_run(run_dir, "random"))] if include_random else []
+    return sources + [(e, FeatureSource.checkpoint(run_dir, e)) for e in chosen]
+
+
+def _epoch_row(run_metrics: pd.DataFrame, epoch: int, source, scores: dict[str, Any]) -> dict[str, Any]:
+    row = {"epoch": epoch, "source": source.kind, "label": source.label, "source_key": source.key}
+    row.update({k: scores.get(k) for k in EPOCH_TABLE_COLUMNS if k in scores})
+    trained = source.kind == "checkpoint"
+    at = run_metrics[run_metrics["epoch"] == epoch] if trained else run_metrics.iloc[:0]
+    for column in ("val_acc", "test_acc"):
+        row[column] = _clean(float(at[column].iloc[-1])) if len(at) and pd.notna(at[column].iloc[-1]) else None
+    return row
+
+
+def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(EPOCH_TABLE_COLUMNS))
+
+
+def separation_across_epochs(
+    ws,
+    data_dir: str | Path,
+    run: str | Path,
+    epochs: list[int] | None = None,
+    *,
+    include_random: bool = True,
+    tile_points: int = SCORE_TILES,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    **options,
+) -> pd.DataFrame:
+    """Tissue separation of every checkpoint of `run` (or of `epochs`), plus the same architecture with
+    seeded random weights as epoch 0, at the slide level and the tile level (a seeded sample of `tile_points`
+    tiles): columns EPOCH_TABLE_COLUMNS, with the run's validation and test accuracy at each epoch.
+
+    Embeddings and scores are cached, so a second call reads them. `options` go to core.embed.compute.tile_embeddings.
+    """
+    from core.embed.compute import tile_embeddings
+    from core.train.runs import read_metrics
+
+    run_dir = Path(run)
+    sources = _epoch_sources(run_dir, epochs, include_random)
+    _, run_metrics = read_metrics(run_dir)
+    rows = []
+    for i, (epoch, source) in enumerate(sources):
+        def report(done: int, total: int, message: str, _i: int = i, _label: str = source.label) -> None:
+            if progress is not None:
+                fraction = done / total if total else 0.0
+                progress(_i * 1000 + round(1000 * fraction), len(sources) * 1000, f"{_label}: {message}")
+
+        tiles = tile_embeddings(ws, data_dir, source, report, cancel, **options)
+        rows.append(_epoch_row(run_metrics, epoch, source, embedding_scores(tiles, tile_points)))
+    return _table(rows)
+
+
+def scored_epochs(ws, data_dir: str | Path, run: str | Path, tile_points: int = SCORE_TILES) -> pd.DataFrame:
+    """The rows of separation_across_epochs already computed (embedding cached and scored): reads files only,
+    never embeds or scores, so a page can call it on every rerun. Random weights first, then epochs."""
+    from core.base.fileio import read_json_object
+    from core.embed.compute import cached_folders
+    from core.train.runs import read_metrics
+
+    run_dir = Path(run)
+    _, run_metrics = read_metrics(run_dir)
+    sources = _epoch_sources(run_dir, None, include_random=True)
+    folders = cached_folders(ws, data_dir, [source for _, source in sources])
+    rows = []
+    for (epoch, source), folder in zip(sources, folders, strict=True):
+        saved = read_json_object(folder / SCORES_NAME) if folder is not None else None
+        if saved and saved.get("version") == _SCORES_VERSION and saved.get("tile_points") == tile_points:
+            rows.append(_epoch_row(run_metrics, epoch, source, saved.get("scores") or {}))
+    return _table(rows)
