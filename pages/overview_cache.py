@@ -28,6 +28,7 @@ from PIL import Image
 
 from core.base import DataError, Workspace, file_fingerprint
 from core.data import Cohort, GeneFilterParams, dataset
+from core.data import figures as data_figures
 from core.data import views as summary
 from core.tiles import figures
 from core.tiles import index as tiling
@@ -122,12 +123,12 @@ def tile_index(key: IndexKey) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def per_tissue_figure(info: dict[str, Any], key: IndexKey | None, _index: pd.DataFrame | None) -> go.Figure:
-    return frozen(figures.per_tissue_counts_bar(summary.per_tissue_table(info, _index)))
+    return frozen(data_figures.per_tissue_counts_bar(summary.per_tissue_table(info, _index)))
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def demographic_figures(values: dict[str, pd.Series]) -> list[go.Figure]:
-    return [frozen(figures.breakdown_bar(series, title)) for title, series in values.items()]
+    return [frozen(data_figures.breakdown_bar(series, title)) for title, series in values.items()]
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -191,5 +192,5 @@ def gene_view(ws: Workspace, cohort: Cohort, params: GeneFilterParams) -> tuple[
 def _gene_view(root: str, fingerprints: tuple[str | None, ...], min_log_tpm: float, min_sd: float,
                _ws: Workspace, _cohort: Cohort) -> tuple[go.Figure, go.Figure]:
     funnel, sample = summary.gene_funnel(_ws, _cohort, GeneFilterParams(min_log_tpm=min_log_tpm, min_sd=min_sd))
-    return (frozen(figures.gene_filter_funnel(funnel)),
-            frozen(figures.log_tpm_histogram(np.asarray(sample), threshold=min_log_tpm)))
+    return (frozen(data_figures.gene_filter_funnel(funnel)),
+            frozen(data_figures.log_tpm_histogram(np.asarray(sample), threshold=min_log_tpm)))

@@ -9,8 +9,15 @@ import streamlit as st
 
 from core import jobs
 from core.base import DataError, JobBusyError
-from core.tiles import figures
-from core.train import ARCHITECTURES, TrainConfig, imagenet_weights_status, launch_training, resume_training, runs
+from core.train import (
+    ARCHITECTURES,
+    TrainConfig,
+    figures,
+    imagenet_weights_status,
+    launch_training,
+    resume_training,
+    runs,
+)
 from pages.common import dataset_dir, donor_banner, get_cohort, get_workspace, job_panel
 
 ws = get_workspace()

@@ -77,6 +77,7 @@ def test_overview_rerun_rebuilds_no_figure_and_reads_no_slide(app_env, monkeypat
     import streamlit as st
 
     import core.base.cache
+    from core.data import figures as data_figures
     from core.tiles import figures
     from core.tiles import index as tiling
 
@@ -92,9 +93,11 @@ def test_overview_rerun_rebuilds_no_figure_and_reads_no_slide(app_env, monkeypat
             return fn(*args, **kwargs)
         return wrapper
 
-    for name in ("per_tissue_counts_bar", "breakdown_bar", "qc_funnel", "rejections_per_tissue",
-                 "thumbnail_with_tiles", "gene_filter_funnel", "log_tpm_histogram"):
-        monkeypatch.setattr(figures, name, counted(name, getattr(figures, name)))
+    for module, name in ((data_figures, "per_tissue_counts_bar"), (data_figures, "breakdown_bar"),
+                         (figures, "qc_funnel"), (figures, "rejections_per_tissue"),
+                         (figures, "thumbnail_with_tiles"), (data_figures, "gene_filter_funnel"),
+                         (data_figures, "log_tpm_histogram")):
+        monkeypatch.setattr(module, name, counted(name, getattr(module, name)))
     monkeypatch.setattr(tiling, "read_tile", counted("read_tile", tiling.read_tile))
     monkeypatch.setattr(tiling, "index_key", counted("index_key", tiling.index_key))
     import core.data.dataset

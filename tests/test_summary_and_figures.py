@@ -9,12 +9,14 @@ import pandas as pd
 import pytest
 
 from core.base.cache import cached, open_cache
+from core.data import figures as data_figures
 from core.data import views as summary
 from core.data.dataset import load_cohort
 from core.data.genes import GeneFilterParams
 from core.tiles import figures
 from core.tiles import views as tile_views
 from core.tiles.qc import QC_STAGES
+from core.train import figures as train_figures
 
 
 def _index() -> pd.DataFrame:
@@ -57,7 +59,7 @@ def test_log_tpm_histogram_ships_bins_not_values():
     # 200,000 sampled values used to travel in the page's JSON on every rerun; 60 bins carry the same picture.
     values = np.random.default_rng(0).normal(6.0, 2.0, 200_000)
     values[:5] = np.nan
-    fig = figures.log_tpm_histogram(values, threshold=5.0, bins=60)
+    fig = data_figures.log_tpm_histogram(values, threshold=5.0, bins=60)
     bars = fig.data[0]
     assert len(bars.x) == len(bars.y) == 60
     assert int(np.sum(bars.y)) == 200_000 - 5  # every finite value counted once
@@ -73,18 +75,18 @@ def test_thumbnail_outlines_each_tile_outcome():
 
 
 def test_confusion_heatmap_is_row_normalized_with_per_class_accuracy():
-    fig = figures.confusion_heatmap(np.array([[3, 1], [0, 4]]), ["A", "B"])
+    fig = train_figures.confusion_heatmap(np.array([[3, 1], [0, 4]]), ["A", "B"])
     z = np.asarray(fig.data[0].z)
     assert np.allclose(z.sum(axis=1), 1.0)
     assert fig.data[0].y[0] == "A (75%)"
-    unnamed = figures.confusion_heatmap(np.array([[3, 1], [0, 4]]), [])  # a config without class names
+    unnamed = train_figures.confusion_heatmap(np.array([[3, 1], [0, 4]]), [])  # a config without class names
     assert list(unnamed.data[0].y) == ["class 0 (75%)", "class 1 (100%)"]
 
 
 def test_training_curves_put_accuracy_on_the_second_axis():
     epochs = pd.DataFrame({"epoch": [1, 2], "train_loss": [2.0, 1.0], "test_loss": [2.1, 1.5],
                            "train_acc": [0.3, 0.6], "test_acc": [0.2, 0.5]})
-    fig = figures.training_curves(epochs)
+    fig = train_figures.training_curves(epochs)
     axes = {trace.name: trace.yaxis for trace in fig.data}
     assert axes["train acc"] == "y2" and axes["train loss"] in (None, "y")
 
@@ -130,10 +132,10 @@ def test_a_corrupt_cache_entry_is_recomputed(ws, monkeypatch):
 
 def test_runs_overlay_names_the_metric_and_shows_accuracy_in_percent():
     epochs = pd.DataFrame({"epoch": [1, 2], "test_acc": [0.4, 0.6], "train_loss": [2.0, 1.5]})
-    acc = figures.runs_overlay({"run-a": epochs, "run-b": epochs.iloc[:0]}, "test_acc")
+    acc = train_figures.runs_overlay({"run-a": epochs, "run-b": epochs.iloc[:0]}, "test_acc")
     assert [t.name for t in acc.data] == ["run-a"]  # a run without epochs draws nothing
     assert acc.layout.yaxis.title.text == "Test accuracy (held-out donors)" and acc.layout.yaxis.tickformat == ".0%"
-    loss = figures.runs_overlay({"run-a": epochs}, "train_loss")
+    loss = train_figures.runs_overlay({"run-a": epochs}, "train_loss")
     assert loss.layout.yaxis.title.text == "Training loss" and loss.layout.yaxis.tickformat is None
 
 
@@ -141,7 +143,7 @@ def test_time_per_architecture_bars_the_median_over_runs_with_each_run_as_a_poin
     runs_table = pd.DataFrame({"run_id": ["a", "b", "c", "d"],
                                "arch": ["resnet50", "resnet50", "efficientnet_b0", "resnet50"],
                                "seconds_per_epoch": [30.0, 50.0, 20.0, 40.0]})
-    fig = figures.seconds_per_epoch_by_arch(runs_table)
+    fig = train_figures.seconds_per_epoch_by_arch(runs_table)
     bars, points = fig.data
     assert list(bars.x) == ["efficientnet_b0", "resnet50"] and list(bars.y) == [20.0, 40.0]
     assert list(bars.text) == ["20.0 s (1 run)", "40.0 s (3 runs)"]

@@ -19,6 +19,7 @@ import pandas as pd
 from core.base.config import Workspace
 from core.base.errors import DataError
 from core.base.settings import load_dataset_settings
+from core.base.types import Progress
 from core.data.expression import (  # noqa: F401  (read_gct: re-exported, the contract)
     Expression,
     _read_gct,
@@ -26,7 +27,6 @@ from core.data.expression import (  # noqa: F401  (read_gct: re-exported, the co
     gct_cache_ready,
     read_gct,
 )
-from core.data.gct import ByteProgress
 from core.data.ids import SPACES, normalize_id, tissue_sample_id
 from core.data.ids import emit as _emit
 from core.data.ids import listing as _listing
@@ -409,7 +409,7 @@ def _join_samples(
 
 def _expression_or_none(
     path: Path, keep: frozenset[str] | None, cache_dir: Path | None, parse_limit: int | None,
-    progress: ByteProgress | None,
+    progress: Progress | None,
 ) -> Expression | None:
     """The GCT's matrix; None when it is over `parse_limit` bytes and not cached (never parsed here)."""
     if parse_limit is not None and cache_dir is not None and path.is_file() and path.stat().st_size > parse_limit:
@@ -449,7 +449,7 @@ def load_cohort(
     expression_gct: str | Path | None = None,
     donor_column: str | None = None,
     gct_parse_limit: int | None = None,
-    progress: ByteProgress | None = None,
+    progress: Progress | None = None,
 ) -> Cohort:
     """Join the histology CSV, the GCT (re-keyed to tissue sample IDs) and the slide files in `root`.
 

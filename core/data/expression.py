@@ -23,7 +23,7 @@ import numpy as np
 from core.base.cache import cache_key, file_fingerprint
 from core.base.errors import DataError
 from core.base.fileio import temp_path_for
-from core.data.gct import ByteProgress
+from core.base.types import Progress
 from core.data.gct import parse_gct as _parse_gct  # a module global, so tests can see whether it runs
 from core.data.ids import emit as _emit
 
@@ -85,7 +85,7 @@ def _load_gct_cache(entry: Path) -> Expression | None:
         return None
 
 
-def _build_gct_cache(path: Path, keep: frozenset[str] | None, entry: Path, progress: ByteProgress | None) -> None:
+def _build_gct_cache(path: Path, keep: frozenset[str] | None, entry: Path, progress: Progress | None) -> None:
     """Parse into a temp folder beside `entry`, then rename it into place (readers never see half)."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     building = temp_path_for(entry)
@@ -142,7 +142,7 @@ def gct_cache_ready(path: Path, keep: frozenset[str] | None, cache_dir: Path) ->
 
 
 def _read_gct(
-    path: Path, keep: frozenset[str] | None, cache_dir: Path | None, progress: ByteProgress | None = None
+    path: Path, keep: frozenset[str] | None, cache_dir: Path | None, progress: Progress | None = None
 ) -> Expression:
     if not path.is_file():
         raise DataError(path, "expression GCT not found")
@@ -172,7 +172,7 @@ def read_gct(
     path: str | Path,
     keep_samples: Collection[str] | None = None,
     cache_dir: Path | None = None,
-    progress: ByteProgress | None = None,
+    progress: Progress | None = None,
 ) -> Expression:
     """Read a GCT v1.2 file (plain or gzip) in parallel blocks, as float32 genes x RNA samples.
 

@@ -25,13 +25,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.base.errors import DataError
+from core.base.types import Progress
 from core.data.ids import listing, normalize_id, tissue_sample_id
 
 BLOCK_BYTES = 16 << 20  # text per block: bounds memory at about 10x this per worker
 FIRST_DATA_LINE = 4  # lines 1-3: version, dimensions, column header
 
 # (done, total, message): bytes of the file read so far (compressed bytes for .gz) and its size.
-ByteProgress = Callable[[int, int, str], None]
 
 
 @dataclass
@@ -348,7 +348,7 @@ def parse_gct(
     path: Path,
     keep: frozenset[str] | None,
     sink: Callable[[np.ndarray], None] | None = None,
-    progress: ByteProgress | None = None,
+    progress: Progress | None = None,
     workers: int | None = None,
     block_bytes: int = BLOCK_BYTES,
 ) -> GctContents:

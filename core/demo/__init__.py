@@ -45,7 +45,6 @@ from core.demo.spec import (
     SLIDES_DIR,
     TISSUES,
     TRUTH_JSON,
-    ProgressFn,
 )
 from core.demo.svs import write_aperio_svs
 
@@ -68,7 +67,6 @@ __all__ = [
     "SLIDES_DIR",
     "TISSUES",
     "TRUTH_JSON",
-    "ProgressFn",
     "SimulatedExpression",
     "demo_is_ready",
     "ensure_demo_cohort",

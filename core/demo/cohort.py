@@ -17,6 +17,7 @@ import pandas as pd
 from core.base.config import Workspace
 from core.base.errors import DataError
 from core.base.fileio import atomic_write_bytes, atomic_write_json, flock
+from core.base.types import Progress
 from core.demo.expression import SimulatedExpression, gct_bytes, simulate_expression
 from core.demo.painter import render_slide
 from core.demo.plan import histology_csv, plan_cohort
@@ -35,7 +36,6 @@ from core.demo.spec import (
     SLIDES_DIR,
     TISSUES,
     TRUTH_JSON,
-    ProgressFn,
 )
 from core.demo.svs import write_aperio_svs
 
@@ -61,7 +61,7 @@ def make_demo_cohort(
     slide_size: tuple[int, int] = DEFAULT_SLIDE_SIZE,
     n_genes: int = DEFAULT_GENES,
     workers: int = 2,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Write the demo cohort into `out_dir` (slides/, histology CSV, GCT, truth.json) and return it.
 
@@ -202,7 +202,7 @@ def demo_is_ready(ws: Workspace) -> bool:
 
 
 def ensure_demo_cohort(
-    ws: Workspace, progress: ProgressFn | None = None, *, force: bool = False, **options: Any
+    ws: Workspace, progress: Progress | None = None, *, force: bool = False, **options: Any
 ) -> Path:
     """The demo cohort in `ws.demo_dir`, generated once (again if incomplete, outdated or `force`).
 

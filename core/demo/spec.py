@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 GENERATOR_VERSION = "3"
 
 TISSUES = (
@@ -55,4 +53,3 @@ DEFAULT_SLIDE_SIZE = (3072, 2048)  # level-0 width, height
 DEFAULT_DONORS = 20
 DEFAULT_GENES = 3000
 
-ProgressFn = Callable[[int, int, str], None]

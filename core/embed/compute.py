@@ -23,13 +23,12 @@ import pandas as pd
 from core.base.config import Workspace
 from core.base.errors import DataError
 from core.base.fileio import atomic_path, atomic_write_json, read_json_object
+from core.base.types import Cancel, Progress
 from core.embed.features import FeatureSource
 from core.tiles.pack import pack_key
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, str], None]
-Cancel = Callable[[], bool]
 
 TILE_COLUMNS = ("tile_id", "sample_id", "tissue", "subject_id", "x", "y")
 _FLUSH_EVERY_S = 2.0  # how often finished rows are made durable (resume loses at most this much work)

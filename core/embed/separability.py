@@ -6,13 +6,14 @@ Each score comes with its baseline: the accuracy of always guessing the commones
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from core.base.types import Cancel, Progress
 
 SILHOUETTE_SAMPLE = 5000  # silhouette is O(n^2): tile-level scores use a seeded sample of this many points
 
@@ -191,8 +192,8 @@ def separation_across_epochs(
     *,
     include_random: bool = True,
     tile_points: int = SCORE_TILES,
-    progress: Callable[[int, int, str], None] | None = None,
-    cancel: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
     **options,
 ) -> pd.DataFrame:
     """Tissue separation of every checkpoint of `run` (or of `epochs`), plus the same architecture with

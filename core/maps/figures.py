@@ -7,16 +7,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 
-_LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "template": "plotly_white"}
+from core.base.style import LAYOUT, category_colour
+
 # Beyond this many categories (e.g. donors of a 1,000-donor cohort) one legend entry each is useless:
 # the colours cycle and the legend is hidden.
 MAX_LEGEND = 40
 # Characters of a title that fit a map drawn at half the page's width (two maps side by side).
 HALF_WIDTH_TITLE = 48
-_PALETTE = px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
 
 
 def _hover(meta: pd.DataFrame) -> np.ndarray:
@@ -105,7 +104,7 @@ def map_scatter(coords: np.ndarray, meta: pd.DataFrame, colour: str | None = Non
     else:
         labels = pd.Series(shown).fillna("").astype(str).replace("", "(none)").to_numpy()
         codes, categories = pd.factorize(labels, sort=True)
-        colours = [_PALETTE[i % len(_PALETTE)] for i in range(len(categories))]
+        colours = [category_colour(i) for i in range(len(categories))]
         if len(categories) > MAX_LEGEND:
             # Hundreds of donors: one trace, each point's category code through a stepped colour scale (a
             # numeric array ships as compact binary; hundreds of traces cost seconds to build and draw).
@@ -133,8 +132,8 @@ def map_scatter(coords: np.ndarray, meta: pd.DataFrame, colour: str | None = Non
         legend.update(orientation="h", yanchor="top", y=-0.02, xanchor="left", x=0)
         lines = wrap_title(title, HALF_WIDTH_TITLE)  # Plotly cuts a title at the plot's edge, never wraps it
     fig.update_layout(title={"text": "<br>".join(lines), "font": {"size": 14 if len(lines) > 1 else 17}},
-                      height=height + (120 if legend_below else 0), dragmode="lasso", legend=legend, **_LAYOUT)
-    fig.update_layout(margin={**_LAYOUT["margin"], "t": 22 + 18 * len(lines)})
+                      height=height + (120 if legend_below else 0), dragmode="lasso", legend=legend, **LAYOUT)
+    fig.update_layout(margin={**LAYOUT["margin"], "t": 22 + 18 * len(lines)})
     fig.update_xaxes(showticklabels=False, title=None)
     fig.update_yaxes(showticklabels=False, title=None, scaleanchor="x")
     return fig
@@ -147,7 +146,7 @@ def explained_variance(ratio: np.ndarray) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Bar(x=k, y=ratio * 100, name="per component"))
     fig.add_trace(go.Scatter(x=k, y=np.cumsum(ratio) * 100, name="cumulative", mode="lines+markers"))
-    fig.update_layout(title="PCA: explained variance (%)", height=260, **_LAYOUT)
+    fig.update_layout(title="PCA: explained variance (%)", height=260, **LAYOUT)
     fig.update_xaxes(title="component")
     fig.update_yaxes(range=[0, 100])
     return fig
@@ -195,7 +194,7 @@ def separation_across_epochs(scores: pd.DataFrame) -> go.Figure:
                                  line={"color": "#bcbd22", "dash": "dot"}), row=1, col=1)
     fig.update_layout(title="Tissue separation across epochs: trained (solid) against random weights (dashed)",
                       height=400, legend={"orientation": "h", "y": -0.22},
-                      **{**_LAYOUT, "margin": {"l": 10, "r": 10, "t": 80, "b": 10}})
+                      **{**LAYOUT, "margin": {"l": 10, "r": 10, "t": 80, "b": 10}})
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(range=[0, 1.02], row=1, col=1)
     return fig

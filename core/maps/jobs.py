@@ -8,7 +8,6 @@ on every rerun), with compute=True it embeds / tiles as needed (what the `map` w
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,13 +16,12 @@ import pandas as pd
 from core import jobs
 from core.base.config import Workspace
 from core.base.errors import DataError, DataWarning
+from core.base.types import Cancel, Progress
 from core.data.dataset import Cohort
 from core.data.genes import GeneFilterParams
 from core.embed.features import FeatureSource
 from core.maps.points import LEVELS, PointSet, add_split, genes_level, slides_level, tiles_level, unified_level
 from core.maps.reduce import MapParams
-
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,7 @@ def tile_index_for(ws: Workspace, data_dir: str | Path, cohort: Cohort) -> pd.Da
 
 
 def points_for(ws: Workspace, data_dir: str | Path, cohort: Cohort, request: MapRequest, compute: bool = False,
-               progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> PointSet | None:
+               progress: Progress | None = None, cancel: Cancel | None = None) -> PointSet | None:
     """The request's points, or None when compute is False and its embeddings are not cached yet."""
     from core.embed import compute as embed
 

@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,11 @@ import numpy as np
 from core.base.cache import cache_key, cached, open_cache
 from core.base.config import Workspace
 from core.base.errors import DataError
+from core.base.types import Progress
 
 METHODS = ("pca", "umap", "tsne")
 # Below this many points UMAP/t-SNE have too few neighbours to mean anything.
 MIN_POINTS_NONLINEAR = 5
-Progress = Callable[[int, int, str], None]
 # Environment switch for tests and CI: no numba warm-up process at app start.
 WARMUP_ENV = "HISTOGENE_WARMUP"
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.base.types import Cancel
 from core.embed.features import FeatureSource
 
 # Tiles per chunk handed to a reading process, and the count above which a pool pays for its start-up.
@@ -99,7 +100,7 @@ def _chunks(path: Path, tiles: pd.DataFrame, size: int, workers: int) -> Iterato
 
 def embed_slide_tiles(path: str | Path, tiles: pd.DataFrame, source: FeatureSource,
                       progress: Callable[[float, str], None] | None = None,
-                      cancel: Callable[[], bool] | None = None, batch_size: int = 64) -> np.ndarray:
+                      cancel: Cancel | None = None, batch_size: int = 64) -> np.ndarray:
     """float32 (n, dim) penultimate features of `tiles` rows (scene, x, y, read_size) of the slide at `path`.
 
     On CPU the network runs on one thread while the reading processes take the other cores: a small

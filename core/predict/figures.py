@@ -16,11 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 
-_LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "template": "plotly_white"}
-_PALETTE = px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
+from core.base.style import LAYOUT, category_colour
+
 OVERLAY_ALPHA = (0.15, 0.7)  # a tile's tint from confidence 0 to 1: a doubtful tile lets the tissue show through
 DRAWN_SCENE = 0  # the scene the prediction's thumbnail shows (core.predict.tiles.read_slide opens scene 0)
 
@@ -55,7 +54,7 @@ def scene_statement(tiles: pd.DataFrame, scenes: int | None = None) -> str | Non
 
 def tissue_colours(tissues: Sequence[str]) -> dict[str, str]:
     """One colour per tissue, in sorted order, so every figure of a prediction colours a tissue alike."""
-    return {tissue: _PALETTE[i % len(_PALETTE)] for i, tissue in enumerate(sorted(set(map(str, tissues))))}
+    return {tissue: category_colour(i) for i, tissue in enumerate(sorted(set(map(str, tissues))))}
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def _thumbnail_figure(thumbnail: np.ndarray, title: str, height: int) -> go.Figu
     fig = go.Figure(go.Image(z=thumbnail, hoverinfo="skip"))
     fig.update_xaxes(visible=False, range=[0, thumbnail.shape[1]])
     fig.update_yaxes(visible=False, range=[thumbnail.shape[0], 0], scaleanchor="x")
-    fig.update_layout(title=title, height=height, **_LAYOUT)
+    fig.update_layout(title=title, height=height, **LAYOUT)
     return fig
 
 
@@ -196,7 +195,7 @@ def tile_outcomes_bar(tile_summary: dict) -> go.Figure:
                            textposition="auto"))
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title=f"{int(tile_summary.get('considered', sum(counts))):,} tissue tiles considered",
-                      height=max(200, 40 * len(labels) + 90), **_LAYOUT)
+                      height=max(200, 40 * len(labels) + 90), **LAYOUT)
     return fig
 
 
@@ -209,7 +208,7 @@ def top3_bar(top3: Sequence[dict], tissues: Sequence[str] = ()) -> go.Figure:
                            text=[f"{p:.0%}" for p in probabilities], textposition="auto"))
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title="Top 3 tissues", height=220, **_LAYOUT)
+    fig.update_layout(title="Top 3 tissues", height=220, **LAYOUT)
     return fig
 
 
@@ -238,7 +237,7 @@ def reference_map(slide_map: dict, neighbours: pd.DataFrame, slide_name: str = "
     fig.update_xaxes(showticklabels=False, title=None)
     fig.update_yaxes(showticklabels=False, title=None, scaleanchor="x")
     fig.update_layout(title=f"Reference slides ({method} of their embeddings) and this slide", height=height,
-                      legend={"itemsizing": "constant"}, **_LAYOUT)
+                      legend={"itemsizing": "constant"}, **LAYOUT)
     return fig
 
 

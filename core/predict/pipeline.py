@@ -17,7 +17,6 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +28,7 @@ from core.base.cache import cache_key
 from core.base.config import Workspace
 from core.base.errors import DataError
 from core.base.fileio import temp_path_for
+from core.base.types import Cancel, StepProgress
 from core.predict.request import PredictRequest, reference_dir, run_model
 from core.predict.result import SlidePrediction, load_prediction, save_prediction
 
@@ -44,7 +44,6 @@ UPLOAD_EXTENSIONS = (".svs", ".ndpi", ".scn", ".czi", ".ome.tif", ".ome.tiff", "
                      ".png")
 _HASH_BLOCK = 1 << 20
 
-Progress = Callable[[float, str, str], None]  # (done in [0, 1], message, step)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -95,7 +94,7 @@ def cached_prediction(ws: Workspace, file_sha256: str, request: PredictRequest,
 class _Steps:
     """Progress over the fixed step shares, the seconds of each step, and cancellation between steps."""
 
-    def __init__(self, progress: Progress | None, cancel: Callable[[], bool] | None) -> None:
+    def __init__(self, progress: StepProgress | None, cancel: Cancel | None) -> None:
         self.progress, self.cancel = progress, cancel
         self.seconds: dict[str, float] = {}
         self._step, self._base, self._started = "", 0.0, time.perf_counter()
@@ -203,7 +202,7 @@ def _slide_features(ws: Workspace, path: Path, sha256: str, model, params, steps
 
 
 def predict_slide(ws: Workspace, data_dir: str | Path | None, slide_path: str | Path, request: PredictRequest,
-                  progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
+                  progress: StepProgress | None = None, cancel: Cancel | None = None,
                   sha256: str | None = None, display_name: str | None = None) -> SlidePrediction:
     """Predict one slide (see the module docstring for caching); DataError naming the file for bad input.
 
@@ -223,7 +222,7 @@ def predict_slide(ws: Workspace, data_dir: str | Path | None, slide_path: str | 
 
 
 def _predict(ws: Workspace, data_dir: str | Path | None, path: Path, request: PredictRequest,
-             progress: Progress | None, cancel: Callable[[], bool] | None, sha256: str | None,
+             progress: StepProgress | None, cancel: Cancel | None, sha256: str | None,
              display_name: str | None) -> SlidePrediction:
     started = time.perf_counter()
     if not path.is_file():

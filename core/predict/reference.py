@@ -6,7 +6,6 @@ same entry); when missing they are computed once (tiling the dataset first if ne
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pandas as pd
 
 from core.base.config import Workspace
 from core.base.errors import DataError
+from core.base.types import Cancel, Progress
 from core.data.dataset import Cohort, load_cohort
 from core.embed.features import FeatureSource
 
@@ -47,8 +47,8 @@ def check_tissues_fit(cohort: Cohort, data_dir: Path, classes: tuple[str, ...]) 
 
 
 def load_reference(ws: Workspace, data_dir: Path, source: FeatureSource, classes: tuple[str, ...],
-                   progress: Callable[[int, int, str], None] | None = None,
-                   cancel: Callable[[], bool] | None = None, cohort: Cohort | None = None
+                   progress: Progress | None = None,
+                   cancel: Cancel | None = None, cohort: Cohort | None = None
                    ) -> tuple[Reference, list[str]]:
     """(the reference, warnings). DataError when the run's tissues and the dataset's do not fit."""
     from core.embed import compute as embed

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from core.base.config import Workspace
 from core.base.errors import DataError
+from core.base.types import Cancel, Progress
 from core.data.dataset import Cohort, load_cohort
 from core.embed.features import FeatureSource
-from core.ranking.cv import Cancel, Progress, RankParams
+from core.ranking.cv import RankParams
 from core.ranking.inputs import ranking_inputs
 from core.ranking.store import Ranking, rank_inputs
 

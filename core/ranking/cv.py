@@ -4,7 +4,6 @@ tissue-mean and k-means baselines, random-weights features and a permutation nul
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from core.base.types import Cancel, Progress
 from core.ranking.baselines import group_mean_predict, kmeans_predict
 from core.ranking.fold_pca import fit_reducer
 from core.ranking.folds import Fold, donor_folds
@@ -19,9 +19,6 @@ from core.ranking.metrics import pearson_columns, spearman_columns
 from core.ranking.params import RankParams  # its own module: importable without sklearn
 from core.ranking.ridge import fit_ridge_cv
 from core.ranking.threads import single_threaded
-
-Progress = Callable[[int, int, str], None]
-Cancel = Callable[[], bool]
 
 
 @dataclass

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 
+from core.base.style import LAYOUT, category_colour
 from core.ranking.table import R2_BINS
 
-_LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "template": "plotly_white"}
-_PALETTE = px.colors.qualitative.Dark24 + px.colors.qualitative.Light24
 HISTOGRAM_SERIES = (("r2", "embedding"), ("r2_tissue", "tissue only"), ("r2_random", "random weights"))
 
 
@@ -28,7 +26,7 @@ def r2_histograms(table: pd.DataFrame) -> go.Figure:
         counts, _ = np.histogram(values, bins=R2_BINS)
         fig.add_trace(go.Bar(x=centres, y=counts, name=name, opacity=0.75 if column != "r2" else 1.0))
     fig.update_layout(title="Out-of-fold R² per gene (clipped to [-0.5, 1])", barmode="overlay", height=340,
-                      bargap=0.05, **_LAYOUT)
+                      bargap=0.05, **LAYOUT)
     fig.update_xaxes(title="R²")
     fig.update_yaxes(title="genes")
     return fig
@@ -40,7 +38,7 @@ def predicted_vs_observed(frame: pd.DataFrame, label: str, column: str = "predic
     for i, (tissue, group) in enumerate(frame.groupby("tissue", sort=True)):
         fig.add_trace(go.Scattergl(
             x=group["observed"], y=group[column], mode="markers", name=str(tissue),
-            marker={"size": 7, "color": _PALETTE[i % len(_PALETTE)]},
+            marker={"size": 7, "color": category_colour(i)},
             customdata=np.column_stack([group["sample_id"], group["subject_id"]]),
             hovertemplate="%{customdata[0]}<br>donor %{customdata[1]}<br>observed %{x:.2f}<br>"
                           "predicted %{y:.2f}<extra>" + str(tissue) + "</extra>",
@@ -50,7 +48,7 @@ def predicted_vs_observed(frame: pd.DataFrame, label: str, column: str = "predic
     fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x",
                              line={"dash": "dot", "color": "grey"}))
     fig.update_layout(title=f"{label}: out-of-fold prediction against observed", height=460,
-                      legend={"orientation": "h", "y": -0.28, "yanchor": "top"}, **_LAYOUT)
+                      legend={"orientation": "h", "y": -0.28, "yanchor": "top"}, **LAYOUT)
     fig.update_xaxes(title="observed log2(1 + TPM)")
     fig.update_yaxes(title="predicted log2(1 + TPM)")
     return fig
@@ -64,7 +62,7 @@ def tissue_r2_bar(per_tissue: pd.DataFrame) -> go.Figure:
     low = np.nanmin(per_tissue[["r2", "r2_emb_tissue"]].to_numpy(dtype=float), initial=0.0)
     clipped = low < -1
     fig.update_layout(title="R² within each tissue" + (" (axis cut at -1)" if clipped else ""), barmode="group",
-                      height=380, legend={"orientation": "h", "y": 1.1}, **_LAYOUT)
+                      height=380, legend={"orientation": "h", "y": 1.1}, **LAYOUT)
     # A tissue of a few samples can score -100 and flatten the rest: the axis stops at -1.
     fig.update_yaxes(title="R² (within tissue)", range=[-1.05 if clipped else min(low, 0.0) - 0.05, 1.0])
     return fig
@@ -86,7 +84,7 @@ def compare_scatter(pairs: pd.DataFrame, label_a: str, label_b: str, column: str
     low, high = (float(both.min()), float(both.max())) if len(both) else (0.0, 1.0)
     fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="y = x", showlegend=False,
                              line={"dash": "dot", "color": "grey"}))
-    fig.update_layout(title=title, height=460, **_LAYOUT)
+    fig.update_layout(title=title, height=460, **LAYOUT)
     fig.update_xaxes(title=f"{names[0]}: {label_a}")
     fig.update_yaxes(title=f"{names[1]}: {label_b}")
     return fig

@@ -17,7 +17,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from core.base.fileio import atomic_path
-from core.ranking.cv import Cancel, Progress, RankParams, _check_cancel, _median, _r2, _sse, _sums_of_squares
+from core.base.types import Cancel, Progress
+from core.ranking.cv import RankParams, _check_cancel, _median, _r2, _sse, _sums_of_squares
 from core.ranking.fold_pca import fit_reducer
 from core.ranking.folds import donor_folds
 

@@ -18,7 +18,8 @@ import pandas as pd
 from core.base.cache import cache_key
 from core.base.config import Workspace
 from core.base.fileio import atomic_write_json, temp_path_for
-from core.ranking.cv import Cancel, Progress, RankParams, cross_validate
+from core.base.types import Cancel, Progress
+from core.ranking.cv import RankParams, cross_validate
 from core.ranking.inputs import RankInputs
 from core.ranking.table import build_table, summarize
 

@@ -29,7 +29,7 @@ import threading
 import time
 import warnings
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from core.base.config import Workspace, workspace
 from core.base.errors import DataError, DataWarning
 from core.base.fileio import atomic_path, atomic_write_json, read_json_object
 from core.base.settings import load_dataset_settings, update_dataset_settings
+from core.base.types import Progress
 from core.data.dataset import UNKNOWN_TISSUE
 from core.data.slides import Slide, open_slide
 from core.tiles.mask import DEFAULT_THUMB_UM_PER_PX, stained_pixels, tissue_mask
@@ -138,7 +139,6 @@ class TileIndexResult:
     summary: dict[str, Any]
 
 
-ProgressFn = Callable[[float, int, str], None]  # (slides done, incl. shares of those under way; slides; message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,7 +328,7 @@ def _quota_caps(tasks: list[SlideTask], params: TilingParams) -> dict[str, int]:
 
 
 def _tile_parts(
-    tasks: list[SlideTask], params: TilingParams, ws: Workspace, workers: int, progress: ProgressFn | None
+    tasks: list[SlideTask], params: TilingParams, ws: Workspace, workers: int, progress: Progress | None
 ) -> tuple[dict[str, SlideOutcome], dict[str, int]]:
     """Bring every slide's part to what balanced sampling needs (or the full grid); outcomes and caps."""
     outcomes: dict[str, SlideOutcome] = {}
@@ -479,7 +479,7 @@ def build_tile_index(
     samples: pd.DataFrame,
     params: TilingParams | None = None,
     ws: Workspace | None = None,
-    progress: ProgressFn | None = None,
+    progress: Progress | None = None,
     workers: int | None = None,
 ) -> TileIndexResult:
     """Tile, QC and sample every slide in `samples`; saved under ws.tiles_dir/<key>/ and reused.

@@ -23,11 +23,11 @@ from core.base.cache import cache_key
 from core.base.config import Workspace
 from core.base.errors import DataError
 from core.base.fileio import atomic_path, atomic_write_json, read_json_object, temp_path_for
+from core.base.types import Progress
 
 log = logging.getLogger(__name__)
 
 ReadTile = Callable[..., np.ndarray]
-Progress = Callable[[int, int, str], None]
 
 # Columns that decide a tile's pixels; other index columns (QC metrics) don't change the pack.
 _PIXEL_COLUMNS = ("sample_id", "slide_path", "level", "x", "y", "read_size", "tile_size")

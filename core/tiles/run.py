@@ -50,7 +50,6 @@ PLAN_CELLS = 16  # a slide's plan (open, thumbnail, tissue mask) counted as this
 _MAX_REBUILDS = 8  # pools rebuilt in one run before the remaining slides are left for the next
 MP_CONTEXT = "spawn"  # not fork: the UI and job runners have threads; tests may switch it
 
-ProgressFn = Callable[[int, int, str], None]
 # (slide, cells QC'd so far, of which passed): called as each chunk of a slide's cells comes back.
 CellProgressFn = Callable[["SlideTask", int, int], None]
 

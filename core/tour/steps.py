@@ -30,6 +30,7 @@ from core import jobs
 from core.base.config import Workspace
 from core.base.errors import DataError
 from core.base.fileio import atomic_write_json, read_json_object
+from core.base.types import Reporter
 from core.maps.reduce import MapParams
 from core.ranking.cv import RankParams
 from core.train.config import TrainConfig
@@ -88,14 +89,10 @@ class TourParams:
         return self.to_dict() == TourParams().to_dict()
 
 
-class Reporter(Protocol):
+class TourReporter(Reporter, Protocol):
     """What the tour reports to: core.jobs.JobReporter (progress with extras, a cancel flag, a result)."""
 
     result: Any
-
-    def progress(self, done: float, total: float | None, message: str = "", **extra: Any) -> None: ...
-
-    def cancel_requested(self) -> bool: ...
 
 
 class TourStepError(DataError):
@@ -129,7 +126,7 @@ class _StepState:
 class _Tour:
     """One pass over the steps: their shared context (dataset, run, epoch) and the progress report."""
 
-    def __init__(self, ws: Workspace, params: TourParams, reporter: Reporter) -> None:
+    def __init__(self, ws: Workspace, params: TourParams, reporter: TourReporter) -> None:
         self.ws = ws
         self.params = params
         self.reporter = reporter
@@ -469,7 +466,7 @@ RUNNERS: dict[str, Callable[[_Tour], dict[str, Any]]] = {
 }
 
 
-def run_tour(ws: Workspace, params: TourParams, reporter: Reporter) -> dict[str, Any]:
+def run_tour(ws: Workspace, params: TourParams, reporter: TourReporter) -> dict[str, Any]:
     """Run the steps in order (each skipped when its result is cached or done); returns the tour's result.
 
     A cancel request stops at the next safe point with core.jobs.JobCancelled (the step reads `cancelled`);

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ from torch import nn
 from core.base.config import Workspace
 from core.base.errors import DataError
 from core.base.fileio import atomic_path, atomic_write_bytes, atomic_write_json, read_json_object
+from core.base.types import Progress, Reporter
 from core.tiles.pack import ReadTile, TilePack, build_tilepack
 from core.train.config import TrainConfig
 from core.train.depthwise import use_small_map_backward
@@ -40,14 +41,6 @@ log = logging.getLogger(__name__)
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class Reporter(Protocol):
-    """What train_run needs from core.jobs.JobReporter (tests pass a stand-in)."""
-
-    def progress(self, done: int, total: int, message: str = "", **extra: Any) -> None: ...
-
-    def cancel_requested(self) -> bool: ...
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int = 0, schedule: str = "cosine") -> float:
@@ -735,7 +728,7 @@ def train_run(
     read_tile: ReadTile | None = None,
     meta: dict[str, Any] | None = None,
     pack_workers: int = 2,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) the run in `run_dir` on the selected tiles of `tile_index`; returns summary.json.
 
