@@ -30,6 +30,7 @@ from core.data.expression import (  # noqa: F401  (read_gct: re-exported, the co
 from core.data.ids import SPACES, normalize_id, tissue_sample_id
 from core.data.ids import emit as _emit
 from core.data.ids import listing as _listing
+from core.data.slides import SLIDE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +47,6 @@ HISTOLOGY_COLUMNS: dict[str, str] = {
 # Without these a CSV cannot be joined; the others are filled with "" (Subject ID from the sample ID).
 REQUIRED_HISTOLOGY_COLUMNS: tuple[str, ...] = ("Tissue Sample ID", "Tissue")
 
-# Longest first so "x.ome.tiff" loses ".ome.tiff", not just ".tiff".
-SLIDE_EXTENSIONS: tuple[str, ...] = (
-    ".ome.tiff",
-    ".ome.tif",
-    ".svs",
-    ".ndpi",
-    ".scn",
-    ".czi",
-    ".tiff",
-    ".tif",
-    ".jpeg",
-    ".png",
-    ".jpg",
-)
 UNKNOWN_TISSUE = "Unknown"
 SAMPLE_COLUMNS: tuple[str, ...] = (
     *HISTOLOGY_COLUMNS.values(),

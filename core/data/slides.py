@@ -37,7 +37,7 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _CZI_MAGIC = b"ZISRAWFILE"
 
-_DRIVER_BY_EXTENSION = {
+DRIVER_BY_EXTENSION = {
     ".svs": "SVS",
     ".ndpi": "NDPI",
     ".scn": "SCN",
@@ -50,6 +50,8 @@ _DRIVER_BY_EXTENSION = {
     ".jpg": "GDAL",
     ".jpeg": "GDAL",
 }
+# Every slide file name the project reads; longest first so "x.ome.tiff" loses ".ome.tiff", not just ".tiff".
+SLIDE_EXTENSIONS: tuple[str, ...] = tuple(sorted(DRIVER_BY_EXTENSION, key=len, reverse=True))
 _TIFF_DRIVERS = {"SVS", "NDPI", "SCN", "OMETIFF"}
 # Cells read as one block by Slide.read_tiles (a row of 16 cells of 448 px is 9.6 MB).
 RUN_CELLS = 16
@@ -85,7 +87,7 @@ def _extension(path: Path) -> str:
 def _tiff_driver(path: Path, ext: str) -> str:
     """SVS/NDPI/SCN/OME-TIFF/plain TIFF from the first image directory; checks for truncation."""
     if ext in (".ndpi", ".scn"):
-        return _DRIVER_BY_EXTENSION[ext]
+        return DRIVER_BY_EXTENSION[ext]
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.pages:
@@ -140,8 +142,8 @@ def detect_driver(path: str | Path) -> str:
         return "GDAL"
     if head.startswith(_CZI_MAGIC):
         return "CZI"
-    if ext in _DRIVER_BY_EXTENSION:
-        kind = "TIFF" if _DRIVER_BY_EXTENSION[ext] in _TIFF_DRIVERS or ext in (".tif", ".tiff") else ext[1:].upper()
+    if ext in DRIVER_BY_EXTENSION:
+        kind = "TIFF" if DRIVER_BY_EXTENSION[ext] in _TIFF_DRIVERS or ext in (".tif", ".tiff") else ext[1:].upper()
         raise DataError(path, f"not a slide: extension says {kind} but the content starts with {head[:8]!r}")
     raise DataError(path, f"unsupported file type (content starts with {head[:8]!r}); expected a slide or image")
 

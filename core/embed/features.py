@@ -16,6 +16,7 @@ import numpy as np
 
 from core.base.cache import cache_key, file_fingerprint
 from core.base.errors import DataError
+from core.train.runs import checkpoint_epochs, checkpoint_path
 
 if TYPE_CHECKING:
     import torch
@@ -28,21 +29,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Tiles whose statistics random weights' BatchNorm layers take (what training recalibrates on, too).
 CALIBRATION_TILES = 512
-
-
-def checkpoint_epochs(run_dir: str | Path) -> list[int]:
-    """Epochs of a run that have a complete checkpoint (checkpoints/epoch_NNN.pt), ascending."""
-    epochs = []
-    for path in (Path(run_dir) / "checkpoints").glob("epoch_*.pt"):
-        try:
-            epochs.append(int(path.stem.split("_")[1]))
-        except (IndexError, ValueError):
-            continue
-    return sorted(epochs)
-
-
-def _checkpoint_file(run_dir: str | Path, epoch: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"epoch_{int(epoch):03d}.pt"
 
 
 def _run_settings(run_dir: Path) -> dict[str, Any]:
@@ -91,7 +77,7 @@ class FeatureSource:
             raise DataError(run_dir, "run has no checkpoint yet")
         chosen = epochs[-1] if epoch is None else int(epoch)
         if chosen not in epochs:
-            raise DataError(_checkpoint_file(run_dir, chosen),
+            raise DataError(checkpoint_path(run_dir, chosen),
                             f"no checkpoint for epoch {chosen}; this run has epochs {_ranges(epochs)}")
         return cls("checkpoint", arch=str(config["arch"]), run_dir=str(run_dir), epoch=chosen,
                    image_size=int(config.get("image_size") or DEFAULT_IMAGE_SIZE))
@@ -138,7 +124,7 @@ class FeatureSource:
     def checkpoint_path(self) -> Path | None:
         if self.kind != "checkpoint" or self.run_dir is None or self.epoch is None:
             return None
-        return _checkpoint_file(self.run_dir, self.epoch)
+        return checkpoint_path(self.run_dir, self.epoch)
 
     @property
     def key(self) -> str:

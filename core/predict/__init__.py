@@ -7,7 +7,6 @@ from core.predict.jobs import launch_prediction, predict_argv
 from core.predict.pipeline import (
     STEP_SHARES,
     STEPS,
-    UPLOAD_EXTENSIONS,
     cached_prediction,
     file_sha256,
     predict_slide,
@@ -18,7 +17,7 @@ from core.predict.request import PredictRequest, default_run, request_for, run_m
 from core.predict.result import SlidePrediction, load_prediction
 
 __all__ = [
-    "STEPS", "STEP_SHARES", "UPLOAD_EXTENSIONS", "PredictRequest", "SlidePrediction", "cached_prediction",
+    "STEPS", "STEP_SHARES", "PredictRequest", "SlidePrediction", "cached_prediction",
     "default_run", "file_sha256", "launch_prediction", "load_prediction", "predict_argv", "predict_slide",
     "predictions_dir", "request_for", "result_folder", "run_model",
 ]

@@ -40,8 +40,6 @@ STEPS = ("read", "tiles", "embed", "tissue", "expression", "map", "report")
 # Share of the progress bar per step (a cold GTEx slide: QC ~60%, embedding ~30%).
 STEP_SHARES = {"read": 0.03, "tiles": 0.52, "embed": 0.30, "tissue": 0.05, "expression": 0.05, "map": 0.03,
                "report": 0.02}
-UPLOAD_EXTENSIONS = (".svs", ".ndpi", ".scn", ".czi", ".ome.tif", ".ome.tiff", ".tif", ".tiff", ".jpg", ".jpeg",
-                     ".png")
 _HASH_BLOCK = 1 << 20
 
 

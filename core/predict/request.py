@@ -74,10 +74,9 @@ class RunModel:
 
 def selected_epoch(run_dir: Path) -> tuple[int | None, str]:
     """(the run's epoch selected on validation, how it was chosen); (None, note) when metrics say nothing."""
-    from core.train.runs import read_metrics, select_epoch
+    from core.train.runs import run_selection
 
-    _, epochs = read_metrics(run_dir)
-    chosen = select_epoch(epochs)
+    chosen = run_selection(run_dir)
     if chosen.get("selected_epoch") is None:
         return None, "latest checkpoint (the run has no epoch metrics)"
     return int(chosen["selected_epoch"]), f"selected by {chosen['selected_by']}"

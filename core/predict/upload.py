@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from core.base.config import Workspace
 from core.base.errors import DataError
-from core.data.dataset import SLIDE_EXTENSIONS
+from core.data.slides import SLIDE_EXTENSIONS
 
 CHUNK_BYTES = 8 * 1024 * 1024  # read and hash 8 MiB at a time: flat memory for a GB-size slide
 STALE_AFTER_S = 24 * 3600  # an upload nobody predicted or kept for a day is an abandoned session's

@@ -305,10 +305,10 @@ def _finished_default_run(t: _Tour) -> Path | None:
 def _selected_epoch(run_dir: Path) -> int:
     from core.train import runs
 
-    chosen = runs.select_epoch(runs.read_metrics(run_dir)[1])["selected_epoch"]
+    chosen = runs.selected_epoch(run_dir)
     if chosen is None:
         raise DataError(run_dir, "the run finished no epoch")
-    return int(chosen)
+    return chosen
 
 
 def _train(t: _Tour) -> dict[str, Any]:

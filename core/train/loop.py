@@ -34,7 +34,14 @@ from core.tiles.pack import ReadTile, TilePack, build_tilepack
 from core.train.config import TrainConfig
 from core.train.depthwise import use_small_map_backward
 from core.train.models import build_model, imagenet_weights_status, pick_device
-from core.train.runs import format_duration, read_metrics, run_config, run_split_tiles, select_epoch
+from core.train.runs import (
+    checkpoint_path,
+    format_duration,
+    run_config,
+    run_selection,
+    run_split_tiles,
+    select_epoch,
+)
 from core.train.split import donor_split, donors_by_split, save_split
 
 log = logging.getLogger(__name__)
@@ -186,10 +193,6 @@ def _iterate(images: np.ndarray, labels: np.ndarray, batches: list[np.ndarray], 
 
 
 # ---------------------------------------------------------------- checkpoints
-
-
-def checkpoint_path(run_dir: Path, epoch: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"epoch_{epoch:03d}.pt"
 
 
 def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
@@ -693,7 +696,7 @@ def _session(
                 })
                 state.save(run_dir, config, data.classes, schedule)
                 summary.update(epochs_done=state.epoch, train_seconds=summary.data["train_seconds"] + seconds,
-                               **_selection(run_dir))
+                               **run_selection(run_dir))
     finally:
         state.close()
     return "done" if last_epoch >= config.epochs else "paused"
@@ -780,7 +783,7 @@ def train_run(
                      np.arange(n_train + n_val, len(tiles)), classes)
         _truncate_metrics(run_dir, epochs_done)
         if epochs_done > 0:
-            summary.update(**_selection(run_dir))
+            summary.update(**run_selection(run_dir))
         status = "done" if epochs_done >= config.epochs else "paused"
         if config.mode == "restart":
             # Each epoch is its own session rebuilt from the last checkpoint: exactly the resume path.
@@ -799,7 +802,3 @@ def train_run(
         reporter.result = {**result, "run_dir": str(run_dir)}
     return result
 
-
-def _selection(run_dir: Path) -> dict[str, Any]:
-    """The summary's selected epoch (on validation, never on test) and test accuracies, from metrics.jsonl."""
-    return select_epoch(read_metrics(run_dir)[1])

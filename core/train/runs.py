@@ -129,6 +129,17 @@ def select_epoch(epochs: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def run_selection(run_dir: str | Path) -> dict[str, Any]:
+    """`select_epoch` of a run folder's metrics.jsonl: the one place that knows a run's selected epoch."""
+    return select_epoch(read_metrics(run_dir)[1])
+
+
+def selected_epoch(run_dir: str | Path) -> int | None:
+    """The run's epoch selected on validation (None before its first epoch)."""
+    chosen = run_selection(run_dir)["selected_epoch"]
+    return None if chosen is None else int(chosen)
+
+
 def format_duration(seconds: float | None) -> str:
     """A duration for people: "45 s", "12 min 05 s", "1 h 01 min", "1 d 01 h" ("—" when unknown)."""
     if seconds is None or seconds != seconds or seconds < 0:
@@ -156,6 +167,11 @@ def disk_usage(path: str | Path) -> int:
         except OSError:
             continue  # a checkpoint replaced while we looked
     return total
+
+
+def checkpoint_path(run_dir: str | Path, epoch: int) -> Path:
+    """Where a run keeps its checkpoint of `epoch` (written by core.train.loop, read by core.embed)."""
+    return Path(run_dir) / "checkpoints" / f"epoch_{int(epoch):03d}.pt"
 
 
 def checkpoint_epochs(run_dir: str | Path) -> list[int]:
