@@ -15,7 +15,7 @@ from core.base import DataError, JobBusyError
 from core.embed import FeatureSource, checkpoint_epochs, epochs_to_score, scored_epochs, separation
 from core.embed import jobs as embed_jobs
 from core.maps import (
-    QC_COLUMNS,
+    QC_COLOUR_COLUMNS,
     MapParams,
     MapRequest,
     PointSet,
@@ -24,9 +24,9 @@ from core.maps import (
     launch_map,
     lookup_map,
     points_for,
+    sample_top_genes,
     seeded_subset,
     tile_index_path,
-    top_genes,
 )
 from core.maps import figures as map_figures
 from core.tiles import read_tile
@@ -129,7 +129,7 @@ def _tile_index() -> pd.DataFrame | None:
 
 def _colour(prefix: str, column, points: PointSet) -> tuple[str, np.ndarray | None, str]:
     options = [c for c in COLOURS if c in points.meta.columns or c == "gene"]
-    options += [c for c in QC_COLUMNS if c in points.meta.columns]
+    options += [c for c in QC_COLOUR_COLUMNS if c in points.meta.columns]
     choice = column.selectbox("Colour by", options, format_func=lambda c: COLOURS.get(c, f"QC: {c}"),
                               key=f"{prefix}-colour")
     if choice != "gene":
@@ -316,7 +316,7 @@ def sample_panel(ids: list[str]) -> None:
     left.markdown(f"Sex {row.get('sex', '—')} · age {row.get('age_bracket', '—')} · {row.get('hardy_scale', '—')}")
     left.markdown(f"Pathology: {row.get('pathology_categories') or '—'}")
     left.caption(row.get("pathology_notes") or "no pathology notes")
-    left.dataframe(top_genes(cohort, chosen), hide_index=True, width="stretch")
+    left.dataframe(sample_top_genes(cohort, chosen), hide_index=True, width="stretch")
     index = _tile_index()
     if index is None:
         right.info("Tile the slides to see this slide's tiles.")
@@ -354,7 +354,7 @@ def epochs_section(run_dir: str) -> None:
         st.error(str(exc))
         return
     if table["source"].eq("checkpoint").any():
-        st.plotly_chart(map_figures.separation_across_epochs(table), width="stretch", key="epochs-chart")
+        st.plotly_chart(map_figures.separation_by_epoch(table), width="stretch", key="epochs-chart")
         with st.expander("Scores per epoch"):
             st.dataframe(table.drop(columns=["source_key", "source"]), hide_index=True, width="stretch")
     available = checkpoint_epochs(run_dir)

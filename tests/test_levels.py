@@ -17,9 +17,9 @@ from core.maps.points import (
     add_split,
     gene_expression,
     genes_level,
+    sample_top_genes,
     slides_level,
     tiles_level,
-    top_genes,
     unified_level,
 )
 
@@ -193,7 +193,7 @@ def test_gene_lookup_by_symbol_or_ensembl_id(cohort):
 
 def test_top_genes_are_the_samples_highest(cohort):
     sample = str(cohort.expression.sample_ids[0])
-    top = top_genes(cohort, sample, n=5)
+    top = sample_top_genes(cohort, sample, n=5)
     assert len(top) == 5 and top["log2(1+TPM)"].is_monotonic_decreasing
     assert top["log2(1+TPM)"].iloc[0] == pytest.approx(
         np.log2(1 + np.asarray(cohort.expression.values[:, 0], dtype=np.float64).max()), abs=0.01)

@@ -9,15 +9,13 @@ from sklearn.linear_model import RidgeCV
 
 from core.ranking import cv as cv_module
 from core.ranking.baselines import group_mean_predict, kmeans_predict
-from core.ranking.cv import RankParams, cross_validate, within_group_r2
+from core.ranking.cv import RankParams, cross_validate
 from core.ranking.fold_pca import fit_reducer
 from core.ranking.folds import donor_folds
 from core.ranking.metrics import (
     bh_fdr,
-    column_ranks,
     pearson_columns,
     pearson_p,
-    r2_columns,
     spearman_columns,
     steiger_test,
 )
@@ -169,10 +167,8 @@ def test_metrics_match_scipy_and_fdr_matches_a_direct_bh():
         assert pearson_p(pearson_columns(a, b), 30)[j] == pytest.approx(stats.pearsonr(a[:, j], b[:, j])[1])
     tied = np.round(a * 2) / 2  # many ties, incl. -0.0 against 0.0
     tied[:5, 1] = -0.0
-    np.testing.assert_array_equal(column_ranks(tied), stats.rankdata(tied, axis=0))
     for j in range(4):
         assert spearman_columns(tied, b)[j] == pytest.approx(stats.spearmanr(tied[:, j], b[:, j])[0])
-    assert r2_columns(a, a)[0] == 1.0 and r2_columns(a, np.zeros_like(a) + a.mean(0))[0] == pytest.approx(0.0)
     p = np.array([0.01, 0.04, 0.03, 0.2, np.nan, 0.001])
     q = bh_fdr(p)
     assert np.isnan(q[4])
@@ -197,8 +193,6 @@ def test_baselines_tissue_mean_and_kmeans():
     np.testing.assert_allclose(pred[:, 0], [11.0, 2.0, 6.5])  # unseen tissue: overall training mean
     z = np.array([[0.0], [0.1], [10.0], [10.1]])
     np.testing.assert_allclose(kmeans_predict(z, y, np.array([[9.0], [0.2]]), clusters=2)[:, 0], [11.0, 2.0])
-    groups = np.array(["a", "a", "b", "b"])
-    assert within_group_r2(y, group_mean_predict(y, groups, groups), groups)[0] == pytest.approx(0.0)
     rng = np.random.default_rng(4)
     values, labels = rng.normal(5, 2, (30, 3)).astype(np.float32), rng.integers(0, 4, 30)
     total, within = cv_module._sums_of_squares(values, labels)

@@ -26,7 +26,7 @@ from core.embed.separability import (
     separation_across_epochs,
     spread_epochs,
 )
-from core.maps.figures import separation_across_epochs as epochs_figure
+from core.maps.figures import separation_by_epoch as epochs_figure
 from core.tiles import pack as tilepack
 from core.train.loop import save_checkpoint
 from core.train.models import build_model

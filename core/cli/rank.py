@@ -68,7 +68,7 @@ def params_from_args(args: argparse.Namespace) -> RankParams:
 
 def result_of(ranking, data: Path, started: float, top: int = TOP) -> dict[str, Any]:
     """The command's JSON: the issue's fields, then recovered counts, sources and where things are."""
-    from core.ranking.table import top_genes
+    from core.ranking.table import top_ranked_genes
     from core.ranking.truth import truth_report
 
     summary = ranking.summary
@@ -76,7 +76,7 @@ def result_of(ranking, data: Path, started: float, top: int = TOP) -> dict[str, 
         "genes": summary["genes"], "samples": summary["samples"], "donors": summary["donors"],
         "folds": summary["folds"], "repeats": summary["repeats"],
         "seconds": round(time.perf_counter() - started, 3), "csv": str(ranking.csv),
-        "top": top_genes(ranking.table, top),
+        "top": top_ranked_genes(ranking.table, top),
         "summary": {"positive_r": summary["positive_r"], "median_r_above_0_5": summary["median_r_above_0_5"]},
     }
     truth = truth_report(data, ranking.table)

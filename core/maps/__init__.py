@@ -12,7 +12,7 @@ _EXPORTS = {
     "MapParams": "reduce",
     "MapRequest": "jobs",
     "PointSet": "points",
-    "QC_COLUMNS": "points",
+    "QC_COLOUR_COLUMNS": "points",
     "gene_expression": "points",
     "genes_level": "points",
     "launch_map": "jobs",
@@ -22,7 +22,7 @@ _EXPORTS = {
     "seeded_subset": "reduce",
     "start_warm_up": "reduce",
     "tile_index_path": "jobs",
-    "top_genes": "points",
+    "sample_top_genes": "points",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

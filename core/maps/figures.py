@@ -155,7 +155,7 @@ def explained_variance(ratio: np.ndarray) -> go.Figure:
 _LEVEL_COLOURS = {"slides": "#1f77b4", "tiles": "#d62728"}
 
 
-def separation_across_epochs(scores: pd.DataFrame) -> go.Figure:
+def separation_by_epoch(scores: pd.DataFrame) -> go.Figure:
     """Two panels over a run's epochs: kNN tissue accuracy (donors held out) and silhouette by tissue, each
     for slides and tiles. The trained checkpoints are solid lines; the same architecture with random
     weights (epoch 0 of the table) is a dashed line of the same colour across all epochs, side by side with

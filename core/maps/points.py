@@ -28,7 +28,7 @@ LEVELS = ("tiles", "slides", "genes", "unified")
 SAMPLE_COLUMNS = ("sample_id", "tissue", "subject_id", "sex", "age_bracket", "hardy_scale")
 DETAIL_COLUMNS = ("pathology_categories", "pathology_notes", "slide_path")
 # Tile-index QC metrics offered as colours at the tile level.
-QC_COLUMNS = ("tissue_fraction", "jpeg_kb", "blur", "min_piece_std", "min_channel_std")
+QC_COLOUR_COLUMNS = ("tissue_fraction", "jpeg_kb", "blur", "min_piece_std", "min_channel_std")
 DEFAULT_UNIFIED_COMPONENTS = 20
 _ENSEMBL_VERSION = re.compile(r"\.\d+$")
 
@@ -145,7 +145,7 @@ def tiles_level(embeddings: Any, samples: pd.DataFrame, tile_index: pd.DataFrame
             if given in picked:
                 meta.loc[blank, column] = picked.loc[blank.to_numpy(), given].astype(str).to_numpy()
     if tile_index is not None and {"x", "y"} <= set(meta.columns):
-        qc = [c for c in ("read_size", *QC_COLUMNS) if c in tile_index.columns]
+        qc = [c for c in ("read_size", *QC_COLOUR_COLUMNS) if c in tile_index.columns]
         joined = meta[["sample_id", "x", "y"]].merge(
             tile_index[["sample_id", "x", "y", *qc]].drop_duplicates(["sample_id", "x", "y"]),
             on=["sample_id", "x", "y"], how="left")
@@ -240,7 +240,7 @@ def gene_expression(cohort: Cohort, query: str) -> tuple[str, pd.Series]:
     return label, pd.Series(values, index=np.asarray(expression.sample_ids, dtype=str), name=label)
 
 
-def top_genes(cohort: Cohort, sample_id: str, n: int = 10) -> pd.DataFrame:
+def sample_top_genes(cohort: Cohort, sample_id: str, n: int = 10) -> pd.DataFrame:
     """The sample's n most expressed genes: symbol, gene_id, log2(1 + TPM)."""
     columns = pd.Index(np.asarray(cohort.expression.sample_ids, dtype=str))
     col = columns.get_indexer([sample_id])[0]

@@ -58,11 +58,6 @@ def upload_extension(filename: str) -> str | None:
     return None
 
 
-def accepted_types() -> list[str]:
-    """Extensions for a file picker (without the dot; `st.file_uploader(type=...)` matches the last suffix)."""
-    return sorted({extension.rsplit(".", 1)[-1] for extension in SLIDE_EXTENSIONS})
-
-
 def describe_size(size: int) -> str:
     """Bytes as people read them: 1.9 MB, 4.0 GB."""
     for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):

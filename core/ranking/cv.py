@@ -30,11 +30,6 @@ class CVResult:
     folds: list[Fold] = field(default_factory=list)
 
 
-def within_group_r2(y: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """1 - sum of SSE / sum of SST, both taken within each group around the group's observed mean."""
-    return _r2(_sse(y, pred), within_group_sst(y, groups))
-
-
 def within_group_sst(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Per column: the sum of squares of y around each group's own mean, summed over groups."""
     return _sums_of_squares(y, groups)[1]

@@ -108,14 +108,6 @@ def _without_nonlinear(argv: list[str]) -> list[str]:
     return argv[:at] + argv[at + 2:]
 
 
-def nonlinear_top_of(argv: list[str]) -> int:
-    """The N of a rank command line's --nonlinear-top N (0 without it)."""
-    try:
-        return int(argv[argv.index(NONLINEAR_FLAG) + 1])
-    except (ValueError, IndexError):
-        return 0
-
-
 def last_attempt(ws: Workspace, data_dir: str | Path, source: FeatureSource, params: RankParams,
                  nonlinear_top: int | None = None) -> dict | None:
     """The status of the latest `rank` job for exactly this request when it failed or was cancelled (so the

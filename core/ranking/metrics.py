@@ -8,19 +8,6 @@ from scipy import stats
 _BLOCK = 4096  # columns per pass: bounds the float64 temporaries of the column statistics
 
 
-def r2_columns(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """1 - SSE / SST per column (SST around the column's observed mean); NaN for a constant column."""
-    out = np.empty(np.shape(y)[1])
-    for start in range(0, len(out), _BLOCK):
-        block = slice(start, start + _BLOCK)
-        yb = np.asarray(y[:, block], dtype=np.float64)
-        sse = ((yb - pred[:, block]) ** 2).sum(axis=0)
-        sst = ((yb - yb.mean(axis=0)) ** 2).sum(axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[block] = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.nan)
-    return out
-
-
 def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson r per column; NaN where either side is constant."""
     out = np.empty(np.shape(a)[1])
@@ -59,12 +46,6 @@ def row_ranks(rows: np.ndarray) -> np.ndarray:
         last = np.minimum.accumulate(np.where(ends, pos, n)[:, ::-1], axis=1)[:, ::-1]  # and ends
         ranks[order[tied]] = (first + last) / 2.0 + 1.0
     return ranks.reshape(g, n)
-
-
-def column_ranks(a: np.ndarray) -> np.ndarray:
-    """Average ranks within each column, as scipy's rankdata(axis=0) (float32)."""
-    a = np.asarray(a)
-    return row_ranks(np.ascontiguousarray((a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)).T)).T
 
 
 def _rows32(values: np.ndarray) -> np.ndarray:

@@ -128,10 +128,6 @@ def save_ranking(
     return loaded
 
 
-def cached_ranking(ws: Workspace, inputs: RankInputs, params: RankParams) -> Ranking | None:
-    return load_ranking(rankings_dir(ws) / ranking_key(inputs, params))
-
-
 def rank_inputs(
     ws: Workspace,
     inputs: RankInputs,

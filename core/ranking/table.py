@@ -93,7 +93,7 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def top_genes(table: pd.DataFrame, n: int = 20) -> list[dict[str, Any]]:
+def top_ranked_genes(table: pd.DataFrame, n: int = 20) -> list[dict[str, Any]]:
     """The best `n` rows by R², with the CLI's fields (floats rounded)."""
     rows = []
     for row in table.head(n).itertuples(index=False):
