@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs as jobs_module
 from core.base.config import Workspace
 from core.base.errors import DataError, JobBusyError
 from core.jobs import (
@@ -330,7 +329,7 @@ def test_a_launch_waits_for_a_worker_that_exits_between_the_lock_probe_and_its_s
 def test_a_launch_refused_after_the_grace_period_names_the_lock_when_no_running_job_holds_it(
     ws: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs_module, "EXITING_WORKER_GRACE_S", 0.3)
+    monkeypatch.setattr("core.jobs.acquire.EXITING_WORKER_GRACE_S", 0.3)  # the module that reads it
     holder = _hold_lock_as(ws, "orphan-lock", "done", 30.0)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -408,7 +407,7 @@ def test_unknown_recorded_state_is_a_data_error(ws: Workspace) -> None:
 def test_a_launch_refused_after_the_grace_period_says_the_job_is_only_exiting(
     ws: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs_module, "EXITING_WORKER_GRACE_S", 0.3)
+    monkeypatch.setattr("core.jobs.acquire.EXITING_WORKER_GRACE_S", 0.3)  # the module that reads it
     holder = _hold_lock_as(ws, "slow-exit", "cancelled", 30.0)
     try:
         with pytest.raises(JobBusyError, match="slow-exit has ended, but its process .* still holds"):

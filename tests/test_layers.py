@@ -99,7 +99,7 @@ def test_pages_import_stage_package_roots_only() -> None:
     assert deep == []
 
 
-@pytest.mark.parametrize("package", ["core.base", "core.data", "core.tiles", "core.train", "core.embed",
+@pytest.mark.parametrize("package", ["core.base", "core.jobs", "core.data", "core.tiles", "core.train", "core.embed",
                                      "core.maps", "core.ranking", "core.tour"])
 def test_importing_a_stage_root_and_its_forms_does_not_import_torch(package: str) -> None:
     # A page that draws a form must not pay for torch (seconds per server start, and memory).

@@ -51,7 +51,7 @@ class InlineLauncher:
         try:
             predict_slide(ws, data_dir, slide_path, request, sha256=sha256, display_name=name)
         except DataError as exc:
-            status.update(state="failed", error=jobs._one_line_error(exc))  # what the worker records
+            status.update(state="failed", error=jobs.one_line_error(exc))  # what the worker records
         finally:
             if delete_slide:
                 slide_path.unlink(missing_ok=True)
