@@ -22,10 +22,12 @@ RESULTS_MD = BENCH_DIR / "RESULTS.md"
 HEADER = """# Benchmark results
 
 The latest figure of each benchmark, rendered by `benchmarks/results.py` from the records its script writes
-(`benchmarks/record.py`); never edited by hand (tests/test_docs.py checks). The ratio is the figure over the
-baseline measured in the same run. Cores and load average (at start and end of the run) say how busy the
-machine was: other work may share it, so wall times on a loaded machine are upper bounds. Earlier figures
-live in git history.
+(`benchmarks/record.py`); never edited by hand (tests/test_docs.py checks). The ratio is the figure over its
+baseline: a reference measured in the same run, or the goal the figure is held to. For a rate (tiles/s)
+above 1 is better, for a time below 1. Cores and load average (at the start and end of the run) say how
+busy the machine was: other work may share it, so wall times on a loaded machine are upper bounds.
+"Revision" is the commit measured ("+changes": with uncommitted edits to core/ or benchmarks/). Earlier
+figures live in git history.
 
 | benchmark | latest figure | baseline | ratio | command | date | cores | load (start / end) | revision |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |
