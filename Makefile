@@ -63,6 +63,7 @@ bench: $(DEV_STAMP) $(QC_STAMP)
 	$(PY) benchmarks/bench_overview.py --workspace workspace/bench-overview
 	$(PY) benchmarks/bench_ranking.py
 	$(PY) benchmarks/bench_rank_demo.py --workspace workspace/bench
+	$(PY) benchmarks/results.py
 
 clean:
 	rm -rf workspace .pytest_cache

@@ -27,12 +27,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.record import record, start_load  # noqa: E402
 from core.base.config import workspace  # noqa: E402
 from core.demo import demo_is_ready, ensure_demo_cohort  # noqa: E402
 
 SMALL = {"n_donors": 6, "n_tissues": 4, "slide_size": (1536, 1536), "n_genes": 300, "workers": 1}
 CHROMIUM = "/usr/bin/chromium"
 PAGE_INPUT_SIZE = 64  # the page's default input size for random weights
+GOAL_S = 2.0  # per switch, click to drawn
 
 
 def core(ws_root: Path, *argv: str) -> None:
@@ -87,6 +89,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workspace", type=Path, help="keep the set-up here (reused when it is there already)")
     args = parser.parse_args()
+    load_start = start_load()
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="bench-render-") as folder:
@@ -123,11 +126,16 @@ def main() -> int:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                              args=["--no-sandbox", "--disable-gpu"])
                 page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                run(page, port, args)
+                switches = run(page, port, args)
                 browser.close()
         finally:
             server.terminate()
             server.wait(timeout=30)
+    every = [s for seconds in switches.values() for s in seconds]
+    median = float(np.median(every))
+    record("bench_explorer_render", f"median switch {median:.2f} s, slowest {max(every):.2f} s ({args.tiles:,} tiles, "
+           f"{args.draw or args.tiles:,} drawn)", f"the {GOAL_S:g} s goal per switch (median ratio)", median / GOAL_S,
+           load_start, {"switches_s": switches, "tiles": args.tiles, "drawn": args.draw})
     return 0
 
 
@@ -209,7 +217,7 @@ def timed_switch(page, action) -> float:
     return total
 
 
-def run(page, port: int, args) -> None:
+def run(page, port: int, args) -> dict[str, list[float]]:
     page.goto(f"http://127.0.0.1:{port}/explorer")
     done(page)
 
@@ -254,6 +262,7 @@ def run(page, port: int, args) -> None:
     print(f"CPU per switch (load-independent): server median {np.median(server):.2f} s (max {server.max():.2f}), "
           f"browser median {np.median(browser):.2f} s (max {browser.max():.2f})", flush=True)
     print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
+    return rows
 
 
 if __name__ == "__main__":

@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.measure, args.gct, args.cache_dir)))
         return 0
 
+    load_start = os.getloadavg()
     workdir = args.workdir or Path(tempfile.gettempdir()) / "histogene-bench-gct"
     if REPO_ROOT in workdir.resolve().parents or workdir.resolve() == REPO_ROOT:
         raise SystemExit(f"--workdir {workdir} is inside the repository; pick a temp or workspace folder")
@@ -179,16 +180,40 @@ def main(argv: list[str] | None = None) -> int:
     print_table(f"GCT {args.genes} genes x {args.samples} samples, {text_bytes / 2**20:.0f} MiB text", full)
     cold, warm = full["cold"], full["warm"]
     print(f"warm / cold time: {warm['seconds'] / cold['seconds']:.4f}   (baseline = interpreter + imports only)")
+    against = (full, args.samples) if "pandas" in full else (None, None)
     if compare:
         small = ensure_gct(workdir, args.genes, compare)
         both = measure_all(small, cache_dir, ["cold", "pandas"], repeats=args.repeats)
         print_table(f"GCT {args.genes} genes x {compare} samples, {small.stat().st_size / 2**20:.0f} MiB text "
                     "(ours and pandas, same run)", both)
+        against = (both, compare)
         if not args.keep:
             small.unlink()
     if not args.keep:
         gct.unlink()
+    _record(args, cold, warm, *against, load_start)
     return 0
+
+
+def _record(args: argparse.Namespace, cold: dict, warm: dict, pair: dict | None, pair_samples: int | None,
+            load_start: tuple[float, ...]) -> None:
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks.record import record
+
+    figures = {"genes": args.genes, "samples": args.samples, "cold_s": cold["seconds"],
+               "cold_cpu_s": cold["cpu_seconds"], "cold_peak_rss_mb": cold["peak_rss_mb"], "warm_s": warm["seconds"]}
+    figure = (f"cold {cold['seconds']:.1f} s, warm {warm['seconds']:.2f} s "
+              f"({args.genes:,} genes x {args.samples:,} samples)")
+    if pair is None:
+        record("bench_gct_load", figure, "pandas not run", None, load_start, figures)
+        return
+    ours, pandas = pair["cold"], pair["pandas"]
+    figures.update({"compared_samples": pair_samples, "compared_cold_s": ours["seconds"],
+                    "pandas_s": pandas["seconds"], "pandas_peak_rss_mb": pandas["peak_rss_mb"],
+                    "memory_ratio": ours["peak_rss_mb"] / pandas["peak_rss_mb"], "goal_ratio": 0.25})
+    record("bench_gct_load", figure, f"pandas.read_csv at {pair_samples:,} samples: {pandas['seconds']:.1f} s "
+           f"against ours {ours['seconds']:.1f} s (time ratio)", ours["seconds"] / pandas["seconds"], load_start,
+           figures)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.record import record, start_load  # noqa: E402
 from core.base.config import workspace  # noqa: E402
 from core.maps.reduce import MapParams, cached_map, pca, warm_up  # noqa: E402
 
@@ -68,6 +69,8 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=["umap", "tsne"], choices=["umap", "tsne"])
     parser.add_argument("--baseline-max", type=int, default=10_000, help="run baselines up to this many points")
     args = parser.parse_args()
+    load_start = start_load()
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-maps-") as folder:
         ws = workspace(Path(folder) / "workspace")
         compile_s = timed(lambda: warm_up(ws))[0]
@@ -85,15 +88,23 @@ def main() -> int:
                 warm, again = timed(lambda p=params, v=values: cached_map(ws, v, p))
                 assert again.cached and np.array_equal(again.coords, result.coords)
                 name = "sklearn TSNE on 40 PCs" if method == "tsne" else "umap-learn on raw features"
+                row = {"points": n, "method": method, "cold_s": cold, "cold_cpu_s": cold_cpu, "warm_s": warm}
                 if n <= args.baseline_max:
                     base = baseline(method, values, params)
                     base_text = f"{name}: {base:.1f} s / {CPU[0]:.1f} s"
                     ratio = f"{cold / base:.2f}, {cold_cpu / CPU[0]:.2f}"
+                    row.update(baseline=name, baseline_s=base, baseline_cpu_s=CPU[0])
                 else:
                     base_text, ratio = "not run at this size", "—"
+                rows.append(row)
                 print(f"| {n:,} | PCA + {method} | {cold:.1f} s / {cold_cpu:.1f} s | {warm:.2f} s | {base_text} "
                       f"| {ratio} |", flush=True)
         print(f"load average at end: {os.getloadavg()[0]:.1f}", flush=True)
+    head = next((r for r in rows if "baseline_s" in r), rows[0])
+    record("bench_maps", f"PCA + {head['method']} at {head['points']:,} points: cold {head['cold_s']:.1f} s, "
+           f"warm {head['warm_s']:.2f} s",
+           f"{head['baseline']}: {head['baseline_s']:.1f} s (cold wall ratio)" if "baseline_s" in head else "not run",
+           head["cold_s"] / head["baseline_s"] if "baseline_s" in head else None, load_start, {"maps": rows})
     return 0
 
 

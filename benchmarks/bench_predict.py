@@ -32,9 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.gtex_slide import make_gtex_size_svs  # noqa: E402
+from benchmarks.record import record, start_load  # noqa: E402
 
 CMU = REPO.parent / "shared" / "testdata" / "CMU-1-Small-Region.svs"
-GTEX = Path("/work/bench-data/gtex_40000x30000.svs")
 TARGETS = {"CMU cold": 15.0, "CMU warm": 2.0, "GTEx cold": 60.0}
 
 
@@ -87,26 +87,33 @@ def show(name: str, result: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workspace", default=os.environ.get("HISTOGENE_WORKSPACE", "/work/ws-demo"))
+    parser.add_argument("--workspace", default=os.environ.get("HISTOGENE_WORKSPACE", "workspace"))
     parser.add_argument("--run", help="run id or folder (default: the best finished run)")
     parser.add_argument("--skip-gtex", action="store_true")
-    parser.add_argument("--gtex", default=str(GTEX), help="the GTEx-size slide (made when missing)")
+    parser.add_argument("--gtex", help="the GTEx-size slide (default: benchmarks/gtex_slide.py's, made when missing)")
     args = parser.parse_args()
+    load_start = start_load()
     ws_root = Path(args.workspace).resolve()
     from core.predict import file_sha256
 
     print(f"workspace {ws_root}; {os.cpu_count()} CPUs; load average {load()}")
     subprocess.run([sys.executable, "-c", "import core.predict, torch"], cwd=REPO, check=True)  # disk cache warm
     forget(ws_root, file_sha256(CMU))
-    show("CMU cold", predict(ws_root, CMU, args.run))
-    show("CMU warm", predict(ws_root, CMU, args.run))
+    results = {"CMU cold": predict(ws_root, CMU, args.run), "CMU warm": predict(ws_root, CMU, args.run)}
     if not args.skip_gtex:
-        gtex = Path(args.gtex)
-        if not gtex.is_file():
-            make_gtex_size_svs(gtex)
+        gtex = make_gtex_size_svs(args.gtex)  # reused when already there
         forget(ws_root, file_sha256(gtex))
-        show("GTEx cold", predict(ws_root, gtex, args.run))
-        show("GTEx warm", predict(ws_root, gtex, args.run))
+        results["GTEx cold"] = predict(ws_root, gtex, args.run)
+        results["GTEx warm"] = predict(ws_root, gtex, args.run)
+    for name, result in results.items():
+        show(name, result)
+    cold, warm = results["CMU cold"]["wall"], results["CMU warm"]["wall"]
+    figures = {name: {"wall_s": r["wall"], "cpu_s": r["cpu"], "steps_s": r["report"]["seconds"],
+                      "target_s": TARGETS.get(name)} for name, r in results.items()}
+    figure = f"CMU-1 cold {cold:.1f} s, warm {warm:.2f} s" + (
+        f"; GTEx-size cold {results['GTEx cold']['wall']:.1f} s" if "GTEx cold" in results else "")
+    record("bench_predict", figure, f"the {TARGETS['CMU cold']:g} s target for CMU-1 cold (ratio)",
+           cold / TARGETS["CMU cold"], load_start, figures)
     return 0
 
 

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gtex_slide  # noqa: E402
 
+from benchmarks.record import record, start_load  # noqa: E402
 from core.data.slides import open_slide  # noqa: E402
 from core.tiles.index import tissue_mask  # noqa: E402
 from core.tiles.qc import QcParams, read_and_qc  # noqa: E402
@@ -121,7 +122,10 @@ def bench(name: str, path: Path, limit: int | None, repeats: int) -> dict[str, f
     for base, goal in (("bare slideio read", "  (goal >= 0.8)"), ("OpenSlide DeepZoom read", "")):
         print(f"  ratio ours / {base:23s}: {rates['ours (read + QC)'] / rates[base]:.2f} wall, "
               f"{cpu_rates['ours (read + QC)'] / cpu_rates[base]:.2f} CPU{goal}")
-    return rates
+    ours_label, bare_label = "ours (read + QC)", "bare slideio read"
+    return {"cells": n, "tiles_per_s": rates[ours_label], "tiles_per_cpu_s": cpu_rates[ours_label],
+            "slideio_tiles_per_s": rates[bare_label], "slideio_tiles_per_cpu_s": cpu_rates[bare_label],
+            "deepzoom_tiles_per_s": rates["OpenSlide DeepZoom read"]}
 
 
 def main() -> int:
@@ -130,12 +134,16 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="time only the first N tissue cells of the big slide")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
+    load_start = start_load()
     if not REAL_SVS.is_file():
         print(f"skipped: {REAL_SVS} not found (../shared/testdata)", file=sys.stderr)
         return 1
     big = args.svs or gtex_slide.make_gtex_size_svs(verbose=True)
-    bench("GTEx-size SVS", big, args.limit, args.repeats)
-    bench("real SVS", REAL_SVS, None, max(args.repeats, 5))  # 24 cells: more repeats for a stable best
+    gtex = bench("GTEx-size SVS", big, args.limit, args.repeats)
+    real = bench("real SVS", REAL_SVS, None, max(args.repeats, 5))  # 24 cells: more repeats for a stable best
+    record("bench_qc", f"{gtex['tiles_per_s']:.1f} tiles/s read + QC, GTEx-size SVS ({gtex['cells']} cells)",
+           f"bare slideio reads of the same cells: {gtex['slideio_tiles_per_s']:.1f} tiles/s (goal ratio >= 0.8)",
+           gtex["tiles_per_s"] / gtex["slideio_tiles_per_s"], load_start, {"gtex_size": gtex, "cmu1": real})
     return 0
 
 

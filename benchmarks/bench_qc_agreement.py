@@ -27,6 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
 from bench_qc import tissue_cells  # noqa: E402
 from qc_reference import reference_metrics  # noqa: E402
 
+from benchmarks.record import record, start_load  # noqa: E402
 from core.data.dataset import load_cohort  # noqa: E402
 from core.data.slides import open_slide  # noqa: E402
 from core.demo import TRUTH_JSON, make_demo_cohort  # noqa: E402
@@ -70,6 +71,7 @@ def main() -> int:
     parser.add_argument("--demo", type=Path, help="a demo cohort folder (default: generate benchmarks/out/demo)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    load_start = start_load()
     root = args.demo or make_demo_cohort(ROOT / "benchmarks" / "out" / "demo")
     cohort = load_cohort(root)
     samples = cohort.samples[cohort.samples["has_slide"]][["sample_id", "tissue", "slide_path"]]
@@ -94,6 +96,11 @@ def main() -> int:
         print(check.per_artifact.to_string())
     worst = np.abs(frame["fast_jpeg_kb"] / frame["full_jpeg_kb"] - 1).max()
     print(f"\nlargest relative JPEG-size error: {worst:.1%}")
+    record("bench_qc_agreement", f"{agree:.2%} of QC decisions agree, {fast_ms:.1f} ms per tile ({len(frame)} tiles "
+           f"of {len(samples)} demo slides)", f"full-resolution QC: {full_ms:.1f} ms per tile (time ratio; goal "
+           "agreement >= 98%)", fast_ms / full_ms, load_start,
+           {"agreement": float(agree), "same_reason": float(same_reason), "ms_per_tile": float(fast_ms),
+            "full_ms_per_tile": float(full_ms), "tiles": len(frame), "slides": len(samples)})
     return 0
 
 

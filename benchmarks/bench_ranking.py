@@ -36,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.record import record, start_load  # noqa: E402
 from core.ranking.cv import RankParams, cross_validate  # noqa: E402
 from core.ranking.fold_pca import fit_reducer  # noqa: E402
 from core.ranking.folds import donor_folds  # noqa: E402
@@ -87,6 +88,7 @@ def main() -> int:
     parser.add_argument("--skip-ridge", action="store_true", help="skip the ridge comparisons (1, 2)")
     parser.add_argument("--rounds", type=int, default=3, help="runs of 3a (each printed: the load varies)")
     args = parser.parse_args()
+    load_start = start_load()
     from threadpoolctl import threadpool_info
 
     x, y, subjects, tissues = synthetic(args.samples, args.genes, args.dim, args.donors, args.tissues)
@@ -95,13 +97,21 @@ def main() -> int:
           f"{args.donors} donors, {args.tissues} tissues; cores available {len(os.sched_getaffinity(0))}; "
           f"BLAS: {blas}; load average {load()}")
 
-    if not args.skip_ridge:
-        compare_ridge(args, x, y, subjects)
-    pipelines(args, x, y, subjects, tissues)
+    ridge = compare_ridge(args, x, y, subjects) if not args.skip_ridge else {}
+    runs = pipelines(args, x, y, subjects, tissues)
+    quickest = min((r for r in runs if r["label"].startswith("3a")), key=lambda r: r["wall_s"])
+    figure = f"ranking 5 folds x 1 repeat: {quickest['wall_s']:.1f} s wall, {quickest['cpu_s']:.1f} s CPU"
+    if ridge:
+        record("bench_ranking", f"ridge for all genes {ridge['ours_cpu_s']:.2f} s CPU; {figure}",
+               f"sklearn RidgeCV(alpha_per_target=True): {ridge['sklearn_cpu_s']:.1f} s CPU (CPU ratio)",
+               ridge["ours_cpu_s"] / ridge["sklearn_cpu_s"], load_start, {**ridge, "pipelines": runs})
+    else:
+        record("bench_ranking", figure, "the 10 s goal on 2 cores (wall ratio)", quickest["wall_s"] / 10.0,
+               load_start, {"pipelines": runs})
     return 0
 
 
-def compare_ridge(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, subjects: np.ndarray) -> None:
+def compare_ridge(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, subjects: np.ndarray) -> dict[str, Any]:
     """1 + 2: ridge on the same folds and features, both sides on one BLAS thread (as the pipeline runs
     it: a 2-thread BLAS on a shared 2-core machine spins more CPU than it computes with)."""
     from sklearn.linear_model import RidgeCV
@@ -152,10 +162,13 @@ def compare_ridge(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, subjec
           f"(goal >= 100x)")
 
     limit.restore_original_limits()
+    return {"ours_wall_s": ours_wall, "ours_cpu_s": ours_cpu, "sklearn_wall_s": sk_wall, "sklearn_cpu_s": sk_cpu,
+            "max_r2_difference": float(np.nanmax(np.abs(r2_ours - r2_sk))), "penalties_differing": alphas_differ,
+            "loop_cpu_s_scaled": loop_cpu * scale, "loop_over_ours_cpu": loop_cpu * scale / ours_cpu}
 
 
 def pipelines(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, subjects: np.ndarray,
-              tissues: np.ndarray) -> None:
+              tissues: np.ndarray) -> list[dict[str, Any]]:
     """3: the pipeline (folds in threads, one BLAS thread each)."""
     gene_ids = np.array([f"G{i}" for i in range(args.genes)])
     runs = [(f"3a. ridge ranking, 5 folds x 1 repeat (emb, emb+tissue, tissue-mean, k-means; R², r, rho, p, FDR), "
@@ -165,6 +178,7 @@ def pipelines(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, subjects: 
         rng = np.random.default_rng(1)
         runs.append(("3b. full default pipeline, 5 folds x 3 repeats + random-weights features + permutation null",
                      RankParams(components=args.components), rng.standard_normal(x.shape).astype(np.float32)))
+    measured = []
     for label, params, x_random in runs:
         before = load()
 
@@ -175,6 +189,8 @@ def pipelines(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, subjects: 
         table, wall, cpu = timed(pipeline)
         print(f"{label}:\n   {wall:.2f} s wall, {cpu:.2f} s CPU (load average before {before}, after {load()}); "
               f"{len(table)} genes, median R² {table['r2'].median():.3f}")
+        measured.append({"label": label.split(",")[0], "wall_s": wall, "cpu_s": cpu})
+    return measured
 
 
 if __name__ == "__main__":

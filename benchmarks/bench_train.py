@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.record import record, start_load  # noqa: E402
 from core.base.config import workspace  # noqa: E402
 from core.tiles.pack import build_tilepack  # noqa: E402
 from core.train.config import TrainConfig  # noqa: E402
@@ -102,6 +103,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=TrainConfig.image_size)
     parser.add_argument("--arch", default=TrainConfig.arch)
     args = parser.parse_args()
+    load_start = start_load()
     n_tiles = args.tiles - args.tiles % args.batch_size  # whole batches only, in both loops
     config = TrainConfig(arch=args.arch, epochs=1, batch_size=args.batch_size, image_size=args.image_size,
                          test_fraction=0.0)
@@ -115,6 +117,10 @@ def main() -> None:
     print(f"worker loop (train_run on pack):  {worker:8.1f} tiles/s   ratio {worker / bare:.2f} (goal >= 0.90)")
     print(f"train_run wall incl. setup, eval-free epoch, checkpoint: {wall:.1f} s "
           f"= {n_tiles / wall:.1f} tiles/s overall")
+    record("bench_train", f"{worker:.1f} tiles/s ({config.arch}, {config.image_size} px, batch {config.batch_size}, "
+           f"{device})", f"plain torch loop on in-memory tensors: {bare:.1f} tiles/s", worker / bare, load_start,
+           {"tiles_per_s": worker, "bare_tiles_per_s": bare, "goal_ratio": 0.9, "tiles": n_tiles,
+            "train_run_wall_s": wall})
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workspace", default=os.environ.get("HISTOGENE_WORKSPACE", "/work/ws-demo"))
+    parser.add_argument("--workspace", default=os.environ.get("HISTOGENE_WORKSPACE", "workspace"))
     parser.add_argument("--run", help="run id or folder (default: the best finished run)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--donors", type=int, default=2)

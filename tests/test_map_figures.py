@@ -99,7 +99,7 @@ def test_rows_must_match_the_points():
 
 
 def test_a_long_title_wraps_when_the_map_is_half_the_page_wide():
-    title = "tiles · UMAP · run 20261129-012856-0ec8 epoch 30 (efficientnet_b0, 64 px, selected on validation)"
+    title = "tiles · UMAP · run 20261129-012856-demo epoch 30 (efficientnet_b0, 64 px, selected on validation)"
     assert wrap_title("tiles · UMAP", HALF_WIDTH_TITLE) == ["tiles · UMAP"]
     lines = wrap_title(title, HALF_WIDTH_TITLE)
     assert len(lines) > 1 and all(len(line) <= HALF_WIDTH_TITLE for line in lines)

@@ -189,7 +189,7 @@ def test_separation_across_epochs_shows_what_is_scored_and_offers_the_rest(tmp_p
     ensure_demo_cohort(ws, **TINY)
     monkeypatch.setenv("HISTOGENE_WORKSPACE", str(ws.root))
     monkeypatch.delenv("HISTOGENE_DATA", raising=False)
-    run = ws.runs_dir / "20260101-000000-abcd"
+    run = ws.runs_dir / "20260101-000000-test"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"arch": "efficientnet_b0", "image_size": 32, "epochs": 12,
                                                  "classes": ["Liver", "Lung"]}))

@@ -4,7 +4,7 @@ The GTEx v8 TPM file is ~2.6 GB of text; it is parsed once (core/data/gct.py, in
 stored under `cache_dir` as a raw memory-mappable file keyed by the file's fingerprint and the kept
 samples, so reloads are instant. A page never parses: it asks `cached_gct` and leaves parsing to a
 background `python -m core load` job (core/cli/load.py).
-`core.data.dataset` re-exports `Expression` and `read_gct` (the contract in ARCHITECTURE.md).
+`core.data.dataset` re-exports `Expression` and `read_gct` (the contract is core/data/__init__.py's docstring).
 """
 
 from __future__ import annotations

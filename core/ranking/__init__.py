@@ -6,6 +6,20 @@ embeddings alone and with tissue; baselines on the same folds (tissue mean, k-me
 a permutation null). Out: a ranking table (R², R² beyond tissue, p-values, FDR, the recovered-gene
 rule), saved per source and parameters. `jobs` spells the `rank` command; `views` and `figures` are
 what the Gene rankings page reads and draws.
+
+Contract:
+- `api.rank_genes(ws, data_dir, source, params=RankParams(), ...) -> store.Ranking`: the one call the
+  CLI and the page's job end in. It embeds `source` and `jobs.baseline_source(source)` (random weights of
+  the same architecture and input size, seed 0; none for random or timm sources) when missing.
+- `RankParams(components=40, folds=5, repeats=3, seed=0, clusters=8, criterion="loo",
+  permutation_null=True)`; folds grouped by donor (`folds.donor_folds`).
+- Cache: `ws.cache_dir/rankings/<ranking_key>/`, the key a content hash of the aligned inputs, the
+  parameters, `RANKING_VERSION` (bump it whenever the numbers change for the same inputs) and
+  CODE_VERSION. `jobs.cached_ranking_for(...)` builds the same inputs and key without computing
+  (pages); `missing` says what a job would have to make first.
+- `table.build_table`: one row per gene, best R² first; `recovered` is the rule described in
+  docs/methods.md (issue 19 replaces it with SEQUOIA's exact rule). `truth.truth_report` reads the
+  demo's truth.json, which the ranking itself never reads.
 """
 
 from core.base.lazy import lazy_exports
