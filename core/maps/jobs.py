@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -24,6 +25,7 @@ from core.maps.points import LEVELS, PointSet, add_split, genes_level, slides_le
 from core.maps.reduce import MapParams
 
 Progress = Callable[[int, int, str], None]
+KIND = "map"
 
 
 @dataclass(frozen=True)
@@ -133,4 +135,9 @@ def map_argv(data_dir: str | Path, request: MapRequest) -> list[str]:
 def launch_map(ws: Workspace, data_dir: str | Path, request: MapRequest) -> jobs.Job:
     """Start the map (and any embedding it needs) as the one background job; JobBusyError names the
     running job."""
-    return jobs.launch(ws, "map", map_argv(data_dir, request.checked()))
+    return jobs.launch(ws, KIND, map_argv(data_dir, request.checked()))
+
+
+def last_attempt(ws: Workspace, data_dir: str | Path, request: MapRequest) -> dict[str, Any] | None:
+    """The newest map of `request` when it failed or was cancelled (its status and log tail), else None."""
+    return jobs.last_failure(ws, KIND, map_argv(data_dir, request))
