@@ -107,9 +107,10 @@ def test_rank_argv_round_trip(ws: Workspace, tmp_path: Path, kind: str):
 def test_map_argv_round_trip(ws: Workspace):
     from core.cli.map import request_from_args
 
+    umap = MapParams(method="umap", n_neighbors=9, min_dist=0.3, seed=2)
     for request in (map_jobs.MapRequest(level="genes", params=MapParams(method="tsne", perplexity=12.0)),
-                    map_jobs.MapRequest(level="tiles", source=_source("random", ws.root), limit=500, subset_seed=4, weight=0.25,
-                                        params=MapParams(method="umap", n_neighbors=9, min_dist=0.3, seed=2))):
+                    map_jobs.MapRequest(level="tiles", source=_source("random", ws.root), limit=500, subset_seed=4,
+                                        weight=0.25, params=umap)):
         assert request_from_args(parse(map_jobs.map_argv("/data", request), ws)) == request
 
 
