@@ -212,7 +212,7 @@ def compute_or_launch(cached: Callable[[], T | None], running: Callable[[], jobs
         if show_job is not None:
             show_job(job)
         else:
-            with where if where is not st else st.container():
+            with st.container() if where is st else where:
                 job_panel(job.dir, rerun_when_done=True)
         return None
     last = last_attempt() if last_attempt is not None else None
