@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -22,10 +24,12 @@ from core.base import (
 from core.data import Cohort, expression_ready, load_cohort
 from core.data import jobs as load_jobs
 from core.demo import demo_is_ready
+from core.demo import jobs as demo_jobs
 from core.embed import FeatureSource, checkpoint_epochs
 from core.train import runs
 
 ROUTED_KEY = "_routed_by_app"  # set by app.py before st.navigation runs a page
+T = TypeVar("T")
 
 
 @st.cache_resource
@@ -76,7 +80,7 @@ def dataset_dir() -> Path:
             st.stop()
         if job is None:
             try:
-                job = jobs.launch(ws, "demo", ["demo"])
+                job = demo_jobs.launch_demo(ws)
             except JobBusyError as exc:
                 st.warning(str(exc))
                 st.stop()
@@ -118,26 +122,28 @@ def expression_loader(cohort: Cohort, root: Path) -> None:
         return
     ws = get_workspace()
     active = jobs.active_job(ws)
-    if active is not None:
-        if active.kind != load_jobs.KIND:
-            st.info(f"The expression matrix is loaded once the running {active.kind} job ends; "
-                    "samples, slides and tissues are shown meanwhile.")
-        return
-    last = load_jobs.last_load(ws, root, cohort.files.expression_gct)
-    if last is not None:  # it ended, yet nothing is cached: say why rather than relaunch in a loop
-        if last.get("state") == "failed":
-            st.error(f"Loading the expression matrix failed: {last.get('error') or 'unknown error'}")
-        elif last.get("state") == "cancelled":
-            st.info("Loading the expression matrix was cancelled.")
-        else:
-            st.warning(f"The expression matrix was read but could not be cached in {ws.cache_dir} "
-                       "(see the load job's log); pages show it once it is cached.")
-        if not st.button("Load the expression matrix again"):
-            return
-    try:
-        load_jobs.launch_load(ws, root)  # the job panel below picks it up on this run
-    except JobBusyError as exc:
-        st.warning(str(exc))
+    # a load that ended, yet nothing is cached: say why rather than relaunch in a loop
+    last = load_jobs.last_attempt(ws, root, cohort.files.expression_gct) if active is None else None
+    compute_or_launch(lambda: None, lambda: active, lambda: last, lambda: load_jobs.launch_load(ws, root),
+                      "Load the expression matrix again", primary=False, show_job=_waiting_for_load,
+                      show_failure=lambda status: _load_outcome(ws, status), auto=last is None,
+                      rerun=False)  # the page's job panel picks the job up on this run
+
+
+def _waiting_for_load(active: jobs.Job) -> None:
+    if active.kind != load_jobs.KIND:
+        st.info(f"The expression matrix is loaded once the running {active.kind} job ends; "
+                "samples, slides and tissues are shown meanwhile.")
+
+
+def _load_outcome(ws: Workspace, last: dict[str, Any]) -> None:
+    if last.get("state") == "failed":
+        st.error(f"Loading the expression matrix failed: {last.get('error') or 'unknown error'}")
+    elif last.get("state") == "cancelled":
+        st.info("Loading the expression matrix was cancelled.")
+    else:
+        st.warning(f"The expression matrix was read but could not be cached in {ws.cache_dir} "
+                   "(see the load job's log); pages show it once it is cached.")
 
 
 def donor_banner(cohort: Cohort) -> None:
@@ -172,6 +178,61 @@ def job_panel(job_dir: Path, rerun_when_done: bool = False, show_cancel: bool = 
             st.rerun(scope="app")
 
     _panel()
+
+
+def _one_line_failure(where: Any, status: dict[str, Any]) -> None:
+    what = status.get("kind") or "background"
+    if status.get("state") == jobs.CANCELLED:
+        where.info(f"The last {what} job for this was cancelled.")
+    else:
+        where.error(f"The last {what} job for this failed: {status.get('error') or 'unknown error'}")
+
+
+def compute_or_launch(cached: Callable[[], T | None], running: Callable[[], jobs.Job | None],
+                      last_attempt: Callable[[], dict[str, Any] | None] | None, launch: Callable[[], Any],
+                      label: str, *, where: Any = None, key: str | None = None, primary: bool = True,
+                      missing: Callable[[], None] | None = None, busy: jobs.Job | None = None,
+                      busy_note: str | None = None, auto: bool = False,
+                      show_job: Callable[[jobs.Job], None] | None = None,
+                      show_failure: Callable[[dict[str, Any]], None] | None = None,
+                      show_error: Callable[[Exception], None] | None = None, rerun: bool = True) -> T | None:
+    """What a page shows for a result computed by a background job, in this order: the cached result (returned);
+    else the live panel of the job computing it (`running`); else the last attempt's failure, when it failed or
+    was cancelled, then what is missing and the `label` button that starts the job (`launch`; the page reruns
+    once it started). While another job holds the worker (`busy`), `busy_note` is shown instead of the button;
+    `auto` starts the job without a click. Drawn in `where` (a column or container; the page by default). A
+    launch refused (JobBusyError, DataError) is shown by `show_error`, a warning by default; `rerun=False`
+    leaves the page to pick the started job up on this run."""
+    where = where if where is not None else st
+    result = cached()
+    if result is not None:
+        return result
+    job = running()
+    if job is not None:
+        if show_job is not None:
+            show_job(job)
+        else:
+            with st.container() if where is st else where:
+                job_panel(job.dir, rerun_when_done=True)
+        return None
+    last = last_attempt() if last_attempt is not None else None
+    if last is not None:
+        (show_failure or (lambda status: _one_line_failure(where, status)))(last)
+    if missing is not None:
+        missing()
+    if busy is not None:
+        if busy_note:
+            where.warning(busy_note)
+        return None
+    if auto or where.button(label, type="primary" if primary else "secondary", key=key):
+        try:
+            launch()
+        except (JobBusyError, DataError) as exc:
+            (show_error or (lambda error: where.warning(str(error))))(exc)
+        else:
+            if rerun:
+                st.rerun()
+    return None
 
 
 def selected_epoch(ws: Workspace, run_dir: Path) -> int | None:

@@ -29,11 +29,13 @@ from core.maps import (
     tile_index_path,
 )
 from core.maps import figures as map_figures
+from core.maps import jobs as map_jobs
 from core.tiles import read_tile
 from core.tiles import views as tile_views
 from core.train import ARCHITECTURES
 from pages import overview_cache
 from pages.common import (
+    compute_or_launch,
     dataset_dir,
     feature_source_controls,
     get_cohort,
@@ -144,32 +146,31 @@ def _colour(prefix: str, column, points: PointSet) -> tuple[str, np.ndarray | No
     return "gene", points.meta["sample_id"].map(by_sample).to_numpy(dtype=float), label
 
 
-def _launch(request: MapRequest, column) -> None:
-    try:
-        launch_map(ws, root, request)
-        st.rerun()
-    except (JobBusyError, DataError) as exc:
-        column.warning(str(exc))
-
-
 def draw_map(prefix: str, column, request: MapRequest) -> tuple[PointSet | None, list[str]]:
     """One map with its scores and exports; returns the points and the ids of the selected ones."""
     active = jobs.active_job(ws)
-    if active is not None and active.kind in ("map", "embed"):
-        with column:
-            job_panel(active.dir, rerun_when_done=True)
     try:
         points = _points(str(root), request, _job_stamp())
     except DataError as exc:
         column.error(str(exc))
         return None, []
-    mapped = _map(points.key, request.params) if points is not None else None
-    if mapped is None:
-        what = "embeddings and map" if points is None else "map"
+    what = "embeddings and map" if points is None else "map"
+
+    def not_computed() -> None:
         column.info(f"The {request.level} {request.params.method.upper()} {what} for "
                     f"{request.source.label if request.source else 'expression'} is not computed yet.")
-        if active is None and column.button(f"Compute the {what}", type="primary", key=f"{prefix}-go"):
-            _launch(request, column)
+
+    def computing(job: jobs.Job) -> None:
+        with column:
+            job_panel(job.dir, rerun_when_done=True)
+        not_computed()
+
+    mapped = compute_or_launch(
+        lambda: _map(points.key, request.params) if points is not None else None,
+        lambda: active if active is not None and active.kind in (map_jobs.KIND, embed_jobs.KIND) else None,
+        None, lambda: launch_map(ws, root, request), f"Compute the {what}", where=column, key=f"{prefix}-go",
+        missing=not_computed, busy=active, show_job=computing)
+    if mapped is None:
         return None, []
     colour, values, colour_label = _colour(prefix, column, points)
     title = f"{request.level} · {request.params.method.upper()} · {points.label or 'expression'}"

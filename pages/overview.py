@@ -8,12 +8,21 @@ import pandas as pd
 import streamlit as st
 
 from core import jobs
-from core.base import DataError, JobBusyError, update_dataset_settings
+from core.base import DataError, update_dataset_settings
 from core.data import GeneFilterParams
 from core.data import views as summary
 from core.tiles import dataset_tiling_params, funnel_caption
+from core.tiles import jobs as tile_jobs
 from pages import overview_cache as cached
-from pages.common import dataset_dir, donor_banner, expression_loader, get_cohort, get_workspace, job_panel
+from pages.common import (
+    compute_or_launch,
+    dataset_dir,
+    donor_banner,
+    expression_loader,
+    get_cohort,
+    get_workspace,
+    job_panel,
+)
 from pages.tour_panel import tour_section
 
 ws = get_workspace()
@@ -65,18 +74,23 @@ expression_loader(cohort, root)
 if root == ws.demo_dir:
     tour_section(ws)
 active = jobs.active_job(ws)
-if active is not None:
-    if not (active.kind == "tour" and root == ws.demo_dir):  # the tour's section above shows its own panel
-        st.subheader(f"Background job: {active.kind}")
-        job_panel(active.dir, rerun_when_done=True)
-elif tile_index is None:
-    st.info("The slides have not been tiled yet. Tiling runs in a background worker; the app stays usable.")
-    if st.button("Tile the slides (QC + balanced sampling)", type="primary"):
-        try:
-            jobs.launch(ws, "tiles", ["tiles", "--data", str(root)])
-            st.rerun()
-        except JobBusyError as exc:
-            st.warning(str(exc))
+
+
+def background_panel(job: jobs.Job) -> None:
+    """The running job's panel; the tour's own section above shows the tour's."""
+    if not (job.kind == "tour" and root == ws.demo_dir):
+        st.subheader(f"Background job: {job.kind}")
+        job_panel(job.dir, rerun_when_done=True)
+
+
+if active is not None and (active.kind != tile_jobs.KIND or tile_index is not None):
+    background_panel(active)  # another stage's job (or a re-tiling): no tiling to offer while it runs
+else:
+    compute_or_launch(
+        lambda: tile_index, lambda: active, None, lambda: tile_jobs.launch_tiles(ws, root),
+        "Tile the slides (QC + balanced sampling)", show_job=background_panel,
+        missing=lambda: st.info("The slides have not been tiled yet. Tiling runs in a background worker; the app "
+                                "stays usable."))
 
 tab_cohort, tab_tiles, tab_slides, tab_genes = st.tabs(["Cohort", "Tiles and QC", "Slide browser", "Genes"])
 

@@ -17,23 +17,24 @@ from core import jobs
 from core.base import DataError, JobBusyError
 from core.embed import FeatureSource, checkpoint_epochs
 from core.predict import (
+    AUTO,
+    LINK,
     STEP_SHARES,
     STEPS,
     PredictRequest,
     cached_prediction,
     file_sha256,
     launch_prediction,
-    predict_argv,
+    prediction_state,
 )
 from core.predict import figures as pf
 from core.predict import upload as uploads
 from core.ranking import RankParams, saved_ranking_params
 from core.ranking import jobs as rank_jobs
 from core.tiles import views as tile_views
-from pages.common import dataset_dir, epoch_picker, get_cohort, get_workspace, runs_with_checkpoints
+from pages.common import compute_or_launch, dataset_dir, epoch_picker, get_cohort, get_workspace, runs_with_checkpoints
 from pages.overview_cache import frozen, jpeg_bytes
 
-KIND = "predict"
 # Every gene with R² >= 0 is predicted once; the page's threshold only filters what is shown, so moving the
 # slider never starts a new prediction.
 REQUEST_R2 = 0.0
@@ -241,48 +242,28 @@ def _session_jobs() -> dict[str, str]:
     return st.session_state.setdefault(JOBS_KEY, {})
 
 
-def _same_request(argv: list[str], expected: list[str]) -> bool:
-    """Whether a predict job's argv asks for the expected request (its slide path and delete flag aside)."""
-    def strip(values: list[str]) -> list[str]:
-        if "--name" in values:  # the name the file was uploaded under does not change the result
-            at = values.index("--name")
-            values = values[:at] + values[at + 2:]
-        return [v for i, v in enumerate(values) if i != 1 and v != "--delete-slide"]
-    return strip(list(argv)) == strip(expected)
-
-
-def find_job(sha: str, request: PredictRequest, request_key: str) -> jobs.Job | None:
-    """This session's job for the slide and request, else a running predict job of another session (a reload)
-    for the same slide content and request (its argv names the SHA-256 and every setting)."""
-    known = _session_jobs().get(f"{sha}:{request_key}")
-    if known and Path(known).is_dir():
-        return jobs.Job(known)  # its status names the workspace whose lock it probes
-    expected = predict_argv(None, "slide", request, sha256=sha)
-    for job in jobs.list_jobs(ws, kind=KIND)[:20]:
-        try:
-            status = job.status()
-        except DataError:
-            continue
-        if status.get("state") == jobs.RUNNING and _same_request(status.get("argv") or [], expected):
-            return job
-    return None
-
-
-def start(slide: dict[str, Any], path: Path, request: PredictRequest, request_key: str) -> bool:
+def start(slide: dict[str, Any], file, request: PredictRequest, request_key: str) -> None:
+    """Start the prediction of this session's slide (JobBusyError or DataError when refused); stops the page when
+    the slide's file is gone."""
+    slide.setdefault("launched", []).append(request_key)
+    try:
+        path = slide_file(slide, file)
+    except DataError as exc:
+        st.error(str(exc))
+        st.stop()
+    if path is None:
+        st.info("This slide's prediction is not saved for this run and checkpoint: upload the slide again to "
+                "predict it.")
+        st.stop()
     delete = slide["source"] == "upload"
     if delete and st.session_state.get("predict-keep"):
         kept = uploads.keep_upload(ws, uploads.Upload(path, slide["sha"], int(slide.get("size") or 0),
                                                       slide["name"]))
         path, delete = kept.path, False
         slide["path"] = str(path)
-    try:
-        job = launch_prediction(ws, None, path, request, delete_slide=delete, sha256=slide["sha"],
-                                name=slide.get("name"))
-    except (DataError, JobBusyError) as exc:
-        st.error(_named(str(exc), slide))
-        return False
+    job = launch_prediction(ws, None, path, request, delete_slide=delete, sha256=slide["sha"],
+                            name=slide.get("name"))
     _session_jobs()[f"{slide['sha']}:{request_key}"] = str(job.dir)
-    return True
 
 
 def _named(message: str, slide: dict[str, Any]) -> str:
@@ -329,20 +310,16 @@ def progress_panel(job: jobs.Job, slide: dict[str, Any]) -> None:
     _panel()
 
 
-def job_outcome(job: jobs.Job, slide: dict[str, Any]) -> bool:
-    """Shows a failed or cancelled job's outcome; True when it ended that way (nothing to draw)."""
-    status = job.status()
-    state = status.get("state")
-    if state == jobs.FAILED:
+def job_outcome(status: dict[str, Any], slide: dict[str, Any]) -> None:
+    """A failed or cancelled job's outcome, then the page stops (nothing to draw, nothing started again)."""
+    if status.get("state") == jobs.FAILED:
         name = slide.get("name") or "The slide"
         st.error(_named(status.get("error") or "unknown error", slide), icon=":material/error:")
         if slide["source"] == "upload":
             st.caption(f"Nothing else was changed. Upload another file to try again ({name} is not kept).")
-        return True
-    if state == jobs.CANCELLED:
+    else:
         st.info("The prediction was cancelled.")
-        return True
-    return False
+    st.stop()
 
 
 # ---------------------------------------------------------------- the result (cached per server)
@@ -580,35 +557,20 @@ try:
 except DataError as exc:
     st.error(str(exc))
     st.stop()
-prediction = prediction_for(slide["sha"], request_key, request)
-if prediction is None:
-    job = find_job(slide["sha"], request, request_key)
-    if job is not None and job.status().get("state") == jobs.RUNNING:
-        progress_panel(job, slide)
-        st.stop()
-    if job is not None and job_outcome(job, slide):
-        st.stop()
-    if job is not None:  # done: its result was saved after our cached miss
-        prediction = prediction_for(slide["sha"], request_key, request)
-if prediction is None and slide["source"] == "link":
+state = prediction_state(ws, slide["sha"], request, request_key,
+                         lambda: prediction_for(slide["sha"], request_key, request), source=slide["source"],
+                         known_job=_session_jobs().get(f"{slide['sha']}:{request_key}"),
+                         launched=slide.get("launched") or ())
+if state.offer == LINK:
     st.info("The slide in this link has no saved prediction for this run and checkpoint: upload it to predict it.")
     st.stop()
+prediction = compute_or_launch(
+    lambda: state.prediction, lambda: state.running, lambda: state.ended,
+    lambda: start(slide, file, request, request_key), f"Predict {slide['name']}", key="predict-go",
+    auto=state.offer == AUTO, show_job=lambda job: progress_panel(job, slide),
+    show_failure=lambda status: job_outcome(status, slide),
+    show_error=lambda exc: st.error(_named(str(exc), slide)))
 if prediction is None:
-    launched = slide.setdefault("launched", [])
-    auto = slide["source"] == "upload" and request_key not in launched
-    if auto or st.button(f"Predict {slide['name']}", type="primary", key="predict-go"):
-        launched.append(request_key)
-        try:
-            path = slide_file(slide, file)
-        except DataError as exc:
-            st.error(str(exc))
-            st.stop()
-        if path is None:
-            st.info("This slide's prediction is not saved for this run and checkpoint: upload the slide again to "
-                    "predict it.")
-            st.stop()
-        if start(slide, path, request, request_key):
-            st.rerun()
     st.stop()
 if slide["source"] == "upload" and slide.get("path") and Path(slide["path"]).exists():
     # the result is saved: the temporary copy is kept only when asked for

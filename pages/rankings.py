@@ -11,10 +11,10 @@ import pandas as pd
 import streamlit as st
 
 from core import jobs
-from core.base import DataError, JobBusyError
+from core.base import DataError
 from core.embed import FeatureSource, checkpoint_epochs
 from core.maps import figures as map_figures
-from core.maps import gene_expression
+from core.maps import gene_expression, slide_pca_points
 from core.ranking import (
     SUMMARY_JSON,
     Ranking,
@@ -31,6 +31,7 @@ from core.ranking import views as rank_views
 from core.train import ARCHITECTURES
 from pages.common import (
     SOURCE_KINDS,
+    compute_or_launch,
     dataset_dir,
     donor_banner,
     expression_loader,
@@ -193,41 +194,41 @@ def find_ranking(prefix: str, column, source: FeatureSource, params: RankParams,
         column.warning(warning)
     # A miss is cached until a job ends; the folder is looked at on every run (the CLI may have filled it).
     summary = found.folder / SUMMARY_JSON if found.folder is not None else None
-    if summary is not None and summary.exists():
-        ranking = _load(str(found.folder), summary.stat().st_mtime)
-        if ranking is not None:
-            return ranking
+
+    def cached() -> Ranking | None:
+        return _load(str(found.folder), summary.stat().st_mtime) if summary is not None and summary.exists() \
+            else None
+
+    def failure(last: dict) -> None:
+        if last.get("state") == jobs.FAILED:
+            column.error("The last ranking of this source with these parameters failed: "
+                         f"{last.get('error') or 'unknown'}")
+            tail = last.get("log_tail") or []
+            if tail:
+                with column.expander("Its log"):
+                    st.code("\n".join(tail) if isinstance(tail, list) else str(tail))
+        else:
+            column.info("The last ranking of this source was cancelled; ranking again reuses the embeddings it "
+                        "finished.")
+
+    def missing() -> None:
+        if found.missing == "tiles":
+            column.info("The slides are not tiled yet: the ranking job tiles them first (minutes on a big cohort; "
+                        "the Dataset overview page shows the tiles and their quality control).")
+        needs = {"tiles": "the tiles, the slide embeddings, then the ranking",
+                 "embeddings": "the slide embeddings, then the ranking",
+                 "baseline embeddings": "the random-weights baseline's embeddings, then the ranking",
+                 "ranking": "the ranking"}.get(found.missing, "the ranking")
+        column.info(f"Not ranked yet for {source.label} ({params.components} components, {params.folds} folds, "
+                    f"{params.repeats} repeats). The job computes {needs}.")
+
     active = jobs.active_job(ws)
-    if active is not None and active.kind in (rank_jobs.KIND, "embed", "map"):
-        _job_panel_once(column, active)
-        return None
-    last = rank_jobs.last_attempt(ws, root, source, params)
-    if last is not None and last.get("state") == jobs.FAILED:
-        column.error(f"The last ranking of this source with these parameters failed: {last.get('error') or 'unknown'}")
-        tail = last.get("log_tail") or []
-        if tail:
-            with column.expander("Its log"):
-                st.code("\n".join(tail) if isinstance(tail, list) else str(tail))
-    elif last is not None:
-        column.info("The last ranking of this source was cancelled; ranking again reuses the embeddings it finished.")
-    if found.missing == "tiles":
-        column.info("The slides are not tiled yet: the ranking job tiles them first (minutes on a big cohort; "
-                    "the Dataset overview page shows the tiles and their quality control).")
-    needs = {"tiles": "the tiles, the slide embeddings, then the ranking",
-             "embeddings": "the slide embeddings, then the ranking",
-             "baseline embeddings": "the random-weights baseline's embeddings, then the ranking",
-             "ranking": "the ranking"}.get(found.missing, "the ranking")
-    column.info(f"Not ranked yet for {source.label} ({params.components} components, {params.folds} folds, "
-                f"{params.repeats} repeats). The job computes {needs}.")
-    if active is not None:
-        column.warning(f"A {active.kind} job is running; the ranking can start when it ends.")
-    elif column.button("Rank all genes", type="primary", key=f"{prefix}-go"):
-        try:
-            rank_jobs.launch_ranking(ws, root, source, params, kernel_top)
-            st.rerun()
-        except (JobBusyError, DataError) as exc:
-            column.warning(str(exc))
-    return None
+    return compute_or_launch(
+        cached, lambda: active if active is not None and active.kind in (rank_jobs.KIND, "embed", "map") else None,
+        lambda: rank_jobs.last_attempt(ws, root, source, params),
+        lambda: rank_jobs.launch_ranking(ws, root, source, params, kernel_top), "Rank all genes", where=column,
+        key=f"{prefix}-go", missing=missing, busy=active, show_job=lambda job: _job_panel_once(column, job),
+        busy_note=f"A {active.kind} job is running; the ranking can start when it ends." if active else None)
 
 
 def _fmt(value, pattern: str = "{:.3f}") -> str:
@@ -253,22 +254,21 @@ def kernel_section(ranking: Ranking, kernel: pd.DataFrame | None, source: Featur
     st.subheader(f"Kernel ridge beside ridge: the top {top} genes")
     if kernel is None:
         active = jobs.active_job(ws)
-        if active is not None and active.kind == rank_jobs.KIND:
-            _job_panel_once(st.container(), active)
-            return
-        last = rank_jobs.last_attempt(ws, root, source, params, top)
-        if last is not None and last.get("state") == jobs.FAILED:
-            st.error(f"The last kernel ridge fit for these genes failed: {last.get('error') or 'unknown'}")
-        st.info(f"Kernel ridge is not fitted yet for the top {top} genes of this ranking. It runs in the background "
-                "on the ranking's own folds and is cached.")
-        if active is not None:
-            st.warning(f"A {active.kind} job is running; the fit can start when it ends.")
-        elif st.button(f"Fit kernel ridge for the top {top} genes", key="kernel-go"):
-            try:
-                rank_jobs.launch_ranking(ws, root, source, params, top)
-                st.rerun()
-            except (JobBusyError, DataError) as exc:
-                st.warning(str(exc))
+
+        def failure(last: dict) -> None:
+            if last.get("state") == jobs.FAILED:
+                st.error(f"The last kernel ridge fit for these genes failed: {last.get('error') or 'unknown'}")
+
+        compute_or_launch(
+            lambda: None, lambda: active if active is not None and active.kind == rank_jobs.KIND else None,
+            lambda: rank_jobs.last_attempt(ws, root, source, params, top),
+            lambda: rank_jobs.launch_ranking(ws, root, source, params, top),
+            f"Fit kernel ridge for the top {top} genes", key="kernel-go", primary=False,
+            show_job=lambda job: _job_panel_once(st.container(), job), show_failure=failure,
+            missing=lambda: st.info(f"Kernel ridge is not fitted yet for the top {top} genes of this ranking. It "
+                                    "runs in the background on the ranking's own folds and is cached."),
+            busy=active,
+            busy_note=f"A {active.kind} job is running; the fit can start when it ends." if active else None)
         return
     summary = nonlinear_summary(kernel)
     cols = st.columns(4)
@@ -436,18 +436,8 @@ def explorer_link(gene_id: str, source: FeatureSource) -> dict[str, str]:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _slide_points(data_dir: str, source: FeatureSource, stamp: tuple) -> pd.DataFrame | None:
-    """One row per slide: id, sample_id, tissue and the first two principal components of its embedding."""
-    from core.embed import compute as embed
-    from core.maps import pca
-
-    slides = embed.cached_slide_embeddings(ws, data_dir, source)
-    if slides is None or len(slides.sample_ids) < 3:
-        return None
-    scores = pca(np.asarray(slides.values, dtype=np.float32), 2).components
-    tissue = cohort.samples.set_index("sample_id")["tissue"]
-    ids = pd.Series(np.asarray(slides.sample_ids, dtype=str))
-    return pd.DataFrame({"id": ids, "sample_id": ids, "tissue": ids.map(tissue).fillna("").astype(str),
-                         "x": scores[:, 0], "y": scores[:, 1] if scores.shape[1] > 1 else 0.0})
+    """One row per slide with the first two principal components of its embedding (core.maps.slide_pca_points)."""
+    return slide_pca_points(ws, data_dir, cohort, source)
 
 
 def comparison(ranking_a: Ranking, source_a: FeatureSource, params: RankParams) -> None:

@@ -12,6 +12,7 @@ from streamlit.errors import StreamlitAPIException
 
 from core import jobs
 from core.base import DataError, JobBusyError, Workspace
+from core.tour import jobs as tour_jobs
 from core.tour import steps as tour
 from core.train import runs
 
@@ -143,7 +144,7 @@ def _launch_button(ws: Workspace, label: str, busy: jobs.Job | None) -> None:
         return
     if st.button(label, type="primary", key="tour-go"):
         try:
-            tour.launch_tour(ws)
+            tour_jobs.launch_tour(ws)
         except (JobBusyError, DataError) as exc:
             st.warning(str(exc))
         else:
@@ -157,7 +158,7 @@ def tour_section(ws: Workspace) -> None:
     if active is not None and active.kind == tour.KIND:
         live_tour(active.dir)
         return
-    latest = tour.latest_tour(ws)
+    latest = tour_jobs.latest_tour(ws)
     try:
         status = latest.status() if latest is not None else None
     except DataError:

@@ -9,15 +9,7 @@ import streamlit as st
 
 from core import jobs
 from core.base import DataError, JobBusyError
-from core.train import (
-    ARCHITECTURES,
-    TrainConfig,
-    figures,
-    imagenet_weights_status,
-    launch_training,
-    resume_training,
-    runs,
-)
+from core.train import ARCHITECTURES, TrainConfig, figures, launch_training, resume_training, runs
 from pages.common import dataset_dir, donor_banner, get_cohort, get_workspace, job_panel
 
 ws = get_workspace()
@@ -136,10 +128,20 @@ with st.form("launch"):
                         format_func=lambda w: "from scratch" if w == "none" else "ImageNet (if on disk)")
     submitted = st.form_submit_button("Start training", type="primary")
 
-if submitted:
+
+
+def imagenet_missing(arch: str) -> str | None:
+    """Why the ImageNet weights of `arch` cannot be used (None when they are on disk); imports torch."""
+    from core.train import imagenet_weights_status
+
     available, _, message = imagenet_weights_status(arch)
-    if weights == "imagenet" and not available:
-        st.error(message)
+    return None if available else message
+
+
+if submitted:
+    missing = imagenet_missing(arch) if weights == "imagenet" else None
+    if missing:
+        st.error(missing)
     else:
         config = TrainConfig(arch=arch, lr=float(lr), epochs=int(epochs), batch_size=int(batch_size),
                              image_size=int(image_size), optimizer=optimizer, mode=mode, seed=int(seed),

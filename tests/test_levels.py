@@ -197,3 +197,29 @@ def test_top_genes_are_the_samples_highest(cohort):
     assert len(top) == 5 and top["log2(1+TPM)"].is_monotonic_decreasing
     assert top["log2(1+TPM)"].iloc[0] == pytest.approx(
         np.log2(1 + np.asarray(cohort.expression.values[:, 0], dtype=np.float64).max()), abs=0.01)
+
+
+def test_slide_pca_points_are_the_cached_slides_first_two_components(tmp_path, monkeypatch):
+    """The Gene rankings page's slide map (core.maps.points.slide_pca_points): one row per cached slide, never
+    embedding; None before the embeddings are cached or for fewer than 3 slides."""
+    from types import SimpleNamespace
+
+    from core.embed import compute
+    from core.maps.points import slide_pca_points
+    from core.maps.reduce import pca
+
+    rng = np.random.default_rng(0)
+    slides = SimpleNamespace(sample_ids=["S1", "S2", "S3", "S4"], values=rng.normal(size=(4, 6)).astype(np.float32))
+    tissues = {"sample_id": ["S1", "S2", "S3"], "tissue": ["Lung", "Liver", "Lung"]}
+    cohort = SimpleNamespace(samples=pd.DataFrame(tissues))
+    cached = {"s": slides}
+    monkeypatch.setattr(compute, "cached_slide_embeddings", lambda ws, data_dir, source: cached.get("s"))
+    frame = slide_pca_points(None, tmp_path, cohort, None)
+    assert list(frame["id"]) == list(frame["sample_id"]) == ["S1", "S2", "S3", "S4"]
+    assert list(frame["tissue"]) == ["Lung", "Liver", "Lung", ""]  # a slide the cohort lacks has no tissue
+    expected = pca(slides.values, 2).components
+    assert np.allclose(frame[["x", "y"]].to_numpy(), expected[:, :2])
+    cached["s"] = SimpleNamespace(sample_ids=["S1", "S2"], values=slides.values[:2])
+    assert slide_pca_points(None, tmp_path, cohort, None) is None
+    cached.clear()
+    assert slide_pca_points(None, tmp_path, cohort, None) is None

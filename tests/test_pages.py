@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -183,6 +185,28 @@ def test_training_form_shows_the_default_configuration(app_env):
     assert inputs["Batch size"] == defaults.batch_size
     assert inputs["Learning rate"] == defaults.lr
     assert at.selectbox[0].value == defaults.arch
+
+
+TORCH_PROBE = """
+import sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=120)
+at.run()
+at.switch_page("pages/training.py")
+at.run()
+assert not at.exception, [e.value for e in at.exception]
+assert any(b.label == "Start training" for b in at.button), [b.label for b in at.button]
+print("torch imported" if "torch" in sys.modules else "no torch")
+"""
+
+
+def test_the_training_form_draws_without_importing_torch(app_env):
+    # In a fresh interpreter: this test process has imported torch long ago. Drawing the form (no run
+    # selected, no ImageNet weights asked for) must not pay torch's seconds of import.
+    done = subprocess.run([sys.executable, "-c", TORCH_PROBE, APP], cwd=Path(APP).parent, capture_output=True,
+                          text=True, timeout=300, env=os.environ)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "no torch"
 
 
 def test_launch_from_the_form_starts_a_worker_that_can_be_cancelled(app_env):

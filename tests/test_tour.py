@@ -21,6 +21,7 @@ from core.jobs import JobReporter
 from core.maps.reduce import MapParams
 from core.predict import cached_prediction, file_sha256
 from core.ranking.cv import RankParams
+from core.tour.jobs import latest_tour, launch_tour, tour_argv
 from core.tour.steps import (
     CACHED,
     CANCELLED,
@@ -31,12 +32,9 @@ from core.tour.steps import (
     STEP_NAMES,
     TourParams,
     TourStepError,
-    latest_tour,
-    launch_tour,
     predict_request,
     run_tour,
     step_rows,
-    tour_argv,
     tour_record,
 )
 from core.train import runs

@@ -24,7 +24,7 @@ def launch_load(ws: Workspace, data_dir: str | Path) -> jobs.Job:
     return jobs.launch(ws, KIND, load_argv(data_dir))
 
 
-def last_load(ws: Workspace, data_dir: str | Path, gct: Path | None) -> dict | None:
+def last_attempt(ws: Workspace, data_dir: str | Path, gct: Path | None) -> dict | None:
     """Status of the newest load job of `data_dir` that ended after the GCT was last changed (done,
     failed or cancelled), so the page neither relaunches a job that cannot help nor hides its error;
     None when there is none (or the file changed since: worth another try)."""

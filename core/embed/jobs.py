@@ -4,23 +4,26 @@ launching the same source again resumes from them (core.embed.compute keeps the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from core import jobs
 from core.base.config import Workspace
 from core.embed.features import FeatureSource
 
+KIND = "embed"
+
 
 def launch_embedding(ws: Workspace, data_dir: str | Path, source: FeatureSource) -> jobs.Job:
     """Start `python -m core embed` for `source` as the workspace's one background job (JobBusyError
     names the running job). The job's result is the CLI's JSON (tiles, slides, dim, scores, ...)."""
-    return jobs.launch(ws, "embed", embed_argv(data_dir, source))
+    return jobs.launch(ws, KIND, embed_argv(data_dir, source))
 
 
 def launch_separation_across_epochs(ws: Workspace, data_dir: str | Path, run_dir: str | Path,
                                     epochs: list[int] | None = None) -> jobs.Job:
     """Embed every checkpoint of a run (or `epochs`) and random weights, and score each (slides and tiles);
     result: {"epochs": [rows]}. Each embedding's scores are also cached (core.embed.separability.scored_epochs)."""
-    return jobs.launch(ws, "embed", embed_argv(data_dir, FeatureSource.checkpoint(run_dir), all_epochs=True,
+    return jobs.launch(ws, KIND, embed_argv(data_dir, FeatureSource.checkpoint(run_dir), all_epochs=True,
                                                epochs=epochs))
 
 
@@ -39,3 +42,10 @@ def embed_argv(data_dir: str | Path, source: FeatureSource, *, all_epochs: bool 
     if not all_epochs:
         return argv
     return [*argv, "--all-epochs"] + (["--epochs", ",".join(str(e) for e in epochs)] if epochs else [])
+
+
+def last_attempt(ws: Workspace, data_dir: str | Path, source: FeatureSource, *, all_epochs: bool = False,
+                 epochs: list[int] | None = None) -> dict[str, Any] | None:
+    """The newest embedding of `source` (or scoring across epochs) when it failed or was cancelled (its status
+    and log tail), else None."""
+    return jobs.last_failure(ws, KIND, embed_argv(data_dir, source, all_epochs=all_epochs, epochs=epochs))

@@ -45,7 +45,7 @@ from core.jobs.reporter import (
     record_failure_before_reporting,
     traceback_logged,
 )
-from core.jobs.state import Job, JobState, active_job, job_state, list_jobs, request_cancel, wait
+from core.jobs.state import Job, JobState, active_job, job_state, last_failure, list_jobs, request_cancel, wait
 
 __all__ = [
     "CANCELLED",
@@ -65,6 +65,7 @@ __all__ = [
     "JobState",
     "active_job",
     "job_state",
+    "last_failure",
     "launch",
     "list_jobs",
     "mark_logged",

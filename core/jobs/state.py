@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 from core.base.config import Workspace
 from core.base.errors import DataError
 from core.base.fileio import read_json_object
-from core.jobs.folder import CANCEL_NAME, FAILED, LOG_NAME, RUNNING, STATUS_NAME, TERMINAL_STATES, now_stamp
+from core.jobs.folder import CANCEL_NAME, CANCELLED, FAILED, LOG_NAME, RUNNING, STATUS_NAME, TERMINAL_STATES, now_stamp
 from core.jobs.lock import OWN_LOCK_NAME, holder_alive, probe, read_holder, worker_lock_held
 from core.jobs.processes import reap_children
 
@@ -234,3 +235,24 @@ def wait(job: Job, timeout: float = 60.0, poll_s: float = 0.05) -> dict[str, Any
         if time.monotonic() >= deadline:
             raise TimeoutError(f"job {job.id} still running after {timeout:.0f}s")
         time.sleep(poll_s)
+
+
+def last_failure(ws: Workspace, kind: str, argv: list[str],
+                 same: Callable[[list[str]], list[str]] | None = None, newest: int = 20) -> dict[str, Any] | None:
+    """The status (with its log tail) of the newest `kind` job asking for `argv` when it failed or was cancelled,
+    else None (none, or the newest such job runs or is done). `same` maps a job's argv to what counts as the
+    same request (flags that do not change the result left out); it is applied to `argv` too."""
+    same = same or list
+    wanted = same(list(argv))
+    for job in list_jobs(ws, kind=kind)[:newest]:
+        try:
+            status = job.status()
+        except DataError:
+            continue
+        found = status.get("argv")
+        if not isinstance(found, list) or same(list(found)) != wanted:
+            continue
+        if status.get("state") not in (FAILED, CANCELLED):
+            return None
+        return {**status, "log_tail": status.get("log_tail") or job.log_tail(20)}
+    return None

@@ -32,6 +32,7 @@ _EXPORTS = {
     "pca": "reduce",
     "points_for": "jobs",
     "seeded_subset": "reduce",
+    "slide_pca_points": "points",
     "start_warm_up": "reduce",
     "tile_index_path": "jobs",
     "sample_top_genes": "points",

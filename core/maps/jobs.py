@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -22,6 +23,8 @@ from core.data.genes import GeneFilterParams
 from core.embed.features import FeatureSource
 from core.maps.points import LEVELS, PointSet, add_split, genes_level, slides_level, tiles_level, unified_level
 from core.maps.reduce import MapParams
+
+KIND = "map"
 
 
 @dataclass(frozen=True)
@@ -131,4 +134,9 @@ def map_argv(data_dir: str | Path, request: MapRequest) -> list[str]:
 def launch_map(ws: Workspace, data_dir: str | Path, request: MapRequest) -> jobs.Job:
     """Start the map (and any embedding it needs) as the one background job; JobBusyError names the
     running job."""
-    return jobs.launch(ws, "map", map_argv(data_dir, request.checked()))
+    return jobs.launch(ws, KIND, map_argv(data_dir, request.checked()))
+
+
+def last_attempt(ws: Workspace, data_dir: str | Path, request: MapRequest) -> dict[str, Any] | None:
+    """The newest map of `request` when it failed or was cancelled (its status and log tail), else None."""
+    return jobs.last_failure(ws, KIND, map_argv(data_dir, request))

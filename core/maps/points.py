@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 
 from core.base.cache import cache_key, file_fingerprint
+from core.base.config import Workspace
 from core.base.errors import DataError, DataWarning
 from core.data.dataset import Cohort
 from core.data.genes import GeneFilterParams, filter_genes, log_tpm
+from core.embed.features import FeatureSource
 from core.maps.reduce import array_key, pca, seeded_subset
 
 LEVELS = ("tiles", "slides", "genes", "unified")
@@ -251,3 +253,19 @@ def sample_top_genes(cohort: Cohort, sample_id: str, n: int = 10) -> pd.DataFram
     return pd.DataFrame({"symbol": np.asarray(cohort.expression.symbols)[order],
                          "gene_id": np.asarray(cohort.expression.gene_ids)[order],
                          "log2(1+TPM)": np.round(values[order], 2)})
+
+
+def slide_pca_points(ws: Workspace, data_dir: str | Path, cohort: Cohort, source: FeatureSource) -> pd.DataFrame | None:
+    """One row per slide of `source`'s cached slide embeddings: id, sample_id, tissue and the first two principal
+    components (x, y): the Gene rankings page's quick slide map. None before the embeddings are cached, or for
+    fewer than 3 slides. Never embeds."""
+    from core.embed import compute as embed
+
+    slides = embed.cached_slide_embeddings(ws, data_dir, source)
+    if slides is None or len(slides.sample_ids) < 3:
+        return None
+    scores = pca(np.asarray(slides.values, dtype=np.float32), 2).components
+    tissue = cohort.samples.set_index("sample_id")["tissue"]
+    ids = pd.Series(np.asarray(slides.sample_ids, dtype=str))
+    return pd.DataFrame({"id": ids, "sample_id": ids, "tissue": ids.map(tissue).fillna("").astype(str),
+                         "x": scores[:, 0], "y": scores[:, 1] if scores.shape[1] > 1 else 0.0})

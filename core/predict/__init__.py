@@ -23,7 +23,7 @@ Contract:
   user's file name only picks the extension.
 """
 
-from core.predict.jobs import launch_prediction, predict_argv
+from core.predict.jobs import find_prediction_job, launch_prediction, predict_argv
 from core.predict.pipeline import (
     STEP_SHARES,
     STEPS,
@@ -35,8 +35,10 @@ from core.predict.pipeline import (
 )
 from core.predict.request import PredictRequest, default_run, request_for, run_model
 from core.predict.result import SlidePrediction, load_prediction
+from core.predict.state import AUTO, BUTTON, LINK, PredictionState, prediction_state
 
 __all__ = [
+    "AUTO", "BUTTON", "LINK", "PredictionState", "find_prediction_job", "prediction_state",
     "STEPS", "STEP_SHARES", "PredictRequest", "SlidePrediction", "cached_prediction",
     "default_run", "file_sha256", "launch_prediction", "load_prediction", "predict_argv", "predict_slide",
     "predictions_dir", "request_for", "result_folder", "run_model",

@@ -114,19 +114,7 @@ def last_attempt(ws: Workspace, data_dir: str | Path, source: FeatureSource, par
     page can say why there is no ranking), else None. With `nonlinear_top` None, a job that also fitted
     kernel ridge counts as a request for the ranking; with a number, only a job with that --nonlinear-top."""
     argv = rank_argv(data_dir, source, params, nonlinear_top or 0)
-    for job in jobs.list_jobs(ws, kind=KIND)[:20]:
-        try:
-            status = job.status()
-        except DataError:
-            continue
-        found = status.get("argv")
-        if nonlinear_top is None and isinstance(found, list):
-            found = _without_nonlinear(found)
-        if found == argv:
-            if status.get("state") not in (jobs.FAILED, jobs.CANCELLED):
-                return None
-            return {**status, "log_tail": status.get("log_tail") or job.log_tail(20)}
-    return None
+    return jobs.last_failure(ws, KIND, argv, same=_without_nonlinear if nonlinear_top is None else None)
 
 
 def launch_ranking(ws: Workspace, data_dir: str | Path, source: FeatureSource, params: RankParams,

@@ -18,7 +18,6 @@ the real ones.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -507,26 +506,6 @@ def run_tour(ws: Workspace, params: TourParams, reporter: TourReporter) -> dict[
               "steps": [asdict(st) for st in tour.states]}
     reporter.result = result
     return result
-
-
-def tour_argv(params: TourParams | None = None) -> list[str]:
-    """The `tour` command line (what the Overview page hands to core.jobs.launch)."""
-    argv = ["tour", "--json"]
-    if params is not None and not params.is_default():
-        argv += ["--params-json", json.dumps(params.to_dict())]
-    return argv
-
-
-def launch_tour(ws: Workspace, params: TourParams | None = None) -> jobs.Job:
-    """Start the tour as the workspace's one background job; JobBusyError names the running job (so a
-    second tour, or any other job, cannot start while one runs)."""
-    return jobs.launch(ws, KIND, tour_argv(params))
-
-
-def latest_tour(ws: Workspace) -> jobs.Job | None:
-    """The newest tour job (running or ended), from the jobs folder: what a reload or a new tab finds."""
-    found = jobs.list_jobs(ws, kind=KIND)
-    return found[0] if found else None
 
 
 def step_rows(status: dict[str, Any]) -> list[dict[str, Any]]:

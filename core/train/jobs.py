@@ -12,6 +12,7 @@ import shutil
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from core import jobs
 from core.base.config import Workspace
@@ -19,6 +20,8 @@ from core.base.errors import DataError
 from core.base.fileio import atomic_write_json
 from core.train.config import TrainConfig
 from core.train.runs import REQUEST_NAME, new_run_dir, run_path
+
+KIND = "train"
 
 
 def launch_training(ws: Workspace, data_dir: str | Path, config: TrainConfig) -> jobs.Job:
@@ -36,7 +39,7 @@ def launch_training(ws: Workspace, data_dir: str | Path, config: TrainConfig) ->
         **asdict(config), "data_dir": str(data_dir), "created": datetime.now(UTC).isoformat(timespec="seconds"),
     })
     try:
-        return jobs.launch(ws, "train", train_argv(data_dir, config), job_dir=run_dir)
+        return jobs.launch(ws, KIND, train_argv(data_dir, config), job_dir=run_dir)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -57,9 +60,9 @@ def resume_training(ws: Workspace, data_dir: str | Path, run: str | Path) -> job
         except (ValueError, TypeError) as exc:
             raise DataError(request_path, f"unreadable training request ({exc})") from None
         argv = train_argv(request.get("data_dir") or data_dir, config)
-        return jobs.launch(ws, "train", argv, job_dir=candidate)
+        return jobs.launch(ws, KIND, argv, job_dir=candidate)
     run_dir = run_path(ws, run)
-    return jobs.launch(ws, "train", ["train", "--data", str(data_dir), "--resume", run_dir.name], job_dir=run_dir)
+    return jobs.launch(ws, KIND, resume_argv(data_dir, run_dir.name), job_dir=run_dir)
 
 
 def train_argv(data_dir: str | Path, config: TrainConfig) -> list[str]:
@@ -72,3 +75,14 @@ def train_argv(data_dir: str | Path, config: TrainConfig) -> list[str]:
             "--num-workers", str(config.num_workers), "--schedule", config.schedule,
             "--weight-decay", repr(config.weight_decay), "--decay", config.decay]
     return argv if config.augment else [*argv, "--no-augment"]
+
+
+def resume_argv(data_dir: str | Path, run_id: str) -> list[str]:
+    """The `train` command line that continues run `run_id` from its last complete epoch."""
+    return ["train", "--data", str(data_dir), "--resume", run_id]
+
+
+def last_attempt(ws: Workspace, data_dir: str | Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The newest training of `config` on `data_dir` when it failed or was cancelled (its status and log tail),
+    else None."""
+    return jobs.last_failure(ws, KIND, train_argv(data_dir, config))
