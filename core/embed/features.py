@@ -7,7 +7,6 @@ model does.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ import numpy as np
 
 from core.base.cache import cache_key, file_fingerprint
 from core.base.errors import DataError
-from core.train.runs import checkpoint_epochs, checkpoint_path
+from core.train.runs import checkpoint_epochs, checkpoint_path, run_config
 
 if TYPE_CHECKING:
     import torch
@@ -29,16 +28,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Tiles whose statistics random weights' BatchNorm layers take (what training recalibrates on, too).
 CALIBRATION_TILES = 512
-
-
-def _run_settings(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(path, "not a training run (missing config.json)") from None
-    except ValueError as exc:
-        raise DataError(path, f"run config is not valid JSON ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -71,7 +60,7 @@ class FeatureSource:
     def checkpoint(cls, run_dir: str | Path, epoch: int | None = None) -> FeatureSource:
         """A run's checkpoint (the latest when epoch is None) at the run's own input resolution."""
         run_dir = Path(run_dir).resolve()
-        config = _run_settings(run_dir)
+        config = run_config(run_dir)
         epochs = checkpoint_epochs(run_dir)
         if not epochs:
             raise DataError(run_dir, "run has no checkpoint yet")
@@ -110,7 +99,7 @@ class FeatureSource:
         (the baselines shown beside a trained embedding)."""
         if weights == "checkpoint":
             return cls.checkpoint(run_dir, epoch)
-        config = _run_settings(Path(run_dir))
+        config = run_config(run_dir)
         size = int(config.get("image_size") or DEFAULT_IMAGE_SIZE)
         if weights == "random":
             return cls.random(str(config["arch"]), seed, size)
@@ -254,7 +243,7 @@ def _checkpoint_backbone(source: FeatureSource) -> nn.Module:
     path = source.checkpoint_path
     if path is None or not path.is_file():
         raise DataError(path, "checkpoint not found (deleted, or the run was moved)")
-    config = _run_settings(Path(str(source.run_dir)))
+    config = run_config(source.run_dir)
     state = load_checkpoint(path)
     model = build_model(str(source.arch), len(config["classes"]), weights="none")
     try:
