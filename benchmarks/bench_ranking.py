@@ -184,7 +184,7 @@ def pipelines(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, subjects: 
 
         def pipeline(p=params, xr=x_random) -> Any:
             cv = cross_validate(x, y, subjects, tissues, p, x_random=xr)
-            return build_table(cv, y, gene_ids, gene_ids)
+            return build_table(cv, y, gene_ids, gene_ids, subjects)
 
         table, wall, cpu = timed(pipeline)
         print(f"{label}:\n   {wall:.2f} s wall, {cpu:.2f} s CPU (load average before {before}, after {load()}); "

@@ -296,7 +296,8 @@ def headline(ranking: Ranking) -> None:
     if "recovered" in summary:
         cols[0].metric("Genes recovered", f"{summary['recovered']:,}",
                        help="SEQUOIA's rule: r > 0 with p < 0.05, and better than random weights on the same folds "
-                            "(lower RMSE, higher r, Steiger's test FDR < 0.05)")
+                            "(lower RMSE, higher r, one-tailed Williams T2 p < 0.05 with BH FDR < 0.2); "
+                            "p-values use n = donors, since a donor's slides are not independent")
         cols[1].metric("Random weights recover", f"{summary['recovered_by_random']:,}",
                        help="the same rule with the roles swapped: genes random-weights features predict better")
     else:

@@ -207,7 +207,8 @@ def test_ranking_finds_image_genes_beyond_tissue_and_the_null_is_near_zero():
     rng = np.random.default_rng(9)
     cv = cross_validate(x, y, subjects, tissues, RankParams(components=8, repeats=2),
                         x_random=rng.standard_normal(x.shape))
-    table = build_table(cv, y, np.array([f"G{i}" for i in range(y.shape[1])]), np.array([f"S{i}" for i in range(80)]))
+    table = build_table(cv, y, np.array([f"G{i}" for i in range(y.shape[1])]), np.array([f"S{i}" for i in range(80)]),
+                        subjects)
     by_gene = table.set_index("gene_id")
     image, tissue_only, noise = (by_gene.loc[[f"G{i}" for i in r]] for r in (range(10), range(10, 20), range(20, 80)))
     assert image["r2"].min() > 0.5 and image["r2_beyond_tissue"].min() > 0.3

@@ -172,7 +172,8 @@ def test_demo_acceptance_planted_genes_rank_high_with_features_that_see_the_morp
     reports = {}
     for name, x in (("seeing", seeing), ("blind", blind)):
         cv = cross_validate(x, y, subjects, tissues, params)
-        table = build_table(cv, y, genes.loc[kept, "gene_id"].to_numpy(), genes.loc[kept, "symbol"].to_numpy())
+        table = build_table(cv, y, genes.loc[kept, "gene_id"].to_numpy(), genes.loc[kept, "symbol"].to_numpy(),
+                            subjects)
         reports[name] = _truth_of(truth, table, truth_report)
     assert reports["seeing"]["planted"] >= 8
     assert reports["seeing"]["recall_top_2k"] >= 0.8

@@ -68,7 +68,7 @@ def params_from_args(args: argparse.Namespace) -> RankParams:
 
 def result_of(ranking, data: Path, started: float, top: int = TOP) -> dict[str, Any]:
     """The command's JSON: the issue's fields, then recovered counts, sources and where things are."""
-    from core.ranking.table import top_ranked_genes
+    from core.ranking.table import SEQUOIA_RULE, SEQUOIA_RULE_TEXT, STRICT_RULE_TEXT, top_ranked_genes
     from core.ranking.truth import truth_report
 
     summary = ranking.summary
@@ -83,10 +83,15 @@ def result_of(ranking, data: Path, started: float, top: int = TOP) -> dict[str, 
     if truth is not None:
         result["truth"] = truth
     result["recovered"] = {
-        "rule": "SEQUOIA: r > 0 with p < 0.05, lower RMSE and higher r than random weights, Steiger FDR < 0.05",
+        "rule": SEQUOIA_RULE_TEXT,
         "source": summary.get("recovered"), "random_weights": summary.get("recovered_by_random"),
         "significant": summary.get("significant"), "significant_random_weights": summary.get("significant_random"),
+        "strict_rule": STRICT_RULE_TEXT, "strict_source": summary.get("recovered_strict"),
+        "strict_random_weights": summary.get("recovered_strict_by_random"),
     }
+    # SEQUOIA's count and its thresholds at the top level (None without a random-weights baseline).
+    result["recovered_sequoia"] = summary.get("recovered")
+    result["recovered_sequoia_thresholds"] = dict(SEQUOIA_RULE, p_values_n="donors")
     result["medians"] = {name: summary.get(name) for name in (
         "median_r2", "median_r2_beyond_tissue", "median_r2_tissue", "median_r2_kmeans", "median_r2_random",
         "median_r2_null")}

@@ -1,4 +1,8 @@
-"""Per-gene accuracy of predictions (columns are genes): R², Pearson, Spearman, p-values, BH FDR, Steiger."""
+"""Per-gene accuracy of predictions (columns are genes): R², Pearson, Spearman, p-values, BH FDR, and the
+dependent-correlation tests (SEQUOIA's Williams T2, Steiger's Z).
+
+Slides of one donor are not independent, so the closed-form p-values here are given n = the number of
+donors (the effective sample size), not the number of slides: see `core.ranking.table.build_table`."""
 
 from __future__ import annotations
 
@@ -71,7 +75,8 @@ def spearman_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def pearson_p(r: np.ndarray, n: int) -> np.ndarray:
-    """Two-sided p-value of Pearson r with n samples (t with n - 2 degrees of freedom)."""
+    """Two-sided p-value of Pearson r with n independent samples (t with n - 2 degrees of freedom). The
+    ranking passes n = donors: a donor's slides count once."""
     r = np.clip(np.asarray(r, dtype=np.float64), -1 + 1e-15, 1 - 1e-15)
     if n < 3:
         return np.full(r.shape, np.nan)
@@ -95,7 +100,8 @@ def bh_fdr(p: np.ndarray) -> np.ndarray:
 def steiger_test(r_ya: np.ndarray, r_yb: np.ndarray, r_ab: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Steiger's (1980) Z for two dependent correlations sharing y: is r(y, a) != r(y, b)?
 
-    Returns (z, two-sided p); z > 0 when a correlates more with y than b does.
+    Returns (z, two-sided p); z > 0 when a correlates more with y than b does. n: independent samples
+    (the ranking passes the number of donors). Used by the strict rule (`recovered_strict`).
     """
     r1 = np.clip(np.asarray(r_ya, float), -0.999999, 0.999999)
     r2 = np.clip(np.asarray(r_yb, float), -0.999999, 0.999999)
@@ -105,3 +111,31 @@ def steiger_test(r_ya: np.ndarray, r_yb: np.ndarray, r_ab: np.ndarray, n: int) -
     cov = (r12 * (1 - 2 * rm2) - 0.5 * rm2 * (1 - 2 * rm2 - r12**2)) / (1 - rm2) ** 2
     z = (np.arctanh(r1) - np.arctanh(r2)) * np.sqrt(max(n - 3, 0)) / np.sqrt(np.maximum(2 - 2 * cov, 1e-12))
     return z, 2.0 * stats.norm.sf(np.abs(z))
+
+
+def williams_t2(r_ya: np.ndarray, r_yb: np.ndarray, r_ab: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Williams' T2 for two dependent correlations sharing y, as SEQUOIA computes it (gevaertlab/sequoia-pub,
+    evaluation/CorrelationStats.py `dependent_corr(..., twotailed=False, method='steiger')`):
+
+        T2 = (r_ya - r_yb) * sqrt((n - 1)(1 + r_ab) / (2 (n - 1)/(n - 3) |R| + rbar^2 (1 - r_ab)^3)),
+        |R| = 1 - r_ya^2 - r_yb^2 - r_ab^2 + 2 r_ya r_yb r_ab   (determinant of the 3x3 correlation matrix),
+        rbar = (r_ya + r_yb) / 2,
+
+    one-tailed p = P(t_{n-3} > |T2|). Like theirs the tail is taken at |T2|; the SEQUOIA rule keeps only
+    genes with r_ya > r_yb (T2 > 0), where this is the one-tailed test of r_ya > r_yb, and the BH FDR over
+    all genes then sees the same p-values as theirs. n: independent samples (the ranking passes donors).
+    Where the statistic is undefined (n <= 3, a singular correlation matrix) p is 1, as their NaN fill.
+    Returns (T2, p).
+    """
+    r1, r2, r12 = (np.asarray(v, dtype=np.float64) for v in (r_ya, r_yb, r_ab))
+    shape = np.broadcast(r1, r2, r12).shape
+    if n <= 3:
+        return np.full(shape, np.nan), np.ones(shape)
+    det = 1 - r1**2 - r2**2 - r12**2 + 2 * r1 * r2 * r12
+    rbar = (r1 + r2) / 2
+    den = (2 * (n - 1) / (n - 3)) * det + rbar**2 * (1 - r12) ** 3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t2 = (r1 - r2) * np.sqrt((n - 1) * (1 + r12) / den)
+    t2 = np.where(den > 0, t2, np.nan)
+    p = np.where(np.isnan(t2), 1.0, stats.t.sf(np.abs(np.nan_to_num(t2)), n - 3))
+    return np.broadcast_to(t2, shape).copy(), np.broadcast_to(p, shape).copy()

@@ -28,7 +28,7 @@ SUMMARY_JSON = "summary.json"
 SAMPLES_CSV = "samples.csv"
 ARRAYS = ("observed", "predicted", "predicted_tissue")  # y, embedding model, embedding + tissue model
 # Bumped whenever the ranking's numbers change for the same inputs (a cached ranking is then recomputed).
-RANKING_VERSION = 3
+RANKING_VERSION = 4  # 4: SEQUOIA's exact rule, p-values with n = donors
 
 
 @dataclass
@@ -87,7 +87,7 @@ def compute_ranking(
         inputs.x, inputs.y, inputs.samples["subject_id"].to_numpy(), inputs.samples["tissue"].to_numpy(),
         params, x_random=inputs.x_random, progress=progress, cancel=cancel,
     )
-    table = build_table(cv, inputs.y, inputs.gene_ids, inputs.symbols)
+    table = build_table(cv, inputs.y, inputs.gene_ids, inputs.symbols, inputs.samples["subject_id"].to_numpy())
     summary = {
         "genes": int(len(inputs.gene_ids)),
         "samples": int(len(inputs.samples)),

@@ -1,5 +1,6 @@
-"""The ranking table and its summaries: p-values and FDR, SEQUOIA's recovered-gene rule against
-random-weights features, the BrST-Net summary, and the gene-by-gene comparison of two feature sources."""
+"""The ranking table and its summaries: donor-aware p-values and FDR, SEQUOIA's recovered-gene rule
+against random-weights features (and a stricter variant), the BrST-Net summary, and the gene-by-gene
+comparison of two feature sources."""
 
 from __future__ import annotations
 
@@ -10,22 +11,47 @@ import pandas as pd
 from scipy import stats
 
 from core.ranking.cv import CVResult
-from core.ranking.metrics import bh_fdr, pearson_columns, pearson_p, steiger_test
+from core.ranking.metrics import bh_fdr, pearson_columns, pearson_p, steiger_test, williams_t2
 
 TOP_FIELDS = ("symbol", "gene_id", "r2", "r2_beyond_tissue", "r", "fdr")
 R2_BINS = np.round(np.arange(-0.5, 1.0001, 0.05), 2)
-ALPHA = 0.05  # significance level of every test here
+ALPHA = 0.05  # significance level of the Pearson tests and the strict rule
+
+# SEQUOIA's recovered-gene rule (gevaertlab/sequoia-pub, evaluation/evaluate_model.py), every comparison strict:
+# r > 0, Pearson p < 0.05, RMSE and r better than random weights, Williams T2 one-tailed p < 0.05, its BH FDR < 0.2.
+SEQUOIA_RULE: dict[str, float] = {"r_above": 0.0, "pearson_p_below": 0.05, "williams_p_below": 0.05,
+                                  "williams_fdr_below": 0.2}
+SEQUOIA_RULE_TEXT = ("SEQUOIA: r > 0, Pearson p < 0.05, lower RMSE and higher r than random weights, one-tailed "
+                     "Williams T2 p < 0.05 and its BH FDR < 0.2; p-values with n = donors")
+STRICT_RULE_TEXT = ("strict: r > 0, Pearson p < 0.05, lower RMSE and higher r than random weights, two-sided "
+                    "Steiger Z BH FDR < 0.05; p-values with n = donors")
 
 
-def build_table(cv: CVResult, y: np.ndarray, gene_ids: np.ndarray, symbols: np.ndarray) -> pd.DataFrame:
+def _beats(frame: pd.DataFrame, a: str, b: str) -> pd.Series:
+    """SEQUOIA's filters except the paired test: source `a` (column suffix) beats `b` on r, p, RMSE and r."""
+    return ((frame[f"r_pooled{a}"] > SEQUOIA_RULE["r_above"]) & (frame[f"p{a}"] < SEQUOIA_RULE["pearson_p_below"])
+            & (frame[f"rmse{a}"] < frame[f"rmse{b}"]) & (frame[f"r_pooled{a}"] > frame[f"r_pooled{b}"]))
+
+
+def build_table(cv: CVResult, y: np.ndarray, gene_ids: np.ndarray, symbols: np.ndarray,
+                subject_ids: np.ndarray) -> pd.DataFrame:
     """One row per gene, best R² first. `p`/`fdr` test the Pearson r of the repeat-averaged out-of-fold
-    predictions (`r_pooled`, n = samples); `r`/`rho` are medians over folds and repeats.
+    predictions (`r_pooled`); `r`/`rho` are medians over folds and repeats.
 
-    With random-weights predictions, SEQUOIA's rule marks a gene `recovered` when r_pooled > 0 with
-    p < 0.05 and it beats random weights on the same folds: lower RMSE, higher r, Steiger's test FDR < 0.05.
+    Every p-value is donor-aware: a donor gives several slides that are not independent samples, so the
+    closed forms (Pearson's t, Williams' T2, Steiger's Z) take n = the number of donors in `subject_ids`
+    (one per row of y), not the number of slides.
+
+    With random-weights predictions, `recovered` is SEQUOIA's rule exactly (SEQUOIA_RULE): r_pooled > 0,
+    p < 0.05, lower RMSE and higher r_pooled than random weights, and Williams' T2 (`williams_p`, one tail)
+    < 0.05 with its Benjamini-Hochberg FDR over genes (`williams_fdr`) < 0.2. `recovered_strict` keeps the
+    older, stricter test instead of Williams': two-sided Steiger Z with FDR < 0.05 (`steiger_*`).
+    `recovered_by_random` and `recovered_strict_by_random` are the rules with the roles swapped.
     """
     y = np.asarray(y, dtype=np.float64)
-    n = len(y)
+    n = int(pd.unique(np.asarray(subject_ids).astype(str)).size)
+    if len(subject_ids) != len(y):
+        raise ValueError(f"{len(subject_ids)} subject ids for {len(y)} samples")
     frame = pd.DataFrame({"gene_id": np.asarray(gene_ids).astype(str), "symbol": np.asarray(symbols).astype(str)})
     for name, values in cv.stats.items():
         frame[name] = values
@@ -40,24 +66,23 @@ def build_table(cv: CVResult, y: np.ndarray, gene_ids: np.ndarray, symbols: np.n
         frame["r_pooled_random"] = pearson_columns(y, rand)
         frame["p_random"] = pearson_p(frame["r_pooled_random"].fillna(0).to_numpy(), n)
         frame["rmse_random"] = np.sqrt(((y - rand) ** 2).mean(axis=0))
-        r_between = np.nan_to_num(pearson_columns(emb, rand))
-        z, p = steiger_test(frame["r_pooled"].fillna(0).to_numpy(), frame["r_pooled_random"].fillna(0).to_numpy(),
-                            r_between, n)
+        r_between = pearson_columns(emb, rand)
+        constant = np.isnan(frame["r_pooled"]) | np.isnan(frame["r_pooled_random"]) | np.isnan(r_between)
+        r_emb, r_rand = frame["r_pooled"].fillna(0).to_numpy(), frame["r_pooled_random"].fillna(0).to_numpy()
+        t2, p_t2 = williams_t2(r_emb, r_rand, np.nan_to_num(r_between), n)
+        p_t2 = np.where(constant, 1.0, p_t2)  # SEQUOIA: a constant column gets p = 1
+        frame["williams_t2"], frame["williams_p"], frame["williams_fdr"] = t2, p_t2, bh_fdr(p_t2)
+        z, p = steiger_test(r_emb, r_rand, np.nan_to_num(r_between), n)
         frame["steiger_z"], frame["steiger_p"], frame["steiger_fdr"] = z, p, bh_fdr(p)
         frame["significant_random"] = (frame["r_pooled_random"] > 0) & (frame["p_random"] < ALPHA)
-        frame["recovered"] = (
-            frame["significant"]
-            & (frame["rmse"] < frame["rmse_random"])
-            & (frame["r_pooled"] > frame["r_pooled_random"])
-            & (frame["steiger_fdr"] < ALPHA)
-        )
-        # The same rule with the roles swapped: genes random weights recover better than this source.
-        frame["recovered_by_random"] = (
-            frame["significant_random"]
-            & (frame["rmse_random"] < frame["rmse"])
-            & (frame["r_pooled_random"] > frame["r_pooled"])
-            & (frame["steiger_fdr"] < ALPHA)
-        )
+        # The paired tests are symmetric (|T2|, two-sided Z), so one p-value serves both directions.
+        williams = (frame["williams_p"] < SEQUOIA_RULE["williams_p_below"]) & (
+            frame["williams_fdr"] < SEQUOIA_RULE["williams_fdr_below"])
+        strict = frame["steiger_fdr"] < ALPHA
+        frame["recovered"] = _beats(frame, "", "_random") & williams
+        frame["recovered_by_random"] = _beats(frame, "_random", "") & williams
+        frame["recovered_strict"] = _beats(frame, "", "_random") & strict
+        frame["recovered_strict_by_random"] = _beats(frame, "_random", "") & strict
     frame = frame.sort_values("r2", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
     return frame
@@ -88,6 +113,8 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
     if "recovered" in table:
         out["recovered"] = int(table["recovered"].sum())
         out["recovered_by_random"] = int(table["recovered_by_random"].sum())
+        out["recovered_strict"] = int(table["recovered_strict"].sum())
+        out["recovered_strict_by_random"] = int(table["recovered_strict_by_random"].sum())
         out["significant_random"] = int(table["significant_random"].sum())
         out["median_r2_random"] = _median(table["r2_random"])
     return out
