@@ -59,6 +59,10 @@ def test_rank_prints_the_issue_fields_writes_the_csv_then_hits_the_cache(demo_ws
     assert set(first["truth"]) >= {"planted", "recall_top_2k", "noise_median_r2"} and first["truth"]["planted"] > 0
     recovered = first["recovered"]
     assert recovered["source"] == int(table["recovered"].sum()) and recovered["random_weights"] is not None
+    assert first["recovered_sequoia"] == recovered["source"]
+    assert first["recovered_sequoia_thresholds"] == {"r_above": 0.0, "pearson_p_below": 0.05, "williams_p_below": 0.05,
+                                                    "williams_fdr_below": 0.2, "p_values_n": "donors"}
+    assert recovered["strict_source"] == int(table["recovered_strict"].sum())
     assert first["baseline"].startswith("random efficientnet_b0 (seed 1")
     # Second call: the same ranking from the cache, and the page's cache-only lookup finds it too.
     code, second, _ = _rank(demo_ws, capsys, *SOURCE, *FAST, "--json")

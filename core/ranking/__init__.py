@@ -17,8 +17,9 @@ Contract:
   parameters, `RANKING_VERSION` (bump it whenever the numbers change for the same inputs) and
   CODE_VERSION. `jobs.cached_ranking_for(...)` builds the same inputs and key without computing
   (pages); `missing` says what a job would have to make first.
-- `table.build_table`: one row per gene, best R² first; `recovered` is the rule described in
-  docs/methods.md (issue 19 replaces it with SEQUOIA's exact rule). `truth.truth_report` reads the
+- `table.build_table`: one row per gene, best R² first; every p-value with n = donors; `recovered` is
+  SEQUOIA's rule exactly (`table.SEQUOIA_RULE`, Williams' T2), `recovered_strict` the stricter
+  two-sided Steiger rule (docs/methods.md). `truth.truth_report` reads the
   demo's truth.json, which the ranking itself never reads.
 """
 
