@@ -292,10 +292,17 @@ def headline(ranking: Ranking) -> None:
     summary = ranking.summary
     genes = summary.get("genes", len(ranking.table))
     baseline = summary.get("baseline")
-    cols = st.columns(5)
+    cols = st.columns(6)
+    beyond = summary.get("recovered_beyond_tissue")
+    cols[0].metric("Genes beyond tissue", "—" if beyond is None else f"{beyond:,}",
+                   help="genes whose R² beyond tissue is significant: against embeddings moved between donors within "
+                        "each tissue (permutations pooled over genes), BH FDR < 0.05: what the images say about "
+                        "a gene that tissue identity does not")
+    cols = cols[1:]
     if "recovered" in summary:
         cols[0].metric("Genes recovered", f"{summary['recovered']:,}",
-                       help="SEQUOIA's rule: r > 0 with p < 0.05, and better than random weights on the same folds "
+                       help="genes the images predict better than random weights do (mostly tissue identity). "
+                            "SEQUOIA's rule: r > 0 with p < 0.05, and better than random weights on the same folds "
                             "(lower RMSE, higher r, one-tailed Williams T2 p < 0.05 with BH FDR < 0.2); "
                             "p-values use n = donors, since a donor's slides are not independent")
         cols[1].metric("Random weights recover", f"{summary['recovered_by_random']:,}",

@@ -60,6 +60,7 @@ def test_rank_prints_the_issue_fields_writes_the_csv_then_hits_the_cache(demo_ws
     recovered = first["recovered"]
     assert recovered["source"] == int(table["recovered"].sum()) and recovered["random_weights"] is not None
     assert first["recovered_sequoia"] == recovered["source"]
+    assert first["recovered_beyond_tissue"] == int(table["significant_beyond_tissue"].sum())
     assert first["recovered_sequoia_thresholds"] == {"r_above": 0.0, "pearson_p_below": 0.05, "williams_p_below": 0.05,
                                                     "williams_fdr_below": 0.2, "p_values_n": "donors"}
     assert recovered["strict_source"] == int(table["recovered_strict"].sum())

@@ -21,6 +21,39 @@ from core.ranking.ridge import fit_ridge_cv
 from core.ranking.threads import single_threaded
 
 
+def within_tissue_permutations(subject_ids: np.ndarray, tissues: np.ndarray, count: int, seed: int = 0
+                               ) -> list[np.ndarray]:
+    """`count` row orders that move whole donors within each tissue: a donor's slides of one tissue go, as a
+    block, to another donor's slides of that tissue (blocks of one size are exchanged among themselves).
+    Tissue stays where it is, so what the embedding adds beyond tissue is what the permutation breaks."""
+    donors, tissues = np.asarray(subject_ids).astype(str), np.asarray(tissues).astype(str)
+    blocks: dict[tuple[str, int], list[np.ndarray]] = {}
+    for tissue in np.unique(tissues):
+        in_tissue = tissues == tissue
+        for donor in np.unique(donors[in_tissue]):
+            rows = np.flatnonzero(in_tissue & (donors == donor))
+            blocks.setdefault((tissue, len(rows)), []).append(rows)
+    rng = np.random.default_rng([seed, 7])
+    orders = []
+    for _ in range(count):
+        order = np.arange(len(donors))
+        for same in blocks.values():
+            for rows, source in zip(same, rng.permutation(len(same)), strict=True):
+                order[rows] = same[source]
+        orders.append(order)
+    return orders
+
+
+def beyond_tissue_p(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
+    """One-sided permutation p of each gene's R² beyond tissue against the null pooled over genes and
+    permutations (`null`: permutations x genes): (1 + #null >= observed) / (1 + #null). Pooling gives p-values
+    fine enough for an FDR over thousands of genes from a few dozen permutations."""
+    pooled = np.sort(null[np.isfinite(null)].ravel())
+    above = len(pooled) - np.searchsorted(pooled, np.nan_to_num(observed, nan=np.inf), side="left")
+    p = (1.0 + above) / (1.0 + len(pooled))
+    return np.where(np.isfinite(observed), p, np.nan)
+
+
 @dataclass
 class CVResult:
     """Per-gene statistics (arrays of length G) and the repeat-averaged out-of-fold predictions."""
@@ -153,21 +186,28 @@ def cross_validate(
     models = ["emb", "full", "tissue", "kmeans"] + (["random"] if x_random is not None else [])
     fold_r: dict[str, list[np.ndarray]] = {"emb": [], "rho": [], "kmeans": [], "tissue": [], "random": []}
     x_null = x[np.random.default_rng([params.seed, 99]).permutation(n)] if params.permutation_null else None
-    tasks = [(fold, False) for fold in folds]
+    beyond_orders = (within_tissue_permutations(subject_ids, tissues, params.beyond_permutations, params.seed)
+                     if params.permutation_null else [])
+    # A task is (fold, None) for the models, (fold, -1) for the shuffled null, (fold, b) for within-tissue null b.
+    tasks: list[tuple[Fold, int | None]] = [(fold, None) for fold in folds]
     if x_null is not None:
-        tasks += [(fold, True) for fold in folds if fold.repeat == 0]
+        tasks += [(fold, -1) for fold in folds if fold.repeat == 0]
+    tasks += [(fold, b) for b in range(len(beyond_orders)) for fold in folds if fold.repeat == 0]
 
-    def run(task: tuple[Fold, bool]) -> dict[str, Any]:
+    def run(task: tuple[Fold, int | None]) -> dict[str, Any]:
         """One fold's fits and its per-gene statistics (computed here, in the worker thread)."""
-        fold, is_null = task
+        fold, null = task
         _check_cancel(cancel)
         with single_threaded():
-            return _fold(fold, is_null)
+            return _fold(fold, null)
 
-    def _fold(fold: Fold, is_null: bool) -> dict[str, Any]:
+    def _fold(fold: Fold, null: int | None) -> dict[str, Any]:
         y_train, y_test = y[fold.train], y[fold.test]
-        if is_null:
+        if null == -1:
             return {"sse": {"null": _sse(y_test, _ridge(_reduce(x_null, fold, params), y_train, fold, params)[0])}}
+        if null is not None:  # embedding + tissue on embeddings moved between donors within tissue
+            features = _reduce(x[beyond_orders[null]], fold, params)
+            return {"sse": {"beyond_null": _sse(y_test, _ridge(features, y_train, fold, params, groups=tissues)[0])}}
         features = _reduce(x, fold, params)
         test = fold.test
         emb, emb_deviation = _ridge(features, y_train, fold, params)
@@ -188,6 +228,7 @@ def cross_validate(
 
     sse = {(m, r): np.zeros(n_genes) for m in models for r in range(params.repeats)}
     null_sse = np.zeros(n_genes)
+    beyond_null_sse = np.zeros((len(beyond_orders), n_genes))
     mean_pred = {m: np.zeros((n, n_genes), np.float32) for m in ("emb", "full", "random") if m in models}
     workers = _workers() if workers is None else max(1, workers)
     with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
@@ -198,9 +239,11 @@ def cross_validate(
             else:
                 totals = pool.submit(_sums_of_squares, y, tissues)
                 results = pool.map(run, tasks)
-            for done, ((fold, is_null), out) in enumerate(zip(tasks, results, strict=True), start=1):
-                if is_null:
+            for done, ((fold, null), out) in enumerate(zip(tasks, results, strict=True), start=1):
+                if null == -1:
                     null_sse += out["sse"]["null"]
+                elif null is not None:
+                    beyond_null_sse[null] += out["sse"]["beyond_null"]
                 else:
                     for m in models:
                         sse[m, fold.repeat] += out["sse"][m]
@@ -210,8 +253,8 @@ def cross_validate(
                         fold_r[m].append(values)
                 del out
                 if progress is not None:
-                    what = (f"permutation null, fold {fold.fold + 1}/{params.folds}" if is_null else
-                            f"repeat {fold.repeat + 1}/{params.repeats}, fold {fold.fold + 1}/{params.folds}")
+                    what = (f"repeat {fold.repeat + 1}/{params.repeats}, fold {fold.fold + 1}/{params.folds}"
+                            if null is None else f"permutation null, fold {fold.fold + 1}/{params.folds}")
                     progress(done, len(tasks), what)
         except BaseException:  # cancelled or failed: drop the folds not started yet, then re-raise
             pool.shutdown(wait=True, cancel_futures=True)
@@ -237,6 +280,9 @@ def cross_validate(
     }
     if x_null is not None:
         stats["r2_null"] = _r2(null_sse, sst)
+    if beyond_orders:  # like for like: repeat 0's beyond-tissue R² against nulls on repeat 0's folds
+        null_beyond = np.stack([_r2(b, sst) - per_repeat["tissue"][0] for b in beyond_null_sse])
+        stats["p_beyond_tissue"] = beyond_tissue_p(per_repeat["beyond"][0], null_beyond)
     if x_random is not None:
         stats["r2_random"] = _median(per_repeat["random"], n_genes)
         stats["r_random"] = _median(fold_r["random"], n_genes)

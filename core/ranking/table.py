@@ -83,6 +83,9 @@ def build_table(cv: CVResult, y: np.ndarray, gene_ids: np.ndarray, symbols: np.n
         frame["recovered_by_random"] = _beats(frame, "_random", "") & williams
         frame["recovered_strict"] = _beats(frame, "", "_random") & strict
         frame["recovered_strict_by_random"] = _beats(frame, "_random", "") & strict
+    if "p_beyond_tissue" in frame:  # what the images add beyond tissue identity, against a within-tissue null
+        frame["fdr_beyond_tissue"] = bh_fdr(frame["p_beyond_tissue"].to_numpy())
+        frame["significant_beyond_tissue"] = (frame["r2_beyond_tissue"] > 0) & (frame["fdr_beyond_tissue"] < ALPHA)
     frame = frame.sort_values("r2", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
     return frame
@@ -110,6 +113,8 @@ def summarize(table: pd.DataFrame) -> dict[str, Any]:
     }
     if "r2_null" in table:
         out["median_r2_null"] = _median(table["r2_null"])
+    if "significant_beyond_tissue" in table:
+        out["recovered_beyond_tissue"] = int(table["significant_beyond_tissue"].sum())
     if "recovered" in table:
         out["recovered"] = int(table["recovered"].sum())
         out["recovered_by_random"] = int(table["recovered_by_random"].sum())
