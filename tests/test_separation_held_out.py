@@ -137,3 +137,26 @@ def test_cli_json_carries_held_out_slides_for_random_weights_of_a_run(
     result = json.loads(capsys.readouterr().out)
     assert result["held_out_slides"] is None and result["training_knn_accuracy"] is None
     assert result["knn_accuracy"] > 0.6  # every slide, the fitted ones included
+
+
+def test_figure_scores_held_out_donors_and_labels_the_training_donors_apart() -> None:
+    from core.maps.figures import separation_by_epoch
+
+    table = pd.DataFrame({
+        "epoch": [0, 1, 5], "source": ["random", "checkpoint", "checkpoint"], "silhouette": [0.0, 0.1, 0.2],
+        "knn_accuracy": [0.4, 0.6, 0.7], "tile_silhouette": [0.0, 0.05, 0.1], "tile_knn_accuracy": [0.3, 0.5, 0.6],
+        "chance_accuracy": [0.2] * 3, "held_out_slides": [36] * 3, "training_silhouette": [0.0, 0.4, 0.8],
+        "training_knn_accuracy": [0.4, 0.9, 1.0], "training_tile_silhouette": [0.0, 0.3, 0.6],
+        "training_tile_knn_accuracy": [0.3, 0.8, 0.95]})
+    fig = separation_by_epoch(table)
+    titles = [a.text for a in fig.layout.annotations]
+    assert "kNN tissue accuracy, held-out donors (36 slides)" in titles
+    assert "held-out donors" in fig.layout.title.text
+    fit = [t for t in fig.data if t.name == "slides: training donors (fit, not separation)" and t.xaxis == "x"][0]
+    assert list(fit.x) == [1, 5] and list(fit.y) == [0.9, 1.0] and fit.line.dash == "dot"
+    trained = [t for t in fig.data if t.name == "slides: trained" and t.xaxis == "x"][0]
+    assert list(trained.y) == [0.6, 0.7]  # the held-out score is the solid line
+    # A table scored on every slide (no split) keeps the old titles and draws no training-donor line.
+    everything = separation_by_epoch(table.assign(held_out_slides=None))
+    assert "kNN tissue accuracy (donors held out)" in [a.text for a in everything.layout.annotations]
+    assert not [t for t in everything.data if "training donors" in t.name]
