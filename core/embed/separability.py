@@ -173,26 +173,34 @@ def _level_scores(slides, tiles, slide_rows: np.ndarray, tile_rows: np.ndarray) 
     return by_slide, by_tile
 
 
+def split_separation(values: np.ndarray, tissues, donors, sample_ids, held_out: HeldOut | None) -> dict[str, Any]:
+    """separation of the points of `held_out`'s held-out donors (their count as held_out_points) with the
+    training donors' points scored apart under "training"; without `held_out`, every point (held_out_points
+    and training None). One row per point: its tissue, donor and slide."""
+    x, y, g = _labels(values, tissues, donors)
+    if held_out is None:
+        return {**separation(x, y, g).to_dict(), "held_out_points": None, "training": None}
+    names = g if held_out.column == "subject_id" else np.asarray(sample_ids).astype(str)
+    scored, fit = _rows_of(names, held_out.held_out), _rows_of(names, held_out.training)
+    scores = separation(x[scored], y[scored], g[scored])
+    return {**scores.to_dict(), "held_out_points": scores.points,
+            "training": separation(x[fit], y[fit], g[fit]).to_dict()}
+
+
 def slide_separation(tiles, held_out: HeldOut | None = None) -> dict[str, Any]:
     """Slide-level scores only (what `embed` prints, not cached): on the held-out donors' slides with the
     training donors' apart, like embedding_scores; `all_slides` counts every slide embedded."""
     from core.embed.compute import slide_means
 
     slides = slide_means(tiles)
-    rows = np.arange(len(slides.values))
-    if held_out is not None:
-        names = slides.subject_ids if held_out.column == "subject_id" else slides.sample_ids
-        rows = _rows_of(names, held_out.held_out)
-    scored = _slide_scores(slides, rows)
-    fit = _slide_scores(slides, _rows_of(names, held_out.training)) if held_out is not None else None
+    scores = split_separation(slides.values, slides.tissues, slides.subject_ids, slides.sample_ids, held_out)
+    fit = scores["training"] or {}
     return {
-        "silhouette": scored.silhouette, "knn_accuracy": scored.knn_accuracy,
-        "chance_accuracy": scored.chance_accuracy, "tissues": scored.tissues, "donors": scored.donors,
-        "all_slides": len(slides.values), "held_out_slides": scored.points if held_out is not None else None,
-        "training_silhouette": fit.silhouette if fit else None,
-        "training_knn_accuracy": fit.knn_accuracy if fit else None,
-        "training_chance_accuracy": fit.chance_accuracy if fit else None,
-        "training_slides": fit.points if fit else None,
+        "silhouette": scores["silhouette"], "knn_accuracy": scores["knn_accuracy"],
+        "chance_accuracy": scores["chance_accuracy"], "tissues": scores["tissues"], "donors": scores["donors"],
+        "all_slides": len(slides.values), "held_out_slides": scores["held_out_points"],
+        "training_silhouette": fit.get("silhouette"), "training_knn_accuracy": fit.get("knn_accuracy"),
+        "training_chance_accuracy": fit.get("chance_accuracy"), "training_slides": fit.get("points"),
     }
 
 
