@@ -161,18 +161,6 @@ def _tile_sample(rows: np.ndarray, tile_points: int, seed: int) -> np.ndarray:
     return rows
 
 
-def _slide_scores(slides, rows: np.ndarray) -> Separation:
-    return separation(slides.values[rows], slides.tissues[rows], slides.subject_ids[rows])
-
-
-def _level_scores(slides, tiles, slide_rows: np.ndarray, tile_rows: np.ndarray) -> tuple[Separation, Separation]:
-    by_slide = _slide_scores(slides, slide_rows)
-    meta = tiles.tiles
-    by_tile = separation(np.asarray(tiles.values[tile_rows], dtype=np.float32),
-                         meta["tissue"].to_numpy()[tile_rows], meta["subject_id"].to_numpy()[tile_rows])
-    return by_slide, by_tile
-
-
 def split_separation(values: np.ndarray, tissues, donors, sample_ids, held_out: HeldOut | None) -> dict[str, Any]:
     """separation of the points of `held_out`'s held-out donors (their count as held_out_points) with the
     training donors' points scored apart under "training"; without `held_out`, every point (held_out_points
@@ -217,7 +205,6 @@ def embedding_scores(tiles, tile_points: int = SCORE_TILES, seed: int = 0,
     every embedding already computed without scoring anything.
     """
     from core.base.fileio import atomic_write_json, read_json_object
-    from core.embed.compute import slide_means
 
     folder = Path(tiles.path).parent if tiles.path is not None else None
     stamp = {"version": _SCORES_VERSION, "tile_points": int(tile_points), "seed": int(seed),
@@ -226,34 +213,28 @@ def embedding_scores(tiles, tile_points: int = SCORE_TILES, seed: int = 0,
         saved = read_json_object(folder / scores_name(held_out))
         if saved and all(saved.get(k) == v for k, v in stamp.items()) and isinstance(saved.get("scores"), dict):
             return saved["scores"]
-    slides = slide_means(tiles)
+    by_slide = slide_separation(tiles, held_out)
     meta = tiles.tiles
     if held_out is None:
-        scored_slides, scored_tiles = np.arange(len(slides.values)), np.arange(len(meta))
-    else:
-        slide_names = slides.subject_ids if held_out.column == "subject_id" else slides.sample_ids
-        scored_slides = _rows_of(slide_names, held_out.held_out)
-        scored_tiles = _rows_of(meta[held_out.column].to_numpy(), held_out.held_out)
-    by_slide, by_tile = _level_scores(slides, tiles, scored_slides, _tile_sample(scored_tiles, tile_points, seed))
+        rows = _tile_sample(np.arange(len(meta)), tile_points, seed)
+    else:  # up to tile_points tiles of each side, so the training donors' many tiles do not crowd out the rest
+        names = meta[held_out.column].astype(str).to_numpy()
+        rows = np.sort(np.concatenate([_tile_sample(_rows_of(names, donors), tile_points, seed)
+                                       for donors in (held_out.held_out, held_out.training)]))
+    by_tile = split_separation(np.asarray(tiles.values[rows], dtype=np.float32), meta["tissue"].to_numpy()[rows],
+                               meta["subject_id"].to_numpy()[rows], meta["sample_id"].to_numpy()[rows], held_out)
+    fit = by_tile["training"] or {}
+    held = by_slide["held_out_slides"]
     scores: dict[str, Any] = {
-        "silhouette": by_slide.silhouette, "knn_accuracy": by_slide.knn_accuracy,
-        "chance_accuracy": by_slide.chance_accuracy, "slides": by_slide.points,
-        "tile_silhouette": by_tile.silhouette, "tile_knn_accuracy": by_tile.knn_accuracy,
-        "tile_chance_accuracy": by_tile.chance_accuracy, "tiles_scored": by_tile.points,
-        "tissues": by_slide.tissues, "donors": by_slide.donors,
-        "held_out_slides": by_slide.points if held_out is not None else None,
+        "silhouette": by_slide["silhouette"], "knn_accuracy": by_slide["knn_accuracy"],
+        "chance_accuracy": by_slide["chance_accuracy"], "slides": by_slide["all_slides"] if held is None else held,
+        "tile_silhouette": by_tile["silhouette"], "tile_knn_accuracy": by_tile["knn_accuracy"],
+        "tile_chance_accuracy": by_tile["chance_accuracy"], "tiles_scored": by_tile["points"],
+        "tissues": by_slide["tissues"], "donors": by_slide["donors"], "held_out_slides": held,
+        **{k: by_slide[k] for k in ("training_silhouette", "training_knn_accuracy", "training_chance_accuracy")},
+        "training_tile_silhouette": fit.get("silhouette"), "training_tile_knn_accuracy": fit.get("knn_accuracy"),
+        "training_slides": by_slide["training_slides"],
     }
-    training = {"training_silhouette": None, "training_knn_accuracy": None, "training_chance_accuracy": None,
-                "training_tile_silhouette": None, "training_tile_knn_accuracy": None, "training_slides": None}
-    if held_out is not None:
-        fit_slides = _rows_of(slide_names, held_out.training)
-        fit_tiles = _tile_sample(_rows_of(meta[held_out.column].to_numpy(), held_out.training), tile_points, seed)
-        fit_slide, fit_tile = _level_scores(slides, tiles, fit_slides, fit_tiles)
-        training = {"training_silhouette": fit_slide.silhouette, "training_knn_accuracy": fit_slide.knn_accuracy,
-                    "training_chance_accuracy": fit_slide.chance_accuracy,
-                    "training_tile_silhouette": fit_tile.silhouette,
-                    "training_tile_knn_accuracy": fit_tile.knn_accuracy, "training_slides": fit_slide.points}
-    scores.update(training)
     if folder is not None and folder.is_dir():
         atomic_write_json(folder / scores_name(held_out), {**stamp, "scores": scores})
     return scores
