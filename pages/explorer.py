@@ -12,7 +12,7 @@ import streamlit as st
 
 from core import jobs
 from core.base import DataError, JobBusyError
-from core.embed import FeatureSource, checkpoint_epochs, epochs_to_score, scored_epochs, separation
+from core.embed import FeatureSource, checkpoint_epochs, epochs_to_score, held_out_of, scored_epochs, split_separation
 from core.embed import jobs as embed_jobs
 from core.maps import (
     QC_COLOUR_COLUMNS,
@@ -116,10 +116,10 @@ SCORE_POINTS = 20_000  # kNN over 200,000 tiles would hold the page for minutes:
 
 
 @st.cache_data(show_spinner="Scoring tissue separation ...", max_entries=16)
-def _scores(key: str, _points: PointSet) -> dict:
+def _scores(key: str, split_key: str | None, _points: PointSet, _held_out) -> dict:
     sample = _points.subset(SCORE_POINTS, seed=0)
-    scored = separation(sample.values, sample.meta["tissue"], sample.meta["subject_id"])
-    return scored.to_dict()
+    return split_separation(sample.values, sample.meta["tissue"], sample.meta["subject_id"],
+                            sample.meta["sample_id"], _held_out)
 
 
 def _tile_index() -> pd.DataFrame | None:
@@ -183,7 +183,7 @@ def draw_map(prefix: str, column, request: MapRequest) -> tuple[PointSet | None,
     drawn = f"{len(points):,} points" if shown == len(points) else \
         f"{len(points):,} points mapped, a seeded random {shown:,} drawn ('Points drawn' in Map parameters)"
     column.caption(f"{drawn}. Box or lasso select (toolbar) to open the linked panel below.")
-    _score_line(column, points)
+    _score_line(column, points, request)
     with column.expander("PCA explained variance"):
         st.plotly_chart(_variance_figure(mapped.key, mapped.pca.explained_variance_ratio), width="stretch",
                         key=f"{prefix}-pca")
@@ -233,10 +233,13 @@ def _variance_figure(map_key: str, _ratio: np.ndarray):
     return overview_cache.frozen(map_figures.explained_variance(_ratio))
 
 
-def _score_line(column, points: PointSet) -> None:
+def _score_line(column, points: PointSet, request: MapRequest) -> None:
+    """Scores of image features on the held-out donors of the chosen run (validation + test: never trained
+    on), the training donors' in a caption; expression maps and runs without a split: every point."""
     if points.meta["tissue"].nunique() < 2:
         return
-    scores = _scores(points.key, points)
+    held_out = held_out_of(request.run_dir) if request.source is not None and request.run_dir else None
+    scores = _scores(points.key, held_out.key if held_out is not None else None, points, held_out)
     cols = column.columns(3)
     silhouette, knn, chance = scores.get("silhouette"), scores.get("knn_accuracy"), scores.get("chance_accuracy")
     cols[0].metric("Silhouette by tissue", f"{silhouette:.2f}" if silhouette is not None else "—")
@@ -245,6 +248,15 @@ def _score_line(column, points: PointSet) -> None:
                         f"on a seeded sample of {SCORE_POINTS:,} points for bigger sets")
     cols[2].metric("kNN baseline", f"{chance:.0%}" if chance is not None else "—",
                    help="Accuracy of always predicting the commonest training tissue, on the same folds.")
+    fit = scores.get("training")
+    if fit is not None:
+        column.caption(f"Scored on the {scores['held_out_points']:,} points of the run's held-out donors "
+                       f"(validation + test). Training donors ({fit['points']:,} points, seen in training): "
+                       f"silhouette {_number(fit['silhouette'], '.2f')}, kNN {_number(fit['knn_accuracy'], '.0%')}.")
+
+
+def _number(value: float | None, spec: str) -> str:
+    return format(value, spec) if value is not None else "—"
 
 
 def _exports(prefix: str, column, request: MapRequest, points: PointSet, coords: np.ndarray, fig) -> None:
@@ -348,7 +360,9 @@ def epochs_section(run_dir: str) -> None:
     st.subheader("Tissue separation across epochs")
     st.caption("Does training keep separating tissues after the classifier's test accuracy plateaus? Each "
                "checkpoint's embeddings are scored at the slide and the tile level (kNN with whole donors held "
-               "out; silhouette), beside the same architecture with random weights.")
+               "out; silhouette), beside the same architecture with random weights, on the slides of the "
+               "run's held-out donors (validation + test); the training donors' scores (dotted, training_*) "
+               "show fit, not separation.")
     try:
         table = _scored_epochs(str(root), run_dir, _job_stamp())
     except DataError as exc:

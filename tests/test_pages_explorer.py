@@ -218,3 +218,42 @@ def test_separation_across_epochs_shows_what_is_scored_and_offers_the_rest(tmp_p
     at.button(key="epochs-go").click().run()
     assert not at.exception
     assert launched == [(str(run), sorted(chosen.value))]
+
+
+def test_map_scores_of_a_runs_baseline_use_its_held_out_donors_and_show_training_apart(tmp_path, monkeypatch):
+    """Random weights compared with a run are scored on the run's validation + test donors' slides; the
+    training donors' score is a labelled caption, not the metric."""
+    import json
+
+    import pandas as pd
+
+    from core.embed.features import FeatureSource
+
+    ws = workspace(tmp_path / "workspace")
+    ensure_demo_cohort(ws, **TINY)
+    monkeypatch.setenv("HISTOGENE_WORKSPACE", str(ws.root))
+    monkeypatch.delenv("HISTOGENE_DATA", raising=False)
+    fake = _fake_slide_embeddings(ws)
+    monkeypatch.setattr(embed, "cached_slide_embeddings", lambda ws_, data_dir, source: fake)
+    run = ws.runs_dir / "20260101-000000-test"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"arch": "efficientnet_b0", "image_size": 32, "epochs": 1,
+                                                 "classes": ["Liver", "Lung"]}))
+    (run / "checkpoints" / "epoch_001.pt").write_bytes(b"not read by this page")
+    samples = load_cohort(ws.demo_dir, ws).samples
+    slides = samples[samples["has_slide"]]
+    donors = sorted(slides["subject_id"].unique())
+    split = {donors[0]: "train", donors[1]: "train", donors[2]: "validation", donors[3]: "test"}
+    pd.DataFrame({"sample_id": slides["sample_id"], "subject_id": slides["subject_id"],
+                  "split": slides["subject_id"].map(split)}).to_csv(run / "split.csv", index=False)
+    held_out = int(slides["subject_id"].isin(donors[2:]).sum())
+    at = _open("pca", level="slides")
+    at.selectbox(key="A-kind").set_value("Random weights").run()
+    source = FeatureSource.for_run(run, "random", seed=int(at.number_input(key="A-seed").value))
+    _precompute(ws, MapRequest(level="slides", params=MapParams(method="pca"), source=source, run_dir=str(run)))
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert {"Silhouette by tissue", "kNN tissue accuracy", "kNN baseline"} <= {m.label for m in at.metric}
+    captions = [c.value for c in at.caption]
+    assert any(f"Scored on the {held_out:,} points of the run's held-out donors (validation + test)" in c
+               and f"Training donors ({len(slides) - held_out:,} points" in c for c in captions), captions

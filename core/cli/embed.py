@@ -119,21 +119,32 @@ class _Progress:
             self._last = now
 
 
+def _held_out_run(ws: Workspace, source: FeatureSource, args: argparse.Namespace) -> Path | None:
+    """Whose held-out donors the scores use: a checkpoint's own run; for random, ImageNet or timm weights
+    the --run they are compared with (None: every slide is scored)."""
+    if source.run_dir is not None:
+        return Path(source.run_dir)
+    return runs.run_path(ws, args.run) if args.run else None
+
+
 def _embed(ws: Workspace, data: Path, source: FeatureSource, args: argparse.Namespace, job: JobReporter
            ) -> dict[str, Any]:
-    from core.embed.compute import slide_means, tile_embeddings
-    from core.embed.separability import separation
+    from core.embed.compute import tile_embeddings
+    from core.embed.separability import held_out_of, slide_separation
 
     started = time.perf_counter()
     tiles = tile_embeddings(ws, data, source, _Progress(job), job.cancel_requested, batch_size=args.batch_size)
-    slides = slide_means(tiles)
-    scores = separation(slides.values, slides.tissues, slides.subject_ids)
+    run_dir = _held_out_run(ws, source, args)
+    scores = slide_separation(tiles, held_out_of(run_dir) if run_dir is not None else None)
     return {
-        "tiles": int(len(tiles.values)), "slides": int(len(slides.values)), "dim": int(tiles.values.shape[1]),
+        "tiles": int(len(tiles.values)), "slides": int(scores["all_slides"]), "dim": int(tiles.values.shape[1]),
         "source": source.label, "source_key": source.key, "feature_source": _fields(source),
         "path": str(tiles.path), "cached": bool(tiles.cached), "seconds": round(time.perf_counter() - started, 3),
-        "silhouette": scores.silhouette, "knn_accuracy": scores.knn_accuracy,
-        "knn_chance": scores.chance_accuracy, "tissues": scores.tissues, "donors": scores.donors,
+        "silhouette": scores["silhouette"], "knn_accuracy": scores["knn_accuracy"],
+        "knn_chance": scores["chance_accuracy"], "tissues": scores["tissues"], "donors": scores["donors"],
+        "held_out_slides": scores["held_out_slides"], "training_silhouette": scores["training_silhouette"],
+        "training_knn_accuracy": scores["training_knn_accuracy"],
+        "training_knn_chance": scores["training_chance_accuracy"], "training_slides": scores["training_slides"],
     }
 
 
@@ -167,13 +178,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"{result['tiles']} tiles, {result['slides']} slides, {result['dim']}-d from {result['source']} "
               f"({'cached' if result['cached'] else 'computed'} in {result['seconds']} s); slide silhouette "
               f"{result['silhouette']}, kNN tissue accuracy {result['knn_accuracy']} "
-              f"(baseline {result['knn_chance']})")
+              f"(baseline {result['knn_chance']})"
+              + (" on all slides" if result["held_out_slides"] is None else
+                 f" on {result['held_out_slides']} held-out slides; training donors' {result['training_slides']}"
+                 f" slides: silhouette {result['training_silhouette']}, kNN {result['training_knn_accuracy']}"))
         print(result["path"])
     else:
         import pandas as pd
 
         table = pd.DataFrame(result["epochs"])
-        shown = ["epoch", "silhouette", "knn_accuracy", "tile_silhouette", "tile_knn_accuracy", "val_acc", "test_acc"]
-        print("epoch 0 = random weights; slide level, then tiles (seeded sample); kNN: donors held out")
+        shown = ["epoch", "silhouette", "knn_accuracy", "tile_silhouette", "tile_knn_accuracy", "training_silhouette",
+                 "training_knn_accuracy", "val_acc", "test_acc"]
+        print("epoch 0 = random weights; slide level, then tiles (seeded sample); kNN: donors held out; "
+              "scored on the run's validation + test donors, training_*: its training donors")
         print(table[[c for c in shown if c in table]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0

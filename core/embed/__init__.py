@@ -19,6 +19,9 @@ Contract:
 - `separability.separation(values, tissues, donors, k=5, folds=5)`: silhouette and kNN accuracy with
   whole donors held out, beside the commonest-training-tissue baseline; `separation_across_epochs`
   scores checkpoints and random weights (epoch 0), each score cached beside its embedding.
+- Scores of a run's embeddings use the slides of its held-out donors (validation + test; `held_out_of`),
+  the training donors' apart as `training_*`; random / ImageNet weights are scored on the held-out slides
+  of the run they are compared with (`split_separation` for any points). No split: every slide.
 """
 
 from core.base.lazy import lazy_exports
@@ -27,8 +30,10 @@ _EXPORTS = {
     "FeatureSource": "features",
     "checkpoint_epochs": "features",
     "epochs_to_score": "separability",
+    "held_out_of": "separability",
     "scored_epochs": "separability",
     "separation": "separability",
+    "split_separation": "separability",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -1,6 +1,10 @@
 """How well an embedding separates tissues: silhouette by tissue, and k-nearest-neighbour tissue accuracy
 with whole donors held out (a donor's other slides share its staining and would flatter the score).
 Each score comes with its baseline: the accuracy of always guessing the commonest training tissue.
+
+A checkpoint has seen its training donors' slides, so an embedding is scored on the slides of the run's
+held-out donors (validation + test) and the training donors' score is reported apart (`training_*`).
+Random and ImageNet weights are scored on the same held-out slides of the run they are compared with.
 """
 
 from __future__ import annotations
@@ -91,52 +95,148 @@ def separation(values: np.ndarray, tissues, donors, k: int = 5, folds: int = 5,
     )
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """A run's donors that its checkpoints never trained on (validation + test) and those they did.
+
+    `column` names what the sets hold: subject_id, or sample_id for a run saved before split.csv (its
+    split.json has no donors)."""
+
+    held_out: frozenset[str]
+    training: frozenset[str]
+    column: str = "subject_id"
+
+    @property
+    def key(self) -> str:
+        """Content hash of the split: names the scores file, so one embedding keeps a score per split."""
+        import hashlib
+
+        text = "\n".join([self.column, *sorted(self.held_out), "--", *sorted(self.training)])
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def held_out_of(run_dir: str | Path) -> HeldOut | None:
+    """The held-out and training donors of a run's saved split (None when it has no split)."""
+    from core.base.errors import DataError
+    from core.train.runs import run_split
+
+    try:
+        split = run_split(run_dir)
+    except DataError:
+        return None
+    donors = split["subject_id"].fillna("").astype(str)
+    column = "subject_id" if donors.ne("").all() else "sample_id"
+    names = donors if column == "subject_id" else split["sample_id"].astype(str)
+    training = frozenset(names[split["split"] == "train"])
+    return HeldOut(held_out=frozenset(names[split["split"] != "train"]) - training, training=training, column=column)
+
+
 def _clean(value: float | None) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 SCORE_TILES = 5000  # tile-level scores across epochs: a seeded sample of this many tiles per embedding
 SCORES_NAME = "separation.json"  # beside an embedding's values.npy: its scores, so a page only reads them
-_SCORES_VERSION = 1
+_SCORES_VERSION = 2  # 2: held-out donors scored apart from training donors (version 1 scored every slide)
 EPOCH_TABLE_COLUMNS = (
     "epoch", "source", "label", "silhouette", "knn_accuracy", "chance_accuracy", "tile_silhouette",
-    "tile_knn_accuracy", "tile_chance_accuracy", "tiles_scored", "val_acc", "test_acc", "source_key",
+    "tile_knn_accuracy", "tile_chance_accuracy", "tiles_scored", "held_out_slides", "training_silhouette",
+    "training_knn_accuracy", "training_chance_accuracy", "training_tile_silhouette", "training_tile_knn_accuracy",
+    "training_slides", "val_acc", "test_acc", "source_key",
 )
 
 
-def embedding_scores(tiles, tile_points: int = SCORE_TILES, seed: int = 0) -> dict[str, Any]:
+def scores_name(held_out: HeldOut | None) -> str:
+    """The scores file of an embedding: one per split it was scored on (random weights serve many runs)."""
+    return SCORES_NAME if held_out is None else f"separation-{held_out.key}.json"
+
+
+def _rows_of(names: np.ndarray, donors: frozenset[str]) -> np.ndarray:
+    return np.flatnonzero(np.isin(np.asarray(names).astype(str), list(donors)))
+
+
+def _tile_sample(rows: np.ndarray, tile_points: int, seed: int) -> np.ndarray:
+    if len(rows) > tile_points:
+        return np.sort(np.random.default_rng(seed).choice(rows, tile_points, replace=False))
+    return rows
+
+
+def split_separation(values: np.ndarray, tissues, donors, sample_ids, held_out: HeldOut | None) -> dict[str, Any]:
+    """separation of the points of `held_out`'s held-out donors (their count as held_out_points) with the
+    training donors' points scored apart under "training"; without `held_out`, every point (held_out_points
+    and training None). One row per point: its tissue, donor and slide."""
+    x, y, g = _labels(values, tissues, donors)
+    if held_out is None:
+        return {**separation(x, y, g).to_dict(), "held_out_points": None, "training": None}
+    names = g if held_out.column == "subject_id" else np.asarray(sample_ids).astype(str)
+    scored, fit = _rows_of(names, held_out.held_out), _rows_of(names, held_out.training)
+    scores = separation(x[scored], y[scored], g[scored])
+    return {**scores.to_dict(), "held_out_points": scores.points,
+            "training": separation(x[fit], y[fit], g[fit]).to_dict()}
+
+
+def slide_separation(tiles, held_out: HeldOut | None = None) -> dict[str, Any]:
+    """Slide-level scores only (what `embed` prints, not cached): on the held-out donors' slides with the
+    training donors' apart, like embedding_scores; `all_slides` counts every slide embedded."""
+    from core.embed.compute import slide_means
+
+    slides = slide_means(tiles)
+    scores = split_separation(slides.values, slides.tissues, slides.subject_ids, slides.sample_ids, held_out)
+    fit = scores["training"] or {}
+    return {
+        "silhouette": scores["silhouette"], "knn_accuracy": scores["knn_accuracy"],
+        "chance_accuracy": scores["chance_accuracy"], "tissues": scores["tissues"], "donors": scores["donors"],
+        "all_slides": len(slides.values), "held_out_slides": scores["held_out_points"],
+        "training_silhouette": fit.get("silhouette"), "training_knn_accuracy": fit.get("knn_accuracy"),
+        "training_chance_accuracy": fit.get("chance_accuracy"), "training_slides": fit.get("points"),
+    }
+
+
+def embedding_scores(tiles, tile_points: int = SCORE_TILES, seed: int = 0,
+                     held_out: HeldOut | None = None) -> dict[str, Any]:
     """Slide-level (mean of each slide's tiles) and tile-level (seeded sample of `tile_points` tiles) tissue
     separation of one cached embedding (core.embed.compute.TileEmbeddings), donors held out for kNN.
 
-    Saved as separation.json in the embedding's cache folder and read back by later calls, so a page can show
-    the scores of every embedding already computed without scoring anything.
+    With `held_out` (a run's split, held_out_of) the scores use only the slides of its held-out donors
+    (`held_out_slides` counts them) and the training donors' scores come apart as `training_*`; without it,
+    every slide is scored and `held_out_slides` is None.
+
+    Saved beside the embedding (scores_name) and read back by later calls, so a page can show the scores of
+    every embedding already computed without scoring anything.
     """
     from core.base.fileio import atomic_write_json, read_json_object
-    from core.embed.compute import slide_means
 
     folder = Path(tiles.path).parent if tiles.path is not None else None
-    stamp = {"version": _SCORES_VERSION, "tile_points": int(tile_points), "seed": int(seed)}
+    stamp = {"version": _SCORES_VERSION, "tile_points": int(tile_points), "seed": int(seed),
+             "held_out": held_out.key if held_out is not None else None}
     if folder is not None:
-        saved = read_json_object(folder / SCORES_NAME)
+        saved = read_json_object(folder / scores_name(held_out))
         if saved and all(saved.get(k) == v for k, v in stamp.items()) and isinstance(saved.get("scores"), dict):
             return saved["scores"]
-    slides = slide_means(tiles)
-    by_slide = separation(slides.values, slides.tissues, slides.subject_ids)
+    by_slide = slide_separation(tiles, held_out)
     meta = tiles.tiles
-    rows = np.arange(len(meta))
-    if len(rows) > tile_points:
-        rows = np.sort(np.random.default_rng(seed).choice(len(rows), tile_points, replace=False))
-    by_tile = separation(np.asarray(tiles.values[rows], dtype=np.float32), meta["tissue"].to_numpy()[rows],
-                         meta["subject_id"].to_numpy()[rows])
-    scores = {
-        "silhouette": by_slide.silhouette, "knn_accuracy": by_slide.knn_accuracy,
-        "chance_accuracy": by_slide.chance_accuracy, "slides": by_slide.points,
-        "tile_silhouette": by_tile.silhouette, "tile_knn_accuracy": by_tile.knn_accuracy,
-        "tile_chance_accuracy": by_tile.chance_accuracy, "tiles_scored": by_tile.points,
-        "tissues": by_slide.tissues, "donors": by_slide.donors,
+    if held_out is None:
+        rows = _tile_sample(np.arange(len(meta)), tile_points, seed)
+    else:  # up to tile_points tiles of each side, so the training donors' many tiles do not crowd out the rest
+        names = meta[held_out.column].astype(str).to_numpy()
+        rows = np.sort(np.concatenate([_tile_sample(_rows_of(names, donors), tile_points, seed)
+                                       for donors in (held_out.held_out, held_out.training)]))
+    by_tile = split_separation(np.asarray(tiles.values[rows], dtype=np.float32), meta["tissue"].to_numpy()[rows],
+                               meta["subject_id"].to_numpy()[rows], meta["sample_id"].to_numpy()[rows], held_out)
+    fit = by_tile["training"] or {}
+    held = by_slide["held_out_slides"]
+    scores: dict[str, Any] = {
+        "silhouette": by_slide["silhouette"], "knn_accuracy": by_slide["knn_accuracy"],
+        "chance_accuracy": by_slide["chance_accuracy"], "slides": by_slide["all_slides"] if held is None else held,
+        "tile_silhouette": by_tile["silhouette"], "tile_knn_accuracy": by_tile["knn_accuracy"],
+        "tile_chance_accuracy": by_tile["chance_accuracy"], "tiles_scored": by_tile["points"],
+        "tissues": by_slide["tissues"], "donors": by_slide["donors"], "held_out_slides": held,
+        **{k: by_slide[k] for k in ("training_silhouette", "training_knn_accuracy", "training_chance_accuracy")},
+        "training_tile_silhouette": fit.get("silhouette"), "training_tile_knn_accuracy": fit.get("knn_accuracy"),
+        "training_slides": by_slide["training_slides"],
     }
     if folder is not None and folder.is_dir():
-        atomic_write_json(folder / SCORES_NAME, {**stamp, "scores": scores})
+        atomic_write_json(folder / scores_name(held_out), {**stamp, "scores": scores})
     return scores
 
 
@@ -208,6 +308,7 @@ def separation_across_epochs(
     run_dir = Path(run)
     sources = _epoch_sources(run_dir, epochs, include_random)
     _, run_metrics = read_metrics(run_dir)
+    held_out = held_out_of(run_dir)
     rows = []
     for i, (epoch, source) in enumerate(sources):
         def report(done: int, total: int, message: str, _i: int = i, _label: str = source.label) -> None:
@@ -216,7 +317,7 @@ def separation_across_epochs(
                 progress(_i * 1000 + round(1000 * fraction), len(sources) * 1000, f"{_label}: {message}")
 
         tiles = tile_embeddings(ws, data_dir, source, report, cancel, **options)
-        rows.append(_epoch_row(run_metrics, epoch, source, embedding_scores(tiles, tile_points)))
+        rows.append(_epoch_row(run_metrics, epoch, source, embedding_scores(tiles, tile_points, held_out=held_out)))
     return _table(rows)
 
 
@@ -231,9 +332,12 @@ def scored_epochs(ws, data_dir: str | Path, run: str | Path, tile_points: int = 
     _, run_metrics = read_metrics(run_dir)
     sources = _epoch_sources(run_dir, None, include_random=True)
     folders = cached_folders(ws, data_dir, [source for _, source in sources])
+    held_out = held_out_of(run_dir)
+    stamp = {"version": _SCORES_VERSION, "tile_points": tile_points,
+             "held_out": held_out.key if held_out is not None else None}
     rows = []
     for (epoch, source), folder in zip(sources, folders, strict=True):
-        saved = read_json_object(folder / SCORES_NAME) if folder is not None else None
-        if saved and saved.get("version") == _SCORES_VERSION and saved.get("tile_points") == tile_points:
+        saved = read_json_object(folder / scores_name(held_out)) if folder is not None else None
+        if saved and all(saved.get(k) == v for k, v in stamp.items()):
             rows.append(_epoch_row(run_metrics, epoch, source, saved.get("scores") or {}))
     return _table(rows)

@@ -157,14 +157,19 @@ _LEVEL_COLOURS = {"slides": "#1f77b4", "tiles": "#d62728"}
 
 def separation_by_epoch(scores: pd.DataFrame) -> go.Figure:
     """Two panels over a run's epochs: kNN tissue accuracy (donors held out) and silhouette by tissue, each
-    for slides and tiles. The trained checkpoints are solid lines; the same architecture with random
-    weights (epoch 0 of the table) is a dashed line of the same colour across all epochs, side by side with
-    them. The classifier's validation and test accuracy share the accuracy panel (grey), with the
-    commonest-tissue baseline dotted."""
+    for slides and tiles, on the slides of the run's held-out donors (validation + test) when the table has
+    held_out_slides. The trained checkpoints are solid lines; the same architecture with random weights
+    (epoch 0 of the table) is a dashed line of the same colour across all epochs, side by side with them; the
+    checkpoints' score on their own training donors is a dotted line, labelled apart. The classifier's
+    validation and test accuracy share the accuracy panel (grey), with the commonest-tissue baseline dotted."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
-                        subplot_titles=("kNN tissue accuracy (donors held out)", "Silhouette by tissue"))
+    held_out = "held_out_slides" in scores and scores["held_out_slides"].notna().any()
+    titles = ("kNN tissue accuracy (donors held out)", "Silhouette by tissue")
+    if held_out:
+        slides = int(scores["held_out_slides"].dropna().max())
+        titles = (f"kNN tissue accuracy, held-out donors ({slides} slides)", "Silhouette by tissue, held-out donors")
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=titles)
     trained = scores[scores["source"] != "random"].sort_values("epoch") if "source" in scores else scores
     random = scores[scores["source"] == "random"] if "source" in scores else scores.iloc[:0]
     span = [1, max(int(trained["epoch"].max()), 1)] if len(trained) else [0, 1]
@@ -183,6 +188,13 @@ def separation_by_epoch(scores: pd.DataFrame) -> go.Figure:
                                          line={"color": colour, "dash": "dash"},
                                          hovertemplate=f"random weights: {value:.3f}<extra>{level}</extra>"),
                               row=1, col=col)
+            fit = f"training_{column}"
+            if held_out and fit in trained and trained[fit].notna().any():
+                fig.add_trace(go.Scatter(x=trained["epoch"], y=trained[fit], mode="lines+markers",
+                                         name=f"{level}: training donors (fit, not separation)",
+                                         legendgroup=f"{level}-training", showlegend=first, opacity=0.6,
+                                         line={"color": colour, "dash": "dot"}, marker={"size": 4}),
+                              row=1, col=col)
     for column, name, dash in (("val_acc", "classifier validation accuracy", "dashdot"),
                                ("test_acc", "classifier test accuracy", None)):
         if column in trained and trained[column].notna().any():
@@ -192,7 +204,11 @@ def separation_by_epoch(scores: pd.DataFrame) -> go.Figure:
         chance = float(scores["chance_accuracy"].dropna().iloc[0])
         fig.add_trace(go.Scatter(x=span, y=[chance, chance], mode="lines", name="baseline: commonest tissue",
                                  line={"color": "#bcbd22", "dash": "dot"}), row=1, col=1)
-    fig.update_layout(title="Tissue separation across epochs: trained (solid) against random weights (dashed)",
+    title = "Tissue separation across epochs: trained (solid) against random weights (dashed)"
+    if held_out:
+        title = ("Tissue separation on held-out donors: trained (solid), random weights (dashed), "
+                 "training donors (dotted)")
+    fig.update_layout(title=title,
                       height=400, legend={"orientation": "h", "y": -0.22},
                       **{**LAYOUT, "margin": {"l": 10, "r": 10, "t": 80, "b": 10}})
     fig.update_xaxes(title="epoch")
