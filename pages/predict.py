@@ -502,6 +502,7 @@ def rank_button(request: PredictRequest) -> None:
 
 def reference(p, request_key: str, name: str) -> None:
     st.subheader("Among the reference slides")
+    st.caption(f"Reference: {(getattr(p, 'reference_donor', None) or {}).get('note') or 'every dataset slide'}.")
     if not p.map:
         st.info("No reference map for this run.")
         return

@@ -254,6 +254,9 @@ def test_two_sessions_get_their_own_results(tiny, launcher, testdata):
     assert dataset_slide.name.startswith(sample.value)
     assert second.subheader[0].value == dataset_slide.name
     assert first.subheader[0].value == "mine.svs"
+    # issue 19 item 6: the page says whether the reference leaves the slide's donor out
+    assert any(c.value.startswith("Reference: ") and "leaves that donor's" in c.value for c in second.caption)
+    assert any(c.value.startswith("Reference: ") and "not in the reference dataset" in c.value for c in first.caption)
     first.run()  # each session keeps its own slide
     assert first.subheader[0].value == "mine.svs"
     assert first.query_params["slide"] != second.query_params["slide"]

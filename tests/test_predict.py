@@ -274,6 +274,31 @@ def test_on_a_umap_map_kept_with_its_reducer_the_slide_is_placed_by_umaps_transf
     assert np.argmin(np.linalg.norm(centroids - xy, axis=1)) == 1
 
 
+def test_a_reference_without_the_slides_donor_places_it_among_the_other_slides_on_the_umap(tmp_path: Path) -> None:
+    """The map's kept UMAP was fitted with the donor's slides: the slide is placed by its neighbours among the
+    others (PCA fitted without the donor), and the donor's slides are not drawn."""
+    from dataclasses import replace as with_fields
+
+    from core.maps.reduce import MapParams, cached_map
+    from core.predict.placement import place_on_map
+
+    ws = workspace(tmp_path / "ws")
+    values, labels = _clustered()
+    full = _toy_reference(tmp_path, values, np.array(["ABC"[c] for c in labels]))
+    coords = cached_map(ws, values, MapParams(method="umap"), input_key=full.key, keep_reducer=True).coords
+    donor = np.zeros(len(values), bool)
+    donor[[20, 21, 22]] = True  # the predicted slide (20) and two more of its donor's
+    keep = np.flatnonzero(~donor)
+    reference = with_fields(full, sample_ids=full.sample_ids[keep], values=values[keep], tissues=full.tissues[keep],
+                            slide_paths=full.slide_paths[keep], rows=keep,
+                            excluded_ids=tuple(full.sample_ids[donor].tolist()))
+    placed = place_on_map(ws, reference, values[20].astype(np.float64), "umap")
+    assert placed["method"] == "umap" and placed["placement"] == "neighbours" and "donor" in placed["note"]
+    assert placed["reference"]["sample_id"].tolist() == full.sample_ids[keep].tolist()
+    np.testing.assert_allclose(placed["reference"][["x", "y"]].to_numpy(), coords[keep], rtol=1e-6)
+    assert np.isfinite(placed["point"]).all()
+
+
 def test_on_tsne_the_slide_is_placed_on_the_pca_map_and_the_note_says_so(tmp_path: Path) -> None:
     from core.maps.reduce import pca
     from core.predict.placement import place_on_map
@@ -288,12 +313,102 @@ def test_on_tsne_the_slide_is_placed_on_the_pca_map_and_the_note_says_so(tmp_pat
     np.testing.assert_allclose(placed["reference"][["x", "y"]].to_numpy(), scores[:, :2], atol=1e-3)
 
 
-def test_a_reference_slide_finds_itself_nearest(setup) -> None:
+def _donor_slides(ws, reference, sample_id: str) -> tuple[str, list[str]]:
+    samples = reference.cohort.samples.set_index("sample_id")
+    donor = str(samples.loc[sample_id, "subject_id"])
+    return donor, sorted(samples.index[(samples["subject_id"] == donor) & samples["has_slide"]].astype(str))
+
+
+def test_a_dataset_slide_never_sees_its_own_donor_among_neighbours_or_in_its_gene_models(setup) -> None:
+    """Issue 19 item 6: a slide of the dataset is predicted from the reference less its donor's slides."""
     ws, run_dir, request, svs, prediction = setup
-    slides = sorted((ws.demo_dir / "slides").iterdir())
-    own = predict_slide(ws, None, slides[0], request)
-    assert own.neighbours["sample_id"].iloc[0] == slides[0].name.split(".")[0]
-    assert own.tile_summary["kept"] > 0
+    ranking, reference = _ranking(ws, run_dir)
+    slide = sorted((ws.demo_dir / "slides").iterdir())[0]
+    sample_id = slide.name.split(".")[0]
+    donor, own = _donor_slides(ws, reference, sample_id)
+    assert len(own) >= 2  # the donor has other slides in the reference, not only this one
+    everyone = replace(request, neighbours=len(reference.sample_ids))
+    result = predict_slide(ws, None, slide, everyone)
+    assert result.tile_summary["kept"] > 0
+    assert not set(result.neighbours["sample_id"]) & set(own)
+    assert len(result.neighbours) == len(reference.sample_ids) - len(own)
+    assert set(result.map["reference"]["sample_id"]) == set(reference.sample_ids) - set(own)
+    report = result.to_json()
+    assert report["reference_excludes_donor"] is True
+    assert report["reference_donor"]["subject_id"] == donor
+    assert sorted(report["reference_donor"]["slides_left_out"]) == own
+    # the gene models are the ranking's pipeline fitted without the donor; with it the prediction differs
+    ids = ranking.samples["sample_id"].astype(str).to_numpy()
+    position = {s: i for i, s in enumerate(reference.sample_ids)}
+    x = reference.values[[position[s] for s in ids]]
+    y = np.asarray(ranking.arrays["observed"])
+    values = _slide_values(ws, result)
+    columns = np.array([int(np.flatnonzero(ranking.gene_ids == g)[0]) for g in result.genes["gene_id"]])
+
+    def predicted(keep: np.ndarray) -> np.ndarray:
+        models = fit_gene_models(x[keep], y[keep], FAST_RANKING, ranking.gene_ids)
+        return models.predict_scores(models.scores(values.mean(axis=0, dtype=np.float64)), columns)[0]
+
+    without = predicted(~np.isin(ids, own))
+    with_donor = predicted(np.ones(len(ids), bool))
+    np.testing.assert_allclose(result.genes["predicted"].to_numpy(), without, rtol=1e-5, atol=1e-5)
+    assert np.abs(with_donor - without).max() > 1e-3  # the planted case tells the two fits apart
+
+
+def _slide_values(ws, result) -> np.ndarray:
+    """The kept tiles' embeddings the prediction saved beside its slide (the slides cache)."""
+    folders = [p for p in (ws.cache_dir / "predictions" / "slides").iterdir()
+               if p.name.startswith(result.file_sha256[:32])]
+    assert len(folders) == 1
+    with np.load(folders[0] / "arrays.npz") as data:
+        return np.asarray(data["values"])
+
+
+def test_the_ood_distance_and_the_reference_range_leave_the_donor_out(setup, monkeypatch) -> None:
+    from core.predict import tissue
+
+    ws, run_dir, request, svs, prediction = setup
+    ranking, reference = _ranking(ws, run_dir)
+    slide = sorted((ws.demo_dir / "slides").iterdir())[1]
+    donor, own = _donor_slides(ws, reference, slide.name.split(".")[0])
+    seen = []
+    real = tissue.call_tissue
+
+    def spy(tile_values, weight, bias, classes, ref):
+        call = real(tile_values, weight, bias, classes, ref)
+        seen.append((ref, call))
+        return call
+
+    monkeypatch.setattr(tissue, "call_tissue", spy)
+    result = predict_slide(ws, None, slide, replace(request, neighbours=2))
+    (ref, call), = seen
+    assert not set(ref.sample_ids) & set(own) and len(ref.sample_ids) == len(reference.sample_ids) - len(own)
+    assert call.nearest_distance == pytest.approx(float(result.neighbours["distance"].iloc[0]))
+    assert call.nearest_distance > 0  # its own slide (distance 0) is not in the reference
+    row = result.genes.iloc[0]
+    column = int(np.flatnonzero(ranking.gene_ids == row.gene_id)[0])
+    rows = ((ranking.samples["tissue"] == result.tissue) & ~ranking.samples["sample_id"].isin(own)).to_numpy()
+    observed = np.asarray(ranking.arrays["observed"])[rows, column]
+    np.testing.assert_allclose([row.ref_low, row.ref_median, row.ref_high],
+                               np.quantile(observed, [0.05, 0.5, 0.95]), rtol=1e-6)
+
+
+def test_an_upload_of_a_dataset_slide_is_found_by_content_and_a_foreign_slide_excludes_nothing(
+        setup, tmp_path: Path) -> None:
+    ws, run_dir, request, svs, prediction = setup
+    _, reference = _ranking(ws, run_dir)
+    report = prediction.to_json()  # the SVS is no dataset slide: no donor, nothing left out, and why
+    assert "reference_excludes_donor" in report and report["reference_excludes_donor"] is None
+    assert "not in the reference dataset" in report["reference_donor"]["note"]
+    assert len(prediction.map["reference"]) == len(reference.sample_ids)
+    slide = sorted((ws.demo_dir / "slides").iterdir())[2]
+    upload = tmp_path / "upload.tif"
+    shutil.copyfile(slide, upload)
+    donor, own = _donor_slides(ws, reference, slide.name.split(".")[0])
+    result = predict_slide(ws, None, upload, request, display_name="mine.tif")
+    assert result.to_json()["reference_excludes_donor"] is True
+    assert result.reference_donor["subject_id"] == donor and "SHA-256" in result.reference_donor["note"]
+    assert not set(result.neighbours["sample_id"]) & set(own)
 
 
 def test_a_png_crop_predicts_with_the_assumed_magnification_stated(setup, tmp_path: Path) -> None:

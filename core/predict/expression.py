@@ -57,9 +57,9 @@ class GeneModels:
         return (np.atleast_2d(z) - self.mean_z) @ self.coef[:, columns] + self.mean_y[columns]
 
 
-def _aligned_x(ranking: Ranking, sample_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+def _aligned_x(sample_ids: np.ndarray, values: np.ndarray, ids: list[str]) -> np.ndarray:
+    """The reference embeddings of `ids`, in that order."""
     position = {s: i for i, s in enumerate(sample_ids.tolist())}
-    ids = ranking.samples["sample_id"].astype(str).tolist()
     missing = [s for s in ids if s not in position]
     if missing:
         raise ValueError(f"{len(missing)} ranked samples lack a reference embedding (e.g. {missing[0]})")
@@ -86,16 +86,19 @@ def fit_gene_models(x: np.ndarray, y: np.ndarray, params: RankParams, gene_ids: 
                       np.asarray(gene_ids).astype(str))
 
 
-def _models_path(ws: Workspace, ranking: Ranking, params: RankParams) -> Path:
-    key = cache_key("predict-models", MODELS_VERSION, ranking.path.name, asdict(params)).split(":", 1)[1]
+def _models_path(ws: Workspace, ranking: Ranking, params: RankParams, excluded: tuple[str, ...]) -> Path:
+    key = cache_key("predict-models", MODELS_VERSION, ranking.path.name, asdict(params),
+                    *([sorted(excluded)] if excluded else [])).split(":", 1)[1]
     return ws.cache_dir / "predictions" / "models" / f"{key}.npz"
 
 
 def gene_models(ws: Workspace, ranking: Ranking, params: RankParams, sample_ids: np.ndarray,
-                values: np.ndarray) -> GeneModels:
+                values: np.ndarray, excluded: tuple[str, ...] = ()) -> GeneModels:
     """The final models for a ranking, fitted once and kept under the cache (keyed by the ranking's folder,
-    which is itself a content key of its inputs)."""
-    path = _models_path(ws, ranking, params)
+    which is itself a content key of its inputs, and the samples left out). `excluded`: ranked samples the
+    fit leaves out (the predicted slide's donor's: its own expression must not predict it)."""
+    excluded = tuple(sorted(set(excluded)))
+    path = _models_path(ws, ranking, params, excluded)
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -104,8 +107,10 @@ def gene_models(ws: Workspace, ranking: Ranking, params: RankParams, sample_ids:
                                   data["gene_ids"].astype(str))
         except Exception:  # a damaged entry is refitted, never fatal
             pass
-    x = _aligned_x(ranking, np.asarray(sample_ids).astype(str), values)
-    models = fit_gene_models(x, np.asarray(ranking.arrays["observed"]), params, ranking.gene_ids)
+    ids = ranking.samples["sample_id"].astype(str).tolist()
+    keep = ~np.isin(ids, excluded)
+    x = _aligned_x(np.asarray(sample_ids).astype(str), values, [s for s, k in zip(ids, keep, strict=True) if k])
+    models = fit_gene_models(x, np.asarray(ranking.arrays["observed"])[keep], params, ranking.gene_ids)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as out:
         np.savez(out, mean=models.reducer.mean, scale=models.reducer.scale, components=models.reducer.components,
@@ -126,8 +131,9 @@ class ExpressionResult:
 
 
 def predict_expression(models: GeneModels, ranking: Ranking, tile_values: np.ndarray, tissue: str,
-                       threshold: float) -> ExpressionResult:
-    """Genes with cross-validated R² >= threshold: prediction, R², the predicted tissue's reference range."""
+                       threshold: float, excluded: tuple[str, ...] = ()) -> ExpressionResult:
+    """Genes with cross-validated R² >= threshold: prediction, R², the predicted tissue's reference range
+    (without the `excluded` samples, as the models)."""
     table = ranking.table
     chosen = table[table["r2"].astype(float) >= threshold]
     column = {g: i for i, g in enumerate(models.gene_ids.tolist())}
@@ -135,7 +141,8 @@ def predict_expression(models: GeneModels, ranking: Ranking, tile_values: np.nda
     tile_scores = models.scores(tile_values)
     slide_scores = models.scores(np.asarray(tile_values, np.float64).mean(axis=0, keepdims=True))
     predicted = models.predict_scores(slide_scores, columns)[0]
-    in_tissue = (ranking.samples["tissue"].astype(str) == tissue).to_numpy()
+    in_tissue = ((ranking.samples["tissue"].astype(str) == tissue).to_numpy()
+                 & ~ranking.samples["sample_id"].astype(str).isin(excluded).to_numpy())
     observed = np.asarray(ranking.arrays["observed"])
     if in_tissue.any() and len(columns):
         low, median, high = np.quantile(observed[in_tissue][:, columns].astype(np.float64), REFERENCE_QUANTILES, axis=0)

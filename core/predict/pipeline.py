@@ -33,9 +33,11 @@ from core.predict.request import PredictRequest, reference_dir, run_model
 from core.predict.result import SlidePrediction, load_prediction, save_prediction
 
 if TYPE_CHECKING:
+    from core.predict.reference import Reference, SlideDonor
     from core.predict.tiles import SlideTiles
 
 PREDICT_VERSION = 1
+RESULT_VERSION = 2  # 2: the reference leaves the slide's donor out
 STEPS = ("read", "tiles", "embed", "tissue", "expression", "map", "report")
 # Share of the progress bar per step (a cold GTEx slide: QC ~60%, embedding ~30%).
 STEP_SHARES = {"read": 0.03, "tiles": 0.52, "embed": 0.30, "tissue": 0.05, "expression": 0.05, "map": 0.03,
@@ -68,7 +70,7 @@ def result_folder(ws: Workspace, sha256: str, request: PredictRequest, data_dir:
     tiling = load_dataset_settings(ws, data_dir).get("tiling")
     classes = run_model(request).classes
     reference = cache_key("predict-reference", str(Path(data_dir).resolve()), tiling, classes,
-                          PREDICT_VERSION).split(":", 1)[1]
+                          PREDICT_VERSION, RESULT_VERSION).split(":", 1)[1]
     return predictions_dir(ws) / "results" / f"{sha256[:32]}-{request.key[:16]}-{reference[:8]}"
 
 
@@ -292,6 +294,27 @@ def _ranking(ws: Workspace, reference, model, request: PredictRequest, steps: _S
                   f"predicted. Rank genes on the Gene rankings page or with `{command}`"], lookup.folder
 
 
+def _leave_donor_out(reference: Reference, donor: SlideDonor) -> tuple[Reference, dict]:
+    """(the reference without the slide's donor's slides, what was left out and why) (issue 19 item 6: the
+    gene models, neighbours, OOD distance and map place never see the slide's own donor)."""
+    from core.predict.reference import without_donor
+
+    described = {"excludes_donor": None, "subject_id": donor.subject_id, "sample_id": donor.sample_id,
+                 "slides_left_out": [], "note": donor.how}
+    if donor.subject_id is None:
+        return reference, described
+    kept = without_donor(reference, donor.subject_id)
+    if len(kept.sample_ids) < 2:
+        described.update(excludes_donor=False, note=f"{donor.how}, but leaving donor {donor.subject_id} out would "
+                                                    "leave fewer than 2 reference slides: the reference keeps them")
+        return reference, described
+    left_out = list(kept.excluded_ids)
+    described.update(excludes_donor=True, slides_left_out=left_out,
+                     note=f"{donor.how} (donor {donor.subject_id}): the reference leaves that donor's "
+                          f"{len(left_out)} slide(s) out of the gene models, neighbours, OOD distance and map")
+    return kept, described
+
+
 def _compute(ws: Workspace, data: Path, path: Path, sha: str, request: PredictRequest, model,
              steps: _Steps) -> SlidePrediction:
     # Every import of this step first, in this thread: the preload thread below is then the only one importing
@@ -303,7 +326,7 @@ def _compute(ws: Workspace, data: Path, path: Path, sha: str, request: PredictRe
     from core.predict.embedding import preload
     from core.predict.expression import gene_models, predict_expression
     from core.predict.placement import place_on_map
-    from core.predict.reference import check_tissues_fit, load_reference, nearest
+    from core.predict.reference import check_tissues_fit, load_reference, nearest, slide_donor
     from core.predict.tiles import predict_tiling_params
     from core.predict.tissue import call_tissue
     from core.tiles.index import dataset_tiling_params
@@ -326,6 +349,7 @@ def _compute(ws: Workspace, data: Path, path: Path, sha: str, request: PredictRe
         progress=lambda d, t, m="": steps.within(d / max(t, 1), f"reference embeddings: {m}"), cancel=steps.cancel,
         cohort=cohort)
     warnings += reference_notes
+    reference, donor = _leave_donor_out(reference, slide_donor(cohort, path, sha))
     weight, bias, classes = checkpoint_head(model.source, cached_folders(ws, data, [model.source])[0])
     if list(classes) != list(model.classes):
         raise DataError(model.run_dir / "config.json", "the checkpoint's head classes differ from the run's")
@@ -342,8 +366,10 @@ def _compute(ws: Workspace, data: Path, path: Path, sha: str, request: PredictRe
     genes, transcriptome = empty_genes, pd.DataFrame({"gene_id": [], "symbol": [], "predicted": []})
     expression = None
     if ranking is not None:
-        models = gene_models(ws, ranking, request.ranking, reference.sample_ids, reference.values)
-        expression = predict_expression(models, ranking, values, call.tissue, request.r2_threshold)
+        models = gene_models(ws, ranking, request.ranking, reference.sample_ids, reference.values,
+                             excluded=reference.excluded_ids)
+        expression = predict_expression(models, ranking, values, call.tissue, request.r2_threshold,
+                                        excluded=reference.excluded_ids)
         genes, transcriptome = expression.genes, expression.transcriptome
         notes["ranking"] = str(ranking.path)
         if genes.empty:
@@ -365,7 +391,7 @@ def _compute(ws: Workspace, data: Path, path: Path, sha: str, request: PredictRe
         tile_summary=tiles.summary, tissue=call.tissue, top3=call.top3, warnings=warnings, genes=genes,
         transcriptome=transcriptome, map=place, neighbours=neighbours, seconds=seconds, cached=False,
         request=request.to_dict(), run=str(model.run_dir), epoch=int(model.source.epoch), classes=list(classes),
-        notes=notes,
+        notes=notes, reference_donor=donor,
         tile_scores=expression.tile_scores if expression is not None else np.zeros((int(tiles.summary["kept"]), 0)),
         gene_coef=expression.gene_coef if expression is not None else np.zeros((k, 0)),
         gene_mean_y=expression.gene_mean_y if expression is not None else np.zeros(0),

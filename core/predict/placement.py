@@ -8,7 +8,9 @@ at the distance-weighted mean of its nearest reference slides' map coordinates, 
 PCA space (what UMAP's own transform starts from before it optimises), and the note says so. t-SNE has no
 transform for new points (issue 11: "PCA for t-SNE"): the slide is shown on the PCA map, and the note says so.
 When no UMAP map is cached for these reference embeddings, the PCA map is shown and the note says so (a UMAP
-would cost a numba compile and a fit).
+would cost a numba compile and a fit). A reference that leaves the slide's donor out (reference.without_donor)
+fits its PCA without that donor; its UMAP was fitted with them, so the slide is placed by its neighbours among
+the other slides, and the map shows only those.
 """
 
 from __future__ import annotations
@@ -44,11 +46,15 @@ def _umap_placement(ws: Workspace, reference: Reference, point: np.ndarray, para
     """(map coords of the reference slides, the slide's (x, y), placement, note), or None when no UMAP map is
     cached. placement: "transform" (the kept UMAP's) or "neighbours" (an old map without its UMAP)."""
     cached = lookup_map(ws, reference.key, params)
-    if cached is None or len(cached.coords) != len(reference.values):
+    if cached is None or len(cached.coords) != len(reference.values) + len(reference.excluded_ids):
         return None
     coords = np.asarray(cached.coords, np.float64)
     reducer = lookup_reducer(ws, reference.key, params)
     why = "this UMAP map was cached without its fitted UMAP (computed before reducers were kept)"
+    if reference.rows is not None:  # the map's UMAP was fitted with the left-out donor's slides
+        coords = coords[reference.rows]
+        reducer = None
+        why = "the map's UMAP was fitted with this slide's donor, whom the reference leaves out"
     if reducer is not None and reducer.n_points == len(coords):
         try:
             xy = reducer.transform(np.asarray(point, np.float64)[None, :])[0].astype(np.float64)
@@ -65,8 +71,10 @@ def _umap_placement(ws: Workspace, reference: Reference, point: np.ndarray, para
     xy = _neighbour_placement(coords, model.transform(values),
                               model.transform(np.asarray(point, np.float32)[None, :])[0])
     note = (f"approximate place: {why}, so the slide is at the distance-weighted mean of its {PLACE_NEIGHBOURS} "
-            "nearest reference slides on the map (neighbours in its PCA space); compute the slides UMAP map again "
-            "(python -m core map --run RUN --level slides --method umap) to keep its UMAP for an exact transform")
+            "nearest reference slides on the map (neighbours in its PCA space)")
+    if reference.rows is None:
+        note += ("; compute the slides UMAP map again (python -m core map --run RUN --level slides --method umap) "
+                 "to keep its UMAP for an exact transform")
     return coords, xy, "neighbours", note
 
 

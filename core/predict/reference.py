@@ -6,7 +6,7 @@ same entry); when missing they are computed once (tiling the dataset first if ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,9 @@ class Reference:
     slide_paths: np.ndarray  # str per slide ("" when unknown)
     key: str  # the slides-level points key (what the Explorer's maps are cached under)
     embeddings: object  # core.embed.compute.SlideEmbeddings
+    # Rows of the full reference (embeddings, cached maps) these slides are; None: every slide.
+    rows: np.ndarray | None = None
+    excluded_ids: tuple[str, ...] = ()  # slides left out: the predicted slide's donor's
 
 
 def check_tissues_fit(cohort: Cohort, data_dir: Path, classes: tuple[str, ...]) -> list[str]:
@@ -69,6 +72,56 @@ def load_reference(ws: Workspace, data_dir: Path, source: FeatureSource, classes
     key = slides_level(slides, cohort.samples).key
     reference = Reference(data_dir, cohort, ids, np.asarray(slides.values, np.float32), tissue, paths, key, slides)
     return reference, notes
+
+
+@dataclass(frozen=True)
+class SlideDonor:
+    """Whose slide is predicted: the dataset sample it is (None for an upload not in the dataset), its donor."""
+
+    sample_id: str | None
+    subject_id: str | None
+    how: str  # how it was found, or why not
+
+
+def slide_donor(cohort: Cohort, path: Path, sha256: str) -> SlideDonor:
+    """The dataset sample whose slide file is `path` (same file, else same size and SHA-256): an upload of a
+    dataset slide is found too. Only files of the same size are hashed (usually none)."""
+    from core.predict.pipeline import file_sha256
+
+    samples = cohort.samples[cohort.samples["has_slide"].astype(bool)]
+    paths = samples["slide_path"].astype(str)
+    target = Path(path).resolve()
+    same = samples[[Path(p).resolve() == target for p in paths]]
+    how = "the slide file is the dataset's"
+    if same.empty:
+        size = target.stat().st_size
+        sized = [i for i, p in zip(samples.index, paths, strict=True) if _size(p) == size]
+        same = samples.loc[[i for i in sized if file_sha256(samples.at[i, "slide_path"]) == sha256]]
+        how = "the slide's content (SHA-256) is a dataset slide's"
+    if same.empty:
+        return SlideDonor(None, None, "the slide is not in the reference dataset (no donor known): nothing left out")
+    row = same.iloc[0]
+    return SlideDonor(str(row["sample_id"]), str(row["subject_id"]), how)
+
+
+def _size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return -1
+
+
+def without_donor(reference: Reference, subject_id: str) -> Reference:
+    """The reference less every slide of `subject_id` (unchanged when the donor has none in it)."""
+    subjects = (reference.cohort.samples.drop_duplicates("sample_id").set_index("sample_id")["subject_id"]
+                .astype(str).reindex(reference.sample_ids).fillna("").to_numpy())
+    keep = subjects != subject_id
+    if keep.all():
+        return reference
+    rows = np.flatnonzero(keep) if reference.rows is None else reference.rows[keep]
+    return replace(reference, sample_ids=reference.sample_ids[keep], values=reference.values[keep],
+                   tissues=reference.tissues[keep], slide_paths=reference.slide_paths[keep], rows=rows,
+                   excluded_ids=tuple(reference.excluded_ids) + tuple(reference.sample_ids[~keep].tolist()))
 
 
 def nearest(reference: Reference, point: np.ndarray, k: int) -> pd.DataFrame:

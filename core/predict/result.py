@@ -43,6 +43,9 @@ class SlidePrediction:
     epoch: int = 0
     classes: list[str] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)  # epoch choice, ranking used, QC bar
+    # Whether the reference left the slide's donor out: excludes_donor (True, False, or None: no donor known),
+    # subject_id, sample_id, slides_left_out, note (how the donor was found, or why nothing was left out).
+    reference_donor: dict[str, Any] = field(default_factory=dict)
     # For tile gene maps: per kept tile its PCA scores; per listed gene its ridge coefficients and intercept.
     tile_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     gene_coef: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
@@ -98,6 +101,8 @@ class SlidePrediction:
             "map": {"method": self.map.get("method"), "placement": self.map.get("placement", ""),
                     "point": list(self.map.get("point", ())), "note": self.map.get("note", "")},
             "notes": dict(self.notes),
+            "reference_excludes_donor": self.reference_donor.get("excludes_donor"),
+            "reference_donor": dict(self.reference_donor),
             "folder": str(self.folder) if self.folder else None,
         }
 
@@ -142,7 +147,7 @@ def _num(value: Any) -> float | None:
 _FRAMES = ("tiles", "genes", "transcriptome", "neighbours")
 _ARRAYS = ("thumbnail", "tissue_mask", "tile_scores", "gene_coef", "gene_mean_y", "mean_z")
 _SCALARS = ("file_sha256", "slide_name", "info", "thumb_scale", "tile_summary", "tissue", "top3", "warnings",
-            "seconds", "request", "run", "epoch", "classes", "notes")
+            "seconds", "request", "run", "epoch", "classes", "notes", "reference_donor")
 
 
 def save_prediction(folder: Path, prediction: SlidePrediction) -> Path:

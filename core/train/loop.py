@@ -30,9 +30,11 @@ from core.base.config import Workspace
 from core.base.errors import DataError
 from core.base.fileio import atomic_path, atomic_write_bytes, atomic_write_json, read_json_object
 from core.base.types import Progress, Reporter
+from core.tiles.index import TilingParams
 from core.tiles.pack import ReadTile, TilePack, build_tilepack
 from core.train.config import TrainConfig
 from core.train.depthwise import use_small_map_backward
+from core.train.heldout import label_blind_split
 from core.train.models import build_model, imagenet_weights_status, pick_device
 from core.train.runs import (
     checkpoint_path,
@@ -704,13 +706,25 @@ def _session(
 
 def _run_tiles(tile_index: pd.DataFrame, split: dict[str, Any]) -> pd.DataFrame:
     """The run's tiles from the index in split order (train, validation, test), by tile id."""
-    tiles = training_tiles(tile_index).set_index("tile_id", drop=False)
+    from core.train.heldout import evaluable_rows
+
+    candidates = evaluable_rows(tile_index).reset_index(drop=True)
+    candidates.insert(0, "tile_id", tile_ids(candidates))  # held-out tiles may have failed their tissue's bar
+    tiles = candidates.drop_duplicates("tile_id").set_index("tile_id", drop=False)
     wanted = split["train_tiles"] + split.get("validation_tiles", []) + split["test_tiles"]
     missing = [t for t in wanted if t not in tiles.index]
     if missing:
         raise DataError(None, f"the tile index lacks {len(missing)} tiles of this run's split (e.g. {missing[0]}); "
                               "it was rebuilt with other parameters or data")
     return tiles.loc[wanted].reset_index(drop=True)
+
+
+def _tiling_params(ws: Workspace, meta: dict[str, Any] | None) -> TilingParams:
+    """The dataset's tiling settings (its JPEG-size bars), defaults when the run names no dataset."""
+    from core.tiles.index import dataset_tiling_params
+
+    data_dir = (meta or {}).get("data_dir")
+    return dataset_tiling_params(ws, Path(data_dir)) if data_dir else TilingParams()
 
 
 def check_weights(config: TrainConfig) -> None:
@@ -759,6 +773,7 @@ def train_run(
             raise DataError(None, "the tile index has no selected tiles that passed QC: nothing to train on")
         classes = sorted(tiles["tissue"].astype(str).unique())
         samples, split = make_split(tiles, config)
+        split = label_blind_split(split, samples, tile_index, tiles, _tiling_params(ws, meta), classes)
         save_split(run_dir, samples)
         atomic_write_json(run_dir / "split.json", split)
         atomic_write_json(config_path, {
