@@ -69,3 +69,19 @@ def test_without_the_nulls_the_count_is_absent_not_zero():
     genes = np.array([f"G{i}" for i in range(y.shape[1])])
     table = build_table(cv, y, genes, genes, donors)
     assert "recovered_beyond_tissue" not in summarize(table)
+
+
+def test_the_truth_report_counts_planted_and_noise_genes_among_the_significant(tmp_path):
+    import json
+
+    from core.ranking.truth import truth_report
+
+    (tmp_path / "truth.json").write_text(json.dumps({
+        "image_genes": [{"gene_id": "P1"}, {"gene_id": "P2"}],
+        "genes": [{"gene_id": "N1", "kind": "noise"}, {"gene_id": "N2", "kind": "noise"}]}))
+    table = pd.DataFrame({"gene_id": ["P1", "P2", "N1", "N2"], "r2": [0.3, 0.2, 0.0, 0.1],
+                          "r2_beyond_tissue": [0.2, 0.1, 0.0, 0.05],
+                          "significant_beyond_tissue": [True, False, False, True]})
+    report = truth_report(tmp_path, table)
+    assert report["beyond_tissue_planted"] == 1 and report["beyond_tissue_noise"] == 1
+    assert "beyond_tissue_planted" not in truth_report(tmp_path, table.drop(columns="significant_beyond_tissue"))
