@@ -9,8 +9,8 @@ PY := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 PORT ?= 8501
-# Tests run on every core (pytest-xdist); tests marked with one xdist_group share a worker (and its fixtures).
-PYTEST := $(VENV)/bin/pytest -q -ra -n $(or $(TEST_WORKERS),auto) --dist loadgroup
+# Tests run on every core (pytest-xdist), a module (or a group, tests/conftest.py) to a worker, longest first.
+PYTEST := $(VENV)/bin/pytest -q -ra -n $(or $(TEST_WORKERS),auto)
 
 .PHONY: run test check lint e2e unit chromium bench clean
 

@@ -14,38 +14,54 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HISTOGENE_WARMUP", "0")
 TESTDATA = REPO_ROOT.parent / "shared" / "testdata"
 
-# With `--dist loadgroup` (make test / make check) xdist hands out one group at a time, in collection order. The
-# longest groups go first so that both workers finish together (measured: each takes 1-4 minutes on 2 shared
-# cores); the other groups keep their order. A stale entry only costs balance, never correctness.
+# Under xdist (make test / make check: -n auto) a worker takes one work group at a time, in collection order. A
+# group is a module (its module fixtures are then built once, as without xdist), except for modules that share
+# something expensive per process. xdist's own `--dist loadgroup` marks do not group under pytest 9.2 (it renames
+# test ids, which pytest 9.2 ignores), so the groups are made here, from the test ids.
+SHARED_GROUPS = (  # (test id prefix, group), first match wins
+    ("tests/test_predict.py::test_on_a_umap_map", "umap"),  # UMAP compiles ~1 min of numba code per process
+    ("tests/test_reduce.py", "umap"),
+    ("tests/test_predict.py", "predict-workspace"),  # the session's predict_workspace below: ~30 s to build
+    ("tests/test_pages_predict.py", "predict-workspace"),
+)
+# The longest groups go first so that both workers finish together (each takes 1-4 minutes on 2 shared cores);
+# the other groups keep their order. A stale entry only costs balance, never correctness.
 LONGEST_FIRST = (
-    "e2e-training", "tests/e2e/test_predict_upload.py", "tests/e2e/test_rankings.py",
+    "tests/e2e/test_training.py", "tests/e2e/test_predict_upload.py", "tests/e2e/test_rankings.py",
     "tests/e2e/test_overview.py", "umap", "predict-workspace", "tests/test_embed.py", "tests/test_train.py",
     "tests/test_demo.py", "tests/test_pages.py", "tests/test_depthwise.py", "tests/test_layers.py",
 )
 
 
-def _xdist_group(item: pytest.Item) -> str:
-    """A test's own xdist_group, else the worker-wide fixture it shares, else its module: a module's fixtures are
-    then built by one worker only, as in a run without xdist."""
-    own = [mark.args[0] if mark.args else mark.kwargs.get("name", "default")
-           for mark in item.iter_markers("xdist_group")]
-    if own:
-        return "_".join(sorted(map(str, own)))
-    if "predict_workspace" in item.fixturenames:  # ~30 s to build: once per run, not once per worker
-        return "predict-workspace"
-    return item.nodeid.split("::")[0]
+def work_group(nodeid: str) -> str:
+    """The xdist work group of a test id: a shared group, else its module."""
+    return next((group for prefix, group in SHARED_GROUPS if nodeid.startswith(prefix)), nodeid.split("::")[0])
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist appends the group to each test's id
+def _groups_scheduled(config: pytest.Config) -> bool:
+    return config.getoption("dist", "no") in ("load", "loadgroup")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """xdist's scope scheduler with work_group as the scope, in collection order."""
+    if not _groups_scheduled(config):
+        return None  # an explicit other --dist: xdist's own
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_group(nodeid)
+
+    config.option.loadscopereorder = False  # keep LONGEST_FIRST's order, not "most tests first"
+    return GroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not (getattr(config.option, "loadgroup", False) or config.getoption("dist", "no") == "loadgroup"):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # an xdist worker: the scheduler hands out groups in this order
         return
-    for item in items:
-        if not any(item.iter_markers("xdist_group")):
-            item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
 
     def rank(item: pytest.Item) -> int:
-        group = _xdist_group(item)
+        group = work_group(item.nodeid)
         return next((i for i, name in enumerate(LONGEST_FIRST) if group == name), len(LONGEST_FIRST))
 
     items.sort(key=rank)  # stable: each group keeps its tests' order

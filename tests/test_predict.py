@@ -236,7 +236,6 @@ def _clustered(n_per: int = 15, dim: int = 24, seed: int = 0) -> tuple[np.ndarra
     return (centres[labels] + rng.normal(size=(len(labels), dim))).astype(np.float32), labels
 
 
-@pytest.mark.xdist_group("umap")  # with tests/test_reduce.py: UMAP compiled once
 def test_on_a_umap_map_kept_with_its_reducer_the_slide_is_placed_by_umaps_transform(tmp_path: Path) -> None:
     from sklearn.decomposition import PCA
 

@@ -9,9 +9,6 @@ from core.base.errors import DataError
 from core.maps import reduce
 from core.maps.reduce import MapParams, cached_map, compute_map, lookup_map, lookup_reducer, pca, seeded_subset
 
-# UMAP compiles ~1 min of numba code in each process that first uses it: its tests share one xdist worker.
-pytestmark = pytest.mark.xdist_group("umap")
-
 
 def _clusters(n_per: int = 30, dim: int = 50, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from tests.e2e.conftest import assert_no_exception, screenshot, wait_for_app
 
-# One worker runs these in turn: the second trains on the tile index the first made in the worker's workspace.
-pytestmark = pytest.mark.xdist_group("e2e-training")
 # Epochs enough that a run is still going when a test cancels it, however fast the small demo cohort trains.
 EPOCHS = 200
 
