@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -52,13 +53,17 @@ def _run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def e2e_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo cohort generated once per run by the CLI; with xdist the first worker makes it and the other waits
-    (core.demo's workspace lock). Read-only: each worker's workspace links its files."""
+    """The demo cohort generated once per run by the CLI; with xdist the first worker makes it while the others
+    wait on a lock (the CLI itself refuses a second demo job in the workspace). Read-only: each worker's workspace
+    links its files."""
     root = _run_root(tmp_path_factory) / "e2e-demo-workspace"
-    subprocess.run(
-        [sys.executable, "-m", "core", "--workspace", str(root), "demo", *E2E_DEMO_OPTIONS],
-        cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL,
-    )
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / "e2e-demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run(
+            [sys.executable, "-m", "core", "--workspace", str(root), "demo", *E2E_DEMO_OPTIONS],
+            cwd=REPO_ROOT, check=True, stdout=subprocess.DEVNULL,
+        )
     return root / "demo"
 
 
