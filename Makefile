@@ -28,8 +28,12 @@ $(QC_STAMP): core/tiles/qc.py $(RUNTIME_STAMP)
 	$(PY) -c "from core.tiles.qc import warm_up; warm_up()"
 	touch $@
 
+# anndata 0.12.19 declares pandas<3, which pip cannot square with pandas==3.1.1; it reads our .h5ad export fine
+# with pandas 3.1.1, so it goes in without its dependency check (its dependencies are in requirements-dev.txt).
+ANNDATA := anndata==0.12.19
 $(DEV_STAMP): requirements.txt requirements-dev.txt $(RUNTIME_STAMP)
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps $(ANNDATA)
 	touch $@
 
 chromium:
