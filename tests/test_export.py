@@ -90,6 +90,36 @@ def test_h5ad_without_expression_and_mismatched_maps(tmp_path):
         write_h5ad(tmp_path / "bad.h5ad", slides, {"umap": np.zeros((5, 2))})
 
 
+def test_h5ad_round_trips_through_anndata(tmp_path):
+    """anndata (a dev requirement) reads the file back: obs values, categories and index, var, obsm, X."""
+    anndata = pytest.importorskip("anndata")
+    slides = _slides()
+    genes = _genes(slides.ids[[5, 0, 1, 2, 3]])  # slide 4 has no expression: left out
+    umap = np.random.default_rng(2).normal(size=(6, 2))
+    path = write_h5ad(tmp_path / "a.h5ad", slides, {"umap": umap}, genes)
+    adata = anndata.read_h5ad(path)
+    kept = [0, 1, 2, 3, 5]
+    assert adata.shape == (5, 4)
+    assert adata.obs_names.tolist() == slides.ids[kept].tolist()
+    assert list(adata.obs.columns) == ["sample_id", "tissue", "subject_id", "tiles", "pathology_notes"]
+    expected_obs = slides.meta.drop(columns=["id"]).iloc[kept].reset_index(drop=True)
+    for column in ("sample_id", "tissue", "subject_id", "pathology_notes"):
+        assert isinstance(adata.obs[column].dtype, pd.CategoricalDtype), column
+        assert adata.obs[column].tolist() == expected_obs[column].tolist(), column
+    assert adata.obs["tissue"].cat.categories.tolist() == ["Liver", "Lung"]
+    assert not adata.obs["tissue"].cat.ordered
+    np.testing.assert_array_equal(adata.obs["tiles"].to_numpy(), [10, 11, 12, 13, 15])
+    assert adata.var_names.tolist() == ["ALB", "SFTPC", "TG", "MYH7"]
+    assert adata.var["gene_ids"].tolist() == ["ENSG1.1", "ENSG2.1", "ENSG3.1", "ENSG4.1"]
+    assert sorted(adata.obsm.keys()) == ["X_embedding", "X_umap"]
+    np.testing.assert_allclose(adata.obsm["X_embedding"], slides.values[kept])
+    np.testing.assert_allclose(adata.obsm["X_umap"], umap[kept], rtol=1e-6)
+    expected_x = genes.values[[1, 2, 3, 4, 0]]
+    np.testing.assert_allclose(adata.X, expected_x)
+    np.testing.assert_allclose(adata.layers["log2_1p_tpm"], expected_x)
+    assert adata.uns["left_out"] == 1 and adata.uns["description"] == "random resnet50"
+
+
 def test_h5ad_opens_in_anndata_when_installed(tmp_path):
     anndata = pytest.importorskip("anndata")
     slides = _slides()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import assert_no_exception, running_app, screenshot, wait_for_app
+from tests.e2e.conftest import assert_no_exception, running_app, screenshot, wait_for_app, workspace_with_demo
 
 
 def test_overview_renders_charts_without_exception(page, app_url):
@@ -25,12 +23,10 @@ def test_overview_renders_charts_without_exception(page, app_url):
 
 
 @pytest.fixture
-def untiled_app_url(e2e_workspace: Path, tmp_path: Path) -> Iterator[str]:
-    """A server on a fresh workspace holding only the demo cohort (hard-linked from the session's), so the
+def untiled_app_url(e2e_demo: Path, tmp_path: Path) -> Iterator[str]:
+    """A server on a fresh workspace holding only the demo cohort (hard-linked from the run's), so the
     page must offer tiling whatever the other browser tests tiled or trained before."""
-    root = tmp_path / "workspace"
-    shutil.copytree(e2e_workspace / "demo", root / "demo", copy_function=os.link)
-    with running_app(root) as url:
+    with running_app(workspace_with_demo(e2e_demo, tmp_path / "workspace")) as url:
         yield url
 
 

@@ -6,6 +6,9 @@ import time
 
 from tests.e2e.conftest import assert_no_exception, screenshot, wait_for_app
 
+# Epochs enough that a run is still going when a test cancels it, however fast the small demo cohort trains.
+EPOCHS = 200
+
 BATCH_POINTS_JS = """() => {
   // Plotly sends numpy data base64-encoded; calcdata holds the points as drawn.
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
@@ -22,7 +25,7 @@ def test_launch_watch_and_cancel_a_training_run(page, app_url):
     page.goto(f"{app_url}/training")
     wait_for_app(page)
     assert_no_exception(page)
-    page.get_by_role("spinbutton", name="Epochs").fill("30")
+    page.get_by_role("spinbutton", name="Epochs").fill(str(EPOCHS))
     page.get_by_role("spinbutton", name="Input resolution (px)").fill("32")
     page.get_by_role("spinbutton", name="Batch size").fill("16")
     page.get_by_role("button", name="Start training").click()
@@ -60,7 +63,7 @@ def test_a_running_training_survives_reload_new_tab_and_server_restart(browser, 
     from tests.e2e.conftest import running_app
 
     ws = workspace(e2e_workspace)
-    job = launch_training(ws, ws.demo_dir, replace(TrainConfig(), epochs=30, image_size=32, batch_size=16))
+    job = launch_training(ws, ws.demo_dir, replace(TrainConfig(), epochs=EPOCHS, image_size=32, batch_size=16))
     heading = f"Running: {job.id}"
     try:
         with running_app(e2e_workspace) as first_server:
