@@ -20,6 +20,8 @@ TESTDATA = REPO_ROOT.parent / "shared" / "testdata"
 # test ids, which pytest 9.2 ignores), so the groups are made here, from the test ids.
 SHARED_GROUPS = (  # (test id prefix, group), first match wins
     ("tests/test_predict.py::test_on_a_umap_map", "umap"),  # UMAP compiles ~1 min of numba code per process
+    ("tests/test_predict.py::test_a_reference_without_the_slides_donor_places_it_among_the_other_slides_on_the_umap",
+     "umap"),
     ("tests/test_reduce.py", "umap"),
     ("tests/test_predict.py", "predict-workspace"),  # the session's predict_workspace below: ~30 s to build
     ("tests/test_pages_predict.py", "predict-workspace"),
