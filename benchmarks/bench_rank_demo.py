@@ -35,7 +35,8 @@ def main() -> int:
     parser.add_argument("--workspace", default="workspace/bench")
     parser.add_argument("--data", help="dataset folder (default: the workspace's demo cohort)")
     parser.add_argument("--run", help="training run (default: the latest finished one)")
-    parser.add_argument("--epoch", type=int, help="checkpoint epoch (default: the run's latest)")
+    parser.add_argument("--epoch", type=int, help="checkpoint epoch (default: the one the run selected on validation, "
+                        "as the app uses)")
     args = parser.parse_args()
     ws = workspace(args.workspace)
     load_start = start_load()
@@ -49,7 +50,7 @@ def main() -> int:
             print(f"no finished training run in {ws.root}: run benchmarks/bench_default_training.py first")
             return 1
         run_dir = runs.run_path(ws, str(done.sort_values("run_id").iloc[-1]["run_id"]))
-    trained = FeatureSource.checkpoint(run_dir, args.epoch)
+    trained = FeatureSource.checkpoint(run_dir, args.epoch if args.epoch is not None else runs.selected_epoch(run_dir))
     random = FeatureSource.for_run(run_dir, "random")
     params = RankParams()
     print(f"demo cohort {data}; run {run_dir.name}; params {params}; load average "
