@@ -17,7 +17,7 @@ MIN_TISSUE_SAMPLES = 3  # an R² over fewer samples of one tissue says nothing
 # The table's columns as the page shows them, in order (optional ones are skipped when absent).
 DISPLAY_COLUMNS = {
     "rank": "Rank", "symbol": "Symbol", "gene_id": "Ensembl ID", "r2": "R²", "r2_kernel": "R² kernel ridge",
-    "r2_beyond_tissue": "R² beyond tissue",
+    "r2_beyond_tissue": "R² beyond tissue", "significant_beyond_tissue": "Beyond tissue (FDR < 0.05)",
     "r2_tissue": "R² tissue only", "r2_within_tissue": "R² within tissue", "r": "r", "fdr": "FDR",
     "recovered": "Recovered", "r2_random": "R² random weights", "top_tissue": "Most expressed in",
 }
