@@ -157,6 +157,53 @@ def test_pca_scaling_and_ridge_see_training_rows_only(monkeypatch):
         assert any(rows.shape == t.shape and np.array_equal(rows, t) for t in train_y)
 
 
+def test_random_weights_kmeans_and_both_nulls_see_training_rows_only(monkeypatch):
+    """Leakage test, every path: the random-weights features, the k-means and tissue-mean baselines, the
+    shuffled null and the within-tissue nulls are each fitted on exactly one fold's training rows."""
+    x, y, subjects, tissues = _cohort(donors=8)
+    x_random = np.random.default_rng(9).normal(size=x.shape)
+    seen: list[tuple[str, np.ndarray]] = []
+    real_reducer, real_ridge = cv_module.fit_reducer, cv_module.fit_ridge_cv
+    real_kmeans, real_means = cv_module.kmeans_predict, cv_module.group_mean_predict
+
+    def spy_reducer(rows, k, seed=0):
+        seen.append(("reducer", np.asarray(rows)))
+        return real_reducer(rows, k, seed=seed)
+
+    def spy_ridge(z, targets, groups=None, **kwargs):
+        seen.append(("targets", np.asarray(targets)))
+        return real_ridge(z, targets, groups=groups, **kwargs)
+
+    def spy_kmeans(z_train, y_train, z_test, clusters, seed=0):
+        seen.append(("targets", np.asarray(y_train)))
+        return real_kmeans(z_train, y_train, z_test, clusters, seed)
+
+    def spy_means(y_train, train_groups, test_groups):
+        seen.append(("targets", np.asarray(y_train)))
+        return real_means(y_train, train_groups, test_groups)
+
+    monkeypatch.setattr(cv_module, "fit_reducer", spy_reducer)
+    monkeypatch.setattr(cv_module, "fit_ridge_cv", spy_ridge)
+    monkeypatch.setattr(cv_module, "kmeans_predict", spy_kmeans)
+    monkeypatch.setattr(cv_module, "group_mean_predict", spy_means)
+    params = RankParams(components=5, folds=4, repeats=1, clusters=2, beyond_permutations=3)
+    cross_validate(x, y, subjects, tissues, params, x_random=x_random, workers=1)
+    folds = donor_folds(subjects, 4, 1, 0)
+    shuffled = x[np.random.default_rng([params.seed, 99]).permutation(len(x))]
+    moved = [x[order] for order in cv_module.within_tissue_permutations(subjects, tissues, 3, params.seed)]
+    allowed_x = [m[f.train] for m in (x, x_random, shuffled, *moved) for f in folds]
+    allowed_y = [y[f.train].astype(np.float32) for f in folds]
+    reducers = [rows for kind, rows in seen if kind == "reducer"]
+    targets = [rows for kind, rows in seen if kind == "targets"]
+    # Per fold: the embedding's and random weights' reducers, one for the shuffled null and one per moved copy.
+    assert len(reducers) == len(folds) * (2 + 1 + 3)
+    for rows in reducers:
+        assert any(rows.shape == t.shape and np.array_equal(rows, t) for t in allowed_x)
+    for rows in targets:
+        assert any(rows.shape == t.shape and np.array_equal(rows, t) for t in allowed_y)
+    assert sum(rows.shape[0] == len(y) for rows in targets) == 0  # no fit ever sees every sample
+
+
 def test_metrics_match_scipy_and_fdr_matches_a_direct_bh():
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((30, 4)), rng.standard_normal((30, 4))
