@@ -126,29 +126,46 @@ def test_reducer_is_fitted_on_the_rows_it_is_given():
     assert abs(fit_reducer(x, 3).components[0] @ v) > 0.99
 
 
-def test_pca_scaling_and_ridge_see_training_rows_only(monkeypatch):
-    """Leakage test: every fitted step of every fold receives exactly the fold's training rows."""
-    x, y, subjects, tissues = _cohort(donors=8)
-    seen: list[tuple[str, np.ndarray]] = []
+def _spy_fits(monkeypatch) -> dict[str, list[np.ndarray]]:
+    """What each fitted step of cross_validate receives: the reducer's rows, and the training targets of the
+    ridge fits, the k-means baseline and the tissue-mean baseline, by step."""
+    seen: dict[str, list[np.ndarray]] = {"reducer": [], "ridge": [], "kmeans": [], "means": []}
     real_reducer, real_ridge = cv_module.fit_reducer, cv_module.fit_ridge_cv
+    real_kmeans, real_means = cv_module.kmeans_predict, cv_module.group_mean_predict
 
     def spy_reducer(rows, k, seed=0):
-        seen.append(("reducer", np.asarray(rows)))
+        seen["reducer"].append(np.asarray(rows))
         return real_reducer(rows, k, seed=seed)
 
     def spy_ridge(z, targets, groups=None, **kwargs):
-        seen.append(("ridge", np.asarray(targets)))
+        seen["ridge"].append(np.asarray(targets))
         return real_ridge(z, targets, groups=groups, **kwargs)
+
+    def spy_kmeans(z_train, y_train, z_test, clusters, seed=0):
+        seen["kmeans"].append(np.asarray(y_train))
+        return real_kmeans(z_train, y_train, z_test, clusters, seed)
+
+    def spy_means(y_train, train_groups, test_groups):
+        seen["means"].append(np.asarray(y_train))
+        return real_means(y_train, train_groups, test_groups)
 
     monkeypatch.setattr(cv_module, "fit_reducer", spy_reducer)
     monkeypatch.setattr(cv_module, "fit_ridge_cv", spy_ridge)
+    monkeypatch.setattr(cv_module, "kmeans_predict", spy_kmeans)
+    monkeypatch.setattr(cv_module, "group_mean_predict", spy_means)
+    return seen
+
+
+def test_pca_scaling_and_ridge_see_training_rows_only(monkeypatch):
+    """Leakage test: every fitted step of every fold receives exactly the fold's training rows."""
+    x, y, subjects, tissues = _cohort(donors=8)
+    seen = _spy_fits(monkeypatch)
     params = RankParams(components=5, folds=4, repeats=1, permutation_null=False)
     cross_validate(x, y, subjects, tissues, params)
     folds = donor_folds(subjects, 4, 1, 0)
     train_x = [x[f.train] for f in folds]
     train_y = [y[f.train].astype(np.float32) for f in folds]  # the pipeline's logTPM is float32
-    reducers = [rows for kind, rows in seen if kind == "reducer"]
-    ridges = [rows for kind, rows in seen if kind == "ridge"]
+    reducers, ridges = seen["reducer"], seen["ridge"]
     # One reducer per fold (shared by the embedding and embedding + tissue models), two ridge fits.
     assert len(reducers) == len(folds) and len(ridges) == 2 * len(folds)
     for rows in reducers:
@@ -162,30 +179,7 @@ def test_random_weights_kmeans_and_both_nulls_see_training_rows_only(monkeypatch
     shuffled null and the within-tissue nulls are each fitted on exactly one fold's training rows."""
     x, y, subjects, tissues = _cohort(donors=8)
     x_random = np.random.default_rng(9).normal(size=x.shape)
-    seen: list[tuple[str, np.ndarray]] = []
-    real_reducer, real_ridge = cv_module.fit_reducer, cv_module.fit_ridge_cv
-    real_kmeans, real_means = cv_module.kmeans_predict, cv_module.group_mean_predict
-
-    def spy_reducer(rows, k, seed=0):
-        seen.append(("reducer", np.asarray(rows)))
-        return real_reducer(rows, k, seed=seed)
-
-    def spy_ridge(z, targets, groups=None, **kwargs):
-        seen.append(("targets", np.asarray(targets)))
-        return real_ridge(z, targets, groups=groups, **kwargs)
-
-    def spy_kmeans(z_train, y_train, z_test, clusters, seed=0):
-        seen.append(("targets", np.asarray(y_train)))
-        return real_kmeans(z_train, y_train, z_test, clusters, seed)
-
-    def spy_means(y_train, train_groups, test_groups):
-        seen.append(("targets", np.asarray(y_train)))
-        return real_means(y_train, train_groups, test_groups)
-
-    monkeypatch.setattr(cv_module, "fit_reducer", spy_reducer)
-    monkeypatch.setattr(cv_module, "fit_ridge_cv", spy_ridge)
-    monkeypatch.setattr(cv_module, "kmeans_predict", spy_kmeans)
-    monkeypatch.setattr(cv_module, "group_mean_predict", spy_means)
+    seen = _spy_fits(monkeypatch)
     params = RankParams(components=5, folds=4, repeats=1, clusters=2, beyond_permutations=3)
     cross_validate(x, y, subjects, tissues, params, x_random=x_random, workers=1)
     folds = donor_folds(subjects, 4, 1, 0)
@@ -193,8 +187,8 @@ def test_random_weights_kmeans_and_both_nulls_see_training_rows_only(monkeypatch
     moved = [x[order] for order in cv_module.within_tissue_permutations(subjects, tissues, 3, params.seed)]
     allowed_x = [m[f.train] for m in (x, x_random, shuffled, *moved) for f in folds]
     allowed_y = [y[f.train].astype(np.float32) for f in folds]
-    reducers = [rows for kind, rows in seen if kind == "reducer"]
-    targets = [rows for kind, rows in seen if kind == "targets"]
+    reducers = seen["reducer"]
+    targets = seen["ridge"] + seen["kmeans"] + seen["means"]
     # Per fold: the embedding's and random weights' reducers, one for the shuffled null and one per moved copy.
     assert len(reducers) == len(folds) * (2 + 1 + 3)
     for rows in reducers:
